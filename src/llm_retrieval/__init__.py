@@ -1,0 +1,1 @@
+"""Specialized LLMs as dense retrievers: the logic behind the Snakemake study."""

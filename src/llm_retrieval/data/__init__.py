@@ -1,0 +1,1 @@
+"""Datasets in one canonical Parquet layout, whatever their source."""

@@ -1,0 +1,126 @@
+"""The study configuration, checked beyond what the JSON schema can say.
+
+The schema (workflow/schemas/config.schema.yaml) checks shapes and fills defaults;
+this module checks the cross-references (a setting naming an unknown backbone,
+a table naming an unknown setting, ...) and derives the job lists the DAG expands.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+SETTINGS = ("zeroshot", "supervised")
+LEXICAL = "lexical"  # the setting name BM25 runs are filed under
+BM25 = "bm25"        # the retriever name of the lexical baseline
+
+
+class ConfigError(ValueError):
+    """A config problem; the message names the offending key path."""
+
+
+@dataclass(frozen=True)
+class EvalUnit:
+    """One run to score: a retriever on one query set of one collection."""
+
+    setting: str
+    retriever: str
+    collection: str
+    query_set: str
+
+
+class Study:
+    def __init__(self, config: dict[str, Any]):
+        self.config = config
+        self.backbones: dict[str, dict] = config["backbones"]
+        self.collections: dict[str, dict] = config["collections"]
+        self.settings: dict[str, dict] = config.get("settings", {})
+        self._check_references()
+
+    def _check_references(self) -> None:
+        for name, setting in self.settings.items():
+            for backbone in setting["backbones"]:
+                if backbone not in self.backbones:
+                    raise ConfigError(
+                        f"settings.{name}.backbones: unknown backbone {backbone!r} "
+                        f"(known: {', '.join(self.backbones)})")
+            for collection in setting["collections"]:
+                if collection not in self.collections:
+                    raise ConfigError(
+                        f"settings.{name}.collections: unknown collection {collection!r} "
+                        f"(known: {', '.join(self.collections)})")
+        if "supervised" in self.settings and "training" not in self.config:
+            raise ConfigError("training: required when settings.supervised is present")
+        training = self.config.get("training")
+        if training:
+            data = training["data"]
+            if data["type"] == "bm25_mined":
+                for key in ("collection", "query_set"):
+                    if key not in data:
+                        raise ConfigError(f"training.data.{key}: required for type bm25_mined")
+                if data["collection"] not in self.collections:
+                    raise ConfigError(f"training.data.collection: unknown collection {data['collection']!r}")
+                if data["query_set"] not in self.collections[data["collection"]]["query_sets"]:
+                    raise ConfigError(f"training.data.query_set: collection {data['collection']!r} "
+                                      f"has no query set {data['query_set']!r}")
+            product = training["per_device_batch"] * training["gradient_accumulation"] * training["world_size"]
+            if product != training["global_batch"]:
+                raise ConfigError(
+                    f"training.global_batch: {training['global_batch']} != per_device_batch "
+                    f"{training['per_device_batch']} x gradient_accumulation {training['gradient_accumulation']} "
+                    f"x world_size {training['world_size']} = {product}")
+        for name, table in self.config.get("tables", {}).items():
+            if table["setting"] not in self.settings:
+                raise ConfigError(f"tables.{name}.setting: setting {table['setting']!r} is not configured")
+            if "columns" not in table and "measure" not in table:
+                raise ConfigError(f"tables.{name}: needs either 'measure' or 'columns'")
+
+    # --- what the DAG expands -------------------------------------------------
+
+    def backbones_of(self, setting: str) -> list[str]:
+        return list(self.settings[setting]["backbones"]) if setting in self.settings else []
+
+    def collections_of(self, setting: str) -> list[str]:
+        return list(self.settings[setting]["collections"]) if setting in self.settings else []
+
+    def used_collections(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for setting in self.settings.values():
+            seen.update(dict.fromkeys(setting["collections"]))
+        training = self.config.get("training")
+        if "supervised" in self.settings and training and training["data"]["type"] == "bm25_mined":
+            seen[training["data"]["collection"]] = None
+        return list(seen)
+
+    def used_backbones(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for setting in self.settings.values():
+            seen.update(dict.fromkeys(setting["backbones"]))
+        return list(seen)
+
+    def eval_query_sets(self, collection: str) -> list[str]:
+        return [qs for qs, spec in self.collections[collection]["query_sets"].items() if spec.get("evaluate", True)]
+
+    def eval_units(self) -> Iterator[EvalUnit]:
+        """Every run the study scores: BM25 on each used collection, each backbone per setting."""
+        evaluated = {c for s in self.settings.values() for c in s["collections"]}
+        for collection in self.used_collections():
+            if collection in evaluated:
+                for query_set in self.eval_query_sets(collection):
+                    yield EvalUnit(LEXICAL, BM25, collection, query_set)
+        for setting in SETTINGS:
+            for backbone in self.backbones_of(setting):
+                for collection in self.collections_of(setting):
+                    for query_set in self.eval_query_sets(collection):
+                        yield EvalUnit(setting, backbone, collection, query_set)
+
+    def collection(self, name: str) -> dict:
+        try:
+            return self.collections[name]
+        except KeyError:
+            raise ConfigError(f"collections: unknown collection {name!r}") from None
+
+    def backbone(self, name: str) -> dict:
+        try:
+            return self.backbones[name]
+        except KeyError:
+            raise ConfigError(f"backbones: unknown backbone {name!r} (known: {', '.join(self.backbones)})") from None
