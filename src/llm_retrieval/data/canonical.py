@@ -124,3 +124,13 @@ def _batches(items: Iterable, size: int) -> Iterator[list]:
             batch = []
     if batch:
         yield batch
+
+
+# Training groups, in the record format of Tevatron/msmarco-passage-aug.
+PASSAGE_STRUCT = pa.struct([("docid", pa.string()), ("title", pa.string()), ("text", pa.string())])
+TRAIN_GROUPS_SCHEMA = pa.schema([
+    ("query_id", pa.string()),
+    ("query", pa.string()),
+    ("positive_passages", pa.list_(PASSAGE_STRUCT)),
+    ("negative_passages", pa.list_(PASSAGE_STRUCT)),
+])
