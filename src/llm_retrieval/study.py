@@ -28,6 +28,10 @@ class EvalUnit:
     query_set: str
 
 
+def metrics_path(unit: EvalUnit, root: str = "results") -> str:
+    return f"{root}/metrics/{unit.setting}/{unit.retriever}/{unit.collection}/{unit.query_set}.json"
+
+
 class Study:
     def __init__(self, config: dict[str, Any]):
         self.config = config
@@ -71,6 +75,10 @@ class Study:
         for name, table in self.config.get("tables", {}).items():
             if table["setting"] not in self.settings:
                 raise ConfigError(f"tables.{name}.setting: setting {table['setting']!r} is not configured")
+            for collection in table.get("collections", []):
+                if collection not in self.collections_of(table["setting"]):
+                    raise ConfigError(f"tables.{name}.collections: {collection!r} is not among "
+                                      f"settings.{table['setting']}.collections")
             if "columns" not in table and "measure" not in table:
                 raise ConfigError(f"tables.{name}: needs either 'measure' or 'columns'")
 

@@ -68,16 +68,11 @@ def write_qrels(path: str | Path, qrels: Iterable[Mapping]) -> int:
 
 
 def read_table(path: str | Path, schema: pa.Schema) -> pa.Table:
-    path = Path(path)
-    if not path.exists():
-        raise DataError(path, "file not found")
+    check_schema(path, schema)
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as err:
         raise DataError(path, f"not a readable Parquet file ({err})") from err
-    missing = [name for name in schema.names if name not in table.column_names]
-    if missing:
-        raise DataError(path, f"missing column(s) {missing}; expected {schema.names}")
     return table.select(schema.names)
 
 
@@ -101,7 +96,8 @@ def read_qrels(path: str | Path, query_set: str) -> dict[str, dict[str, int]]:
     return dict(qrels)
 
 
-def iter_corpus_batches(path: str | Path, batch_size: int = 10_000) -> Iterator[pa.RecordBatch]:
+def check_schema(path: str | Path, schema: pa.Schema) -> None:
+    """Fail with a named error unless ``path`` is a Parquet file with ``schema``'s columns (reads no data)."""
     path = Path(path)
     if not path.exists():
         raise DataError(path, "file not found")
@@ -109,9 +105,13 @@ def iter_corpus_batches(path: str | Path, batch_size: int = 10_000) -> Iterator[
         names = pq.read_schema(path).names
     except (pa.ArrowException, OSError) as err:
         raise DataError(path, f"not a readable Parquet file ({err})") from err
-    missing = [name for name in CORPUS_SCHEMA.names if name not in names]
+    missing = [name for name in schema.names if name not in names]
     if missing:
-        raise DataError(path, f"missing column(s) {missing}; expected {CORPUS_SCHEMA.names}")
+        raise DataError(path, f"missing column(s) {missing}; expected {schema.names}")
+
+
+def iter_corpus_batches(path: str | Path, batch_size: int = 10_000) -> Iterator[pa.RecordBatch]:
+    check_schema(path, CORPUS_SCHEMA)
     yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=CORPUS_SCHEMA.names)
 
 

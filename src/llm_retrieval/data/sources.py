@@ -28,3 +28,12 @@ def prepare_collection(source: dict, query_sets: list[str], out_dir: Path, work_
     if kind not in PREPARERS:
         raise DataError(out_dir, f"unknown source type {kind!r} (known: {', '.join(sorted(PREPARERS))})")
     return PREPARERS[kind](source, query_sets, Path(out_dir), Path(work_dir))
+
+
+# Each source module registers itself with @preparer on import. Imported last (as
+# modules, not names) so the registry exists first and importing a source module
+# directly works too.
+from . import beir, coir, msmarco  # noqa: E402,F401
+from .tevatron import prepare_training_groups  # noqa: E402,F401
+from .validate import finish_collection, staged_collection  # noqa: E402,F401
+from . import demo  # noqa: E402,F401  (the offline demo's sources)

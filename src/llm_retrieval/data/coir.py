@@ -1,0 +1,166 @@
+"""CoIR code retrieval, from the CoIR benchmark's Hugging Face datasets.
+
+We follow the **coir-eval** layout (the CoIR authors' own evaluation package, the
+reference for the paper): for a task ``T``
+
+- ``CoIR-Retrieval/T-queries-corpus``, splits ``corpus`` and ``queries`` (``_id, title, text``),
+- ``CoIR-Retrieval/T-qrels``, split ``test`` (``query_id, corpus_id, score``).
+
+As in coir-eval a query set's queries are those its qrels name. Titles are kept in
+corpus.parquet; coir-eval encodes the text without the title, which the collection's
+``use_title: false`` selects. (MTEB's ``CoIR-Retrieval/T`` layout with configs
+corpus/queries/default encodes with the title and scores differ; it is not used.)
+
+CodeSearchNet and CodeSearchNet-CCR are one task per language in coir-eval
+(``CodeSearchNet-<lang>``, ``CodeSearchNet-ccr-<lang>``), scored separately and
+averaged. ``source.language`` picks one language (faithful to coir-eval); without it
+the six are merged into one collection with ids prefixed ``<lang>/``, a single
+~1M-document search that is *not* what coir-eval scores (the manifest notes this).
+
+Source keys: ``name`` (below), ``language``, ``revision`` (all repos) or
+``revisions: {<repo id>: sha}``, ``hub_root`` (default ``CoIR-Retrieval``; a local
+folder holding ``<task>-queries-corpus/`` and ``<task>-qrels/`` dataset folders is read
+through the same ``datasets.load_dataset`` path, for offline tests and mirrors),
+``cache_dir`` (default ``<work_dir>/hf_datasets``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+from tqdm import tqdm
+
+from .canonical import CORPUS_FILE, QRELS_FILE, QUERIES_FILE, DataError, write_corpus, write_qrels, write_queries
+from .download import SHA
+from .sources import preparer
+from .validate import finish_collection, staged_collection
+
+HUB_ROOT = "CoIR-Retrieval"
+LANGUAGES = ("go", "java", "javascript", "ruby", "python", "php")
+# Config name -> coir-eval task name(s) (the Hugging Face ids are <hub_root>/<task>-queries-corpus / -qrels).
+COIR_TASKS: dict[str, dict[str, str]] = {
+    "apps": {"": "apps"},
+    "cosqa": {"": "cosqa"},
+    "synthetic-text2sql": {"": "synthetic-text2sql"},
+    "codesearchnet": {lang: f"CodeSearchNet-{lang}" for lang in LANGUAGES},
+    "codetrans-contest": {"": "codetrans-contest"},
+    "codetrans-dl": {"": "codetrans-dl"},
+    "codesearchnet-ccr": {lang: f"CodeSearchNet-ccr-{lang}" for lang in LANGUAGES},
+    "stackoverflow-qa": {"": "stackoverflow-qa"},
+    "codefeedback-mt": {"": "codefeedback-mt"},
+    "codefeedback-st": {"": "codefeedback-st"},
+}
+BATCH = 10_000
+
+
+
+def coir_tasks(source: dict) -> dict[str, str]:
+    """``{id prefix: coir-eval task}`` for the source (prefix '' when ids stay as they are)."""
+    name = source.get("name")
+    if name not in COIR_TASKS:
+        raise DataError("source.name", f"unknown CoIR dataset {name!r} (known: {', '.join(COIR_TASKS)})")
+    tasks = COIR_TASKS[name]
+    language = source.get("language")
+    if language is not None:
+        if language not in tasks:
+            raise DataError("source.language", f"{name!r} has no language {language!r} (known: {', '.join(t for t in tasks if t)})")
+        return {"": tasks[language]}
+    if len(tasks) == 1:
+        return tasks
+    return {f"{lang}/": task for lang, task in tasks.items()}
+
+
+class HubReader:
+    """``datasets.load_dataset`` on ``<hub_root>/<repo>``, with pinned revisions recorded."""
+
+    def __init__(self, source: dict, work_dir: Path):
+        self.root = str(source.get("hub_root", HUB_ROOT))
+        self.local = Path(self.root).is_dir()
+        self.revision = source.get("revision", "main")
+        self.revisions = source.get("revisions", {})
+        self.cache_dir = str(source.get("cache_dir", Path(work_dir) / "hf_datasets"))
+        self.used: dict[str, str] = {}
+
+    def load(self, repo: str):
+        import datasets  # heavy import, only when a Hugging Face source is prepared
+
+        path = f"{self.root}/{repo}"
+        if self.local:
+            if not Path(path).is_dir():
+                raise DataError(path, "dataset folder not found under the local hub_root")
+            self.used[path] = "local"
+            return datasets.load_dataset(path, cache_dir=self.cache_dir)
+        revision = self.revisions.get(path, self.revision)
+        self.used[path] = revision
+        try:
+            return datasets.load_dataset(path, revision=revision, cache_dir=self.cache_dir)
+        except Exception as err:  # network, missing repo or revision: say which dataset
+            raise DataError(path, f"could not load revision {revision!r}: {err}") from err
+
+    def notes(self) -> list[str]:
+        return [f"{repo} read at unpinned revision {rev!r}; pin a commit sha in the source for reproducibility"
+                for repo, rev in self.used.items() if rev != "local" and not SHA.match(rev)]
+
+
+def _split(dataset_dict, split: str, repo: str):
+    if split not in dataset_dict:
+        raise DataError(repo, f"no split {split!r} (has {', '.join(dataset_dict)})")
+    return dataset_dict[split]
+
+
+def _columns(ds, needed: tuple[str, ...], repo: str, split: str) -> None:
+    missing = [c for c in needed if c not in ds.column_names]
+    if missing:
+        raise DataError(f"{repo}[{split}]", f"missing column(s) {missing}; has {ds.column_names}")
+
+
+def _iter_rows(ds, columns: list[str]) -> Iterator[dict]:
+    for batch in ds.select_columns(columns).iter(batch_size=BATCH):
+        yield from (dict(zip(batch, values)) for values in zip(*batch.values()))
+
+
+@preparer("coir")
+def prepare_coir(source: dict, query_sets: list[str], out_dir: Path, work_dir: Path) -> dict:
+    tasks = coir_tasks(source)
+    hub = HubReader(source, work_dir)
+    qrels, queries, corpora = [], [], []
+    for prefix, task in tasks.items():
+        qrels_repo, qc_repo = f"{task}-qrels", f"{task}-queries-corpus"
+        qrels_dd, qc = hub.load(qrels_repo), hub.load(qc_repo)
+        task_qrels = []
+        for qset in query_sets:
+            split = _split(qrels_dd, qset, qrels_repo)
+            _columns(split, ("query_id", "corpus_id", "score"), qrels_repo, qset)
+            task_qrels += [{"query_set": qset, "query_id": prefix + str(r["query_id"]),
+                            "doc_id": prefix + str(r["corpus_id"]), "relevance": int(r["score"])}
+                           for r in _iter_rows(split, ["query_id", "corpus_id", "score"])]
+        wanted: dict[str, set] = {}
+        for row in task_qrels:
+            wanted.setdefault(row["query_id"], set()).add(row["query_set"])
+        qsplit = _split(qc, "queries", qc_repo)
+        _columns(qsplit, ("_id", "text"), qc_repo, "queries")
+        for row in _iter_rows(qsplit, ["_id", "text"]):
+            qid = prefix + str(row["_id"])
+            queries += [{"query_set": s, "id": qid, "text": row["text"] or ""} for s in sorted(wanted.get(qid, ()))]
+        csplit = _split(qc, "corpus", qc_repo)
+        _columns(csplit, ("_id", "text"), qc_repo, "corpus")
+        corpora.append((prefix, csplit, task))
+        qrels += task_qrels
+
+    def docs() -> Iterator[dict]:
+        for prefix, split, task in corpora:
+            cols = ["_id", "title", "text"] if "title" in split.column_names else ["_id", "text"]
+            for row in tqdm(_iter_rows(split, cols), total=len(split), desc=f"corpus {task}", unit="doc"):
+                yield {"id": prefix + str(row["_id"]), "title": row.get("title") or "", "text": row["text"] or ""}
+
+    with staged_collection(out_dir) as stage:
+        n_docs = write_corpus(stage / CORPUS_FILE, docs(), batch_size=BATCH)
+        write_queries(stage / QUERIES_FILE, queries)
+        write_qrels(stage / QRELS_FILE, qrels)
+        notes = hub.notes()
+        if len(tasks) > 1:
+            notes.append(f"{len(tasks)} per-language coir-eval tasks merged into one collection (ids prefixed "
+                         "'<lang>/'); coir-eval scores each language separately and averages")
+        provenance = {"type": "coir", "name": source["name"], "layout": "coir-eval", "tasks": list(tasks.values()),
+                      "datasets": hub.used, "documents_read": n_docs, "warnings": notes}
+        return finish_collection(stage, provenance, query_sets)

@@ -1,0 +1,164 @@
+"""Offline demo data, built from what is on this machine.
+
+- a real code-search dataset from the running interpreter's standard library: every
+  function or method with a docstring of at least 4 words becomes a pair (query = the
+  docstring's first sentence, document = the function's source without its docstring),
+  split deterministically into train / test, usable in both CoIR directions;
+- a small generated text-retrieval dataset, written in BEIR layout and read back
+  through the same BEIR reader as the real BEIR sets.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import random
+import re
+import sysconfig
+import textwrap
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+
+from ..atomic import atomic_path, write_parquet
+from .canonical import (CORPUS_FILE, QRELS_FILE, QUERIES_FILE, DataError, read_table, write_corpus, write_qrels,
+                        write_queries)
+from .sources import preparer
+from .validate import finish_collection, staged_collection
+
+PAIRS_SCHEMA = pa.schema([("id", pa.string()), ("module", pa.string()), ("qualname", pa.string()),
+                          ("docstring", pa.string()), ("query", pa.string()), ("code", pa.string()),
+                          ("split", pa.string())])
+SKIPPED_PACKAGES = {"site-packages", "test", "idlelib", "lib2to3", "tests"}  # test suites, not library code
+MIN_DOC_WORDS = 4
+DIRECTIONS = ("text-to-code", "code-to-text")
+
+
+def first_sentence(docstring: str) -> str:
+    paragraph = re.split(r"\n\s*\n", docstring.strip(), maxsplit=1)[0]
+    paragraph = " ".join(paragraph.split())
+    match = re.match(r"(.+?[.!?])(\s|$)", paragraph)
+    return match.group(1) if match else paragraph
+
+
+def split_of(pair_id: str, test_percent: int = 20) -> str:
+    """Deterministic across machines and Python versions (unlike hash())."""
+    return "test" if int(hashlib.md5(pair_id.encode()).hexdigest(), 16) % 100 < test_percent else "train"
+
+
+def _functions(tree: ast.AST, prefix: str = "") -> Iterator[tuple[str, ast.AST]]:
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield f"{prefix}{node.name}", node
+            yield from _functions(node, f"{prefix}{node.name}.<locals>.")
+        elif isinstance(node, ast.ClassDef):
+            yield from _functions(node, f"{prefix}{node.name}.")
+        else:
+            yield from _functions(node, prefix)
+
+
+def code_without_docstring(source_lines: list[str], node: ast.AST) -> str:
+    doc = node.body[0]
+    start = (node.decorator_list[0].lineno if node.decorator_list else node.lineno) - 1
+    kept = source_lines[start:doc.lineno - 1] + source_lines[doc.end_lineno:node.end_lineno]
+    return textwrap.dedent("".join(kept)).strip("\n")
+
+
+def stdlib_pairs(root: str | Path | None = None) -> Iterator[dict]:
+    root = Path(root or sysconfig.get_paths()["stdlib"])
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if SKIPPED_PACKAGES & set(rel.parts):
+            continue
+        try:
+            source = path.read_text(encoding="utf-8")
+            tree = ast.parse(source)
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue  # a handful of stdlib files are deliberately not valid Python 3
+        module = ".".join(rel.with_suffix("").parts)
+        lines = source.splitlines(keepends=True)
+        for qualname, node in _functions(tree):
+            docstring = ast.get_docstring(node)
+            if not docstring or len(docstring.split()) < MIN_DOC_WORDS or len(node.body) < 2:
+                continue  # no docstring to query with, or no code left to find
+            pair_id = f"{module}:{qualname}:{node.lineno}"
+            yield {"id": pair_id, "module": module, "qualname": qualname, "docstring": docstring,
+                   "query": first_sentence(docstring), "code": code_without_docstring(lines, node),
+                   "split": split_of(pair_id)}
+
+
+def build_stdlib_pairs(out_path: str | Path) -> dict:
+    rows = list(stdlib_pairs())
+    write_parquet(out_path, pa.Table.from_pylist(rows, schema=PAIRS_SCHEMA))
+    splits = {s: sum(1 for r in rows if r["split"] == s) for s in ("train", "test")}
+    return {"pairs": len(rows), **splits, "stdlib": sysconfig.get_paths()["stdlib"]}
+
+
+@preparer("stdlib_codesearch")
+def prepare_stdlib_codesearch(source: dict, query_sets: list[str], out_dir: Path, work_dir: Path) -> dict:
+    """Text-to-code: docstring sentence → function; code-to-text: function → sentence (CoIR's two directions)."""
+    direction = source.get("direction")
+    if direction not in DIRECTIONS:
+        raise DataError(out_dir, f"source.direction must be one of {DIRECTIONS}, got {direction!r}")
+    pairs = read_table(source["pairs"], PAIRS_SCHEMA).to_pylist()
+    query_field, doc_field = ("query", "code") if direction == "text-to-code" else ("code", "query")
+    chosen = [p for p in pairs if p["split"] in query_sets]
+    with staged_collection(out_dir) as stage:
+        write_corpus(stage / CORPUS_FILE, ({"id": f"d-{p['id']}", "title": "", "text": p[doc_field]} for p in pairs))
+        write_queries(stage / QUERIES_FILE,
+                      ({"query_set": p["split"], "id": f"q-{p['id']}", "text": p[query_field]} for p in chosen))
+        write_qrels(stage / QRELS_FILE, ({"query_set": p["split"], "query_id": f"q-{p['id']}",
+                                          "doc_id": f"d-{p['id']}", "relevance": 1} for p in chosen))
+        return finish_collection(stage, {"type": "stdlib_codesearch", "direction": direction,
+                                         "pairs_file": str(source["pairs"])}, query_sets)
+
+
+# --- generated text retrieval, BEIR layout ---------------------------------------------
+
+def _vocabulary(rng: random.Random, size: int) -> list[str]:
+    syllables = ["ka", "lo", "mi", "ra", "te", "su", "no", "ve", "di", "pa", "zo", "fi", "gu", "he", "ju", "bre"]
+    words = set()
+    while len(words) < size:
+        words.add("".join(rng.choice(syllables) for _ in range(rng.randint(2, 4))))
+    return sorted(words)
+
+
+def build_synthetic_beir(out_dir: str | Path, num_topics: int = 60, docs_per_topic: int = 20,
+                         queries_per_topic: int = 3, seed: int = 13) -> dict:
+    """A topical corpus: each topic has its own words; a query takes words of one document
+    in its topic, which is graded 2, the topic's other documents that share a query word 1.
+    A few documents reuse a query's id, to exercise BEIR's self-hit rule."""
+    rng = random.Random(seed)
+    vocab = _vocabulary(rng, num_topics * 12 + 200)
+    common, topic_words = vocab[:200], [vocab[200 + 12 * t: 212 + 12 * t] for t in range(num_topics)]
+    corpus, queries, qrels = [], [], []
+    for topic in range(num_topics):
+        docs = []
+        for d in range(docs_per_topic):
+            words = rng.sample(topic_words[topic], 5) + rng.sample(common, 25)
+            rng.shuffle(words)
+            docs.append({"_id": f"t{topic}-d{d}", "title": " ".join(words[:3]), "text": " ".join(words[3:])})
+        for q in range(queries_per_topic):
+            target = docs[rng.randrange(len(docs))]
+            target_words = set((target["title"] + " " + target["text"]).split()) & set(topic_words[topic])
+            terms = rng.sample(sorted(target_words), 3)
+            qid = f"t{topic}-q{q}"
+            queries.append({"_id": qid, "text": " ".join(terms + rng.sample(common, 2))})
+            for doc in docs:
+                shared = set(terms) & set((doc["title"] + " " + doc["text"]).split())
+                if doc is target:
+                    qrels.append((qid, doc["_id"], 2))
+                elif len(shared) >= 2:
+                    qrels.append((qid, doc["_id"], 1))
+            if q == 0 and topic % 10 == 0:
+                corpus.append({"_id": qid, "title": "", "text": queries[-1]["text"]})  # the self-hit
+        corpus.extend(docs)
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        for name, rows in (("corpus.jsonl", corpus), ("queries.jsonl", queries)):
+            (tmp / name).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        (tmp / "qrels").mkdir()
+        (tmp / "qrels" / "test.tsv").write_text(
+            "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in qrels), encoding="utf-8")
+    return {"documents": len(corpus), "queries": len(queries), "qrels": len(qrels)}

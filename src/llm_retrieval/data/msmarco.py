@@ -1,0 +1,128 @@
+"""MS MARCO passage: one 8.8M-passage corpus, query sets ``dev``, ``dl19``, ``dl20``.
+
+- corpus: ``Tevatron/msmarco-passage-corpus`` ``corpus.jsonl.gz`` (``docid, title, text``)
+- dev: ``Tevatron/msmarco-passage`` ``dev.jsonl.gz`` (6,980 queries); qrels = each
+  record's ``positive_passages`` (relevance 1; 7,437 rows)
+- dl19 / dl20: queries from ``dl19.jsonl.gz`` / ``dl20.jsonl.gz`` of the same repo, graded
+  qrels from the TREC files as Anserini ships them (``qrels.dl19-passage.txt``,
+  ``qrels.dl20-passage.txt``: ``qid Q0 docid label``); only judged topics are kept
+  (43 / 54).
+
+The Tevatron repos carry a loader script that ``datasets`` 4+ refuses to run, so the
+``.jsonl.gz`` files are read with the ``json`` builder straight from
+``hf://datasets/<repo>@<revision>/<file>``. ``source.data_root`` replaces that prefix
+with a local folder (``<data_root>/<repo>/<file>``) for offline tests and mirrors.
+
+Source keys (all optional): ``corpus_repo``, ``queries_repo``, ``revision`` or
+``revisions: {corpus: sha, queries: sha}``, ``files: {corpus, dev, dl19, dl20}``,
+``dl_qrels: {dl19: url-or-path, dl20: ...}``, ``dl_qrels_md5: {dl19: md5, ...}``,
+``data_root``, ``cache_dir``.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterator
+
+from tqdm import tqdm
+
+from .canonical import CORPUS_FILE, QRELS_FILE, QUERIES_FILE, DataError, write_corpus, write_qrels, write_queries
+from .download import JsonFiles, fetch, pinned_checksum
+from .sources import preparer
+from .validate import finish_collection, staged_collection
+
+CORPUS_REPO = "Tevatron/msmarco-passage-corpus"
+QUERIES_REPO = "Tevatron/msmarco-passage"
+FILES = {"corpus": "corpus.jsonl.gz", "dev": "dev.jsonl.gz", "dl19": "dl19.jsonl.gz", "dl20": "dl20.jsonl.gz"}
+ANSERINI_QRELS = "https://raw.githubusercontent.com/castorini/anserini-tools/master/topics-and-qrels"
+DL_QRELS = {"dl19": f"{ANSERINI_QRELS}/qrels.dl19-passage.txt", "dl20": f"{ANSERINI_QRELS}/qrels.dl20-passage.txt"}
+QUERY_SETS = ("dev", "dl19", "dl20")
+BATCH = 10_000
+
+
+def _check_columns(ds, needed: tuple[str, ...], where: str) -> None:
+    missing = [c for c in needed if c not in ds.column_names]
+    if missing:
+        raise DataError(where, f"missing column(s) {missing}; has {ds.column_names}")
+
+
+def _iter_rows(ds, columns: list[str]) -> Iterator[dict]:
+    for batch in ds.select_columns(columns).iter(batch_size=BATCH):
+        yield from (dict(zip(batch, values)) for values in zip(*batch.values()))
+
+
+def read_trec_qrels(path: Path) -> list[tuple[str, str, int]]:
+    """``qid Q0 docid label`` (whitespace-separated) rows."""
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 4:
+                raise DataError(path, f"line {lineno}: expected 'qid Q0 docid label', got {line.strip()!r}")
+            try:
+                rows.append((fields[0], fields[2], int(fields[3])))
+            except ValueError as err:
+                raise DataError(path, f"line {lineno}: label {fields[3]!r} is not an integer") from err
+    if not rows:
+        raise DataError(path, "empty qrels file")
+    return rows
+
+
+def fetch_dl_qrels(source: dict, name: str, work_dir: Path, notes: list[str]) -> tuple[Path, dict]:
+    where = source.get("dl_qrels", {}).get(name, DL_QRELS[name])
+    if not re.match(r"^https?://", str(where)):
+        path = Path(where)
+        if not path.exists():
+            raise DataError(path, f"{name} qrels file not found")
+        return path, {"path": str(path)}
+    md5 = source.get("dl_qrels_md5", {}).get(name) or pinned_checksum("trec_dl", name)
+    if not md5:
+        notes.append(f"{name} qrels {where} have no pinned md5; recorded the sha256 of what was fetched")
+    dest = Path(work_dir) / "msmarco" / Path(str(where)).name
+    return dest, fetch(str(where), dest, md5, progress=False)
+
+
+@preparer("msmarco")
+def prepare_msmarco(source: dict, query_sets: list[str], out_dir: Path, work_dir: Path) -> dict:
+    unknown = [q for q in query_sets if q not in QUERY_SETS]
+    if unknown:
+        raise DataError("source", f"unknown MS MARCO query set(s) {unknown} (known: {', '.join(QUERY_SETS)})")
+    files = {**FILES, **source.get("files", {})}
+    corpus_repo, queries_repo = source.get("corpus_repo", CORPUS_REPO), source.get("queries_repo", QUERIES_REPO)
+    reader, notes = JsonFiles(source, work_dir), []
+    queries, qrels, qrels_provenance = [], [], {}
+    for qset in query_sets:
+        ds = reader.load("queries", queries_repo, files[qset])
+        where = f"{queries_repo}/{files[qset]}"
+        if qset == "dev":
+            _check_columns(ds, ("query_id", "query", "positive_passages"), where)
+            for row in _iter_rows(ds, ["query_id", "query", "positive_passages"]):
+                queries.append({"query_set": qset, "id": str(row["query_id"]), "text": row["query"]})
+                qrels += [{"query_set": qset, "query_id": str(row["query_id"]), "doc_id": str(p["docid"]),
+                           "relevance": 1} for p in row["positive_passages"] or []]
+            continue
+        _check_columns(ds, ("query_id", "query"), where)
+        path, qrels_provenance[qset] = fetch_dl_qrels(source, qset, work_dir, notes)
+        judged = read_trec_qrels(path)
+        topics = {q for q, _, _ in judged}
+        qrels += [{"query_set": qset, "query_id": q, "doc_id": d, "relevance": r} for q, d, r in judged]
+        kept = [r for r in _iter_rows(ds, ["query_id", "query"]) if str(r["query_id"]) in topics]
+        queries += [{"query_set": qset, "id": str(r["query_id"]), "text": r["query"]} for r in kept]
+
+    corpus = reader.load("corpus", corpus_repo, files["corpus"])
+    _check_columns(corpus, ("docid", "text"), f"{corpus_repo}/{files['corpus']}")
+    cols = ["docid", "title", "text"] if "title" in corpus.column_names else ["docid", "text"]
+
+    def docs() -> Iterator[dict]:
+        for row in tqdm(_iter_rows(corpus, cols), total=len(corpus), desc="corpus msmarco", unit="doc"):
+            yield {"id": str(row["docid"]), "title": row.get("title") or "", "text": row["text"] or ""}
+
+    with staged_collection(out_dir) as stage:
+        n_docs = write_corpus(stage / CORPUS_FILE, docs(), batch_size=BATCH)
+        write_queries(stage / QUERIES_FILE, queries)
+        write_qrels(stage / QRELS_FILE, qrels)
+        provenance = {"type": "msmarco", "datasets": reader.used, "dl_qrels": qrels_provenance,
+                      "documents_read": n_docs, "warnings": notes + reader.notes()}
+        return finish_collection(stage, provenance, query_sets)

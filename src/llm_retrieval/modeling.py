@@ -1,0 +1,62 @@
+"""Loading backbones and pooling their hidden states: one path for 7B hub models and tiny demo ones."""
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+ARCHITECTURES = ("qwen2", "qwen2_5_vl")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+log = logging.getLogger(__name__)
+
+
+def load_tokenizer(path: str, revision: str | None = None) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+    # Right padding: with causal attention the last real token never sees the pads,
+    # so pooling by the mask gives the same vector as an unpadded forward pass.
+    tokenizer.padding_side = "right"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def attention_implementation(device: str | torch.device) -> str:
+    if torch.device(device).type == "cuda":
+        try:
+            import flash_attn  # noqa: F401
+            return "flash_attention_2"
+        except ImportError:
+            log.warning("flash-attn not installed; using PyTorch SDPA attention")
+    return "sdpa"
+
+
+def load_text_model(path: str, architecture: str, dtype: str = "float32", device: str = "cpu",
+                    revision: str | None = None, adapter_dir: str | None = None) -> nn.Module:
+    """The backbone's transformer without LM head (plus a trained LoRA adapter if given).
+
+    For Qwen2.5-VL, the language model alone: text-only input never reaches the vision
+    tower, and its multimodal rotary positions reduce to ordinary 1-D positions, so the
+    language model is the whole text path; the vision weights are dropped to save memory.
+    """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})")
+    model = AutoModel.from_pretrained(path, revision=revision, dtype=DTYPES[dtype],
+                                      attn_implementation=attention_implementation(device))
+    if architecture == "qwen2_5_vl":
+        model = model.language_model
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        # Merged once at load time: encoding then runs at the speed of the plain backbone.
+        model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    return model.to(device).eval()
+
+
+def last_token_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Hidden state of each sequence's last real token (right or left padding)."""
+    if bool(attention_mask[:, -1].all()):
+        return hidden[:, -1]
+    last = attention_mask.sum(dim=1) - 1
+    return hidden[torch.arange(hidden.size(0), device=hidden.device), last]

@@ -1,0 +1,9 @@
+"""Supervised setting (RepLLaMA recipe): LoRA retrievers trained with InfoNCE under DeepSpeed ZeRO-3.
+
+- :mod:`.mine` BM25 hard negatives for the offline demo (the paper uses Tevatron's groups)
+- :mod:`.dataset` deterministic groups and batches from the training-groups Parquet
+- :mod:`.loss` InfoNCE with embeddings gathered across ranks
+- :mod:`.model` the LoRA retriever being trained, and :func:`load_retriever` for encoding
+- :mod:`.checkpoint` atomic, resumable checkpoints
+- :mod:`.driver` one rank's training loop, and the launcher that starts the ranks
+"""

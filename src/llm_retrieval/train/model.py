@@ -1,0 +1,102 @@
+"""The retriever being trained (backbone + LoRA, EOS pooling) and the one that encodes afterwards."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.canonical import DataError
+from ..modeling import last_token_pool, load_text_model
+from ..prompts import PrefixEosFormatter, document_text
+
+ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.json"
+
+
+class Batcher:
+    """Token ids for queries (``Query: text<eos>``) and passages (``Passage: title text<eos>``).
+
+    The formatter is the one the encoder uses for the supervised setting, so training
+    and encoding see identical inputs. ``max_length`` bounds the whole sequence: the
+    text is cut, never the prefix or the EOS that is pooled.
+    """
+
+    def __init__(self, tokenizer, max_length: dict[str, int]):
+        self.tokenizer, self.formatter = tokenizer, PrefixEosFormatter(tokenizer)
+        self.text_budget = {}
+        for kind, total in max_length.items():
+            prefix, suffix = self.formatter.pieces[kind]
+            self.text_budget[kind] = total - len(prefix) - len(suffix)
+            if self.text_budget[kind] < 1:
+                raise ValueError(f"training.max_length.{kind}={total} leaves no room for text after the prefix and EOS")
+
+    def tensors(self, kind: str, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = self.formatter.token_ids(kind, texts, self.text_budget[kind])
+        width, pad = max(map(len, ids)), self.tokenizer.pad_token_id
+        # Right padding: under causal attention the EOS never sees the pads.
+        input_ids = torch.tensor([seq + [pad] * (width - len(seq)) for seq in ids])
+        mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in ids])
+        return input_ids, mask
+
+    def passage_texts(self, passages) -> list[str]:
+        return [document_text(p.title, p.text, True) for p in passages]
+
+
+class Retriever(nn.Module):
+    """Unit-length EOS embeddings of queries and passages from one (LoRA-wrapped) backbone."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return F.normalize(last_token_pool(hidden, attention_mask).float(), dim=-1)
+
+    def forward(self, q_ids, q_mask, p_ids, p_mask) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.embed(q_ids, q_mask), self.embed(p_ids, p_mask)
+
+
+def trainable_retriever(backbone_path: str, architecture: str, lora: dict, dtype: str = "float32",
+                        gradient_checkpointing: bool = False) -> Retriever:
+    """Backbone (on CPU; DeepSpeed places and partitions it) with fresh LoRA adapters."""
+    from peft import LoraConfig, get_peft_model
+
+    backbone = load_text_model(backbone_path, architecture, dtype, "cpu").train()
+    if gradient_checkpointing:
+        # Non-reentrant checkpointing needs no input grads, which the frozen embeddings lack.
+        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    config = LoraConfig(r=lora["rank"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                        target_modules=list(lora["target_modules"]), bias="none")
+    return Retriever(get_peft_model(backbone, config))
+
+
+def check_adapter(adapter_dir: str | Path) -> None:
+    for name in (ADAPTER_WEIGHTS, ADAPTER_CONFIG):
+        if not (Path(adapter_dir) / name).is_file():
+            raise DataError(adapter_dir, f"not a trained adapter folder: {name} is missing")
+
+
+def load_retriever(backbone_path: str, architecture: str, adapter_dir: str | Path, dtype: str = "float32",
+                   device: str = "cpu", revision: str | None = None) -> nn.Module:
+    """The backbone with the trained adapter merged in, ready to encode (eval mode).
+
+    Feed it :class:`Batcher` tensors (or the encoder's ``PrefixEosFormatter`` ids) and pool
+    with ``last_token_pool``; :func:`encode_texts` does both.
+    """
+    check_adapter(adapter_dir)
+    return load_text_model(backbone_path, architecture, dtype, device, revision, str(adapter_dir))
+
+
+@torch.inference_mode()
+def encode_texts(model: nn.Module, batcher: Batcher, kind: str, texts: Sequence[str], batch_size: int = 32,
+                 device: str = "cpu") -> torch.Tensor:
+    """Unit-length embeddings [N, d] (float32, on CPU) of ``texts`` formatted for the supervised setting."""
+    out = []
+    for start in range(0, len(texts), batch_size):
+        ids, mask = batcher.tensors(kind, texts[start:start + batch_size])
+        hidden = model(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+        out.append(F.normalize(last_token_pool(hidden, mask.to(device)).float(), dim=-1).cpu())
+    return torch.cat(out)

@@ -1,0 +1,108 @@
+"""workflow/rules/resources.smk: what each kind of job asks Slurm for.
+
+No cluster needed: the file is plain Python, executed with a config dict.
+"""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load(config):
+    namespace = {"config": config}
+    exec(compile((REPO / "workflow/rules/resources.smk").read_text(), "resources.smk", "exec"), namespace)
+    return namespace
+
+
+def evaluate(resources, attempt=1):
+    """Resolve the callables the way Snakemake does (wildcards, attempt)."""
+    return {k: (v(None, attempt) if callable(v) else v) for k, v in resources.items()}
+
+
+CLUSTER = {
+    "account": "proj42",
+    "partitions": {"cpu": "cpu-long", "gpu": "gpu-h100"},
+    "gpu_model": "h100",
+    "gpus_per_node": 8,
+    "cpus_per_gpu": 12,
+    "mem_mb_per_gpu": 100000,
+}
+
+
+def test_cpu_kinds_stay_on_the_cpu_partition():
+    ns = load({"slurm": CLUSTER})
+    for kind in ("data", "bm25", "build_backbone", "search", "evaluate", "report", "mine_negatives"):
+        res = evaluate(ns["rule_resources"](kind))
+        assert res["slurm_partition"] == "cpu-long", kind
+        assert res["slurm_account"] == "proj42"
+        assert not {"gpu", "gres", "gpu_model", "cpus_per_gpu", "nodes"} & set(res), kind
+        assert ns["rule_threads"](kind) >= 1
+
+
+def test_encoding_takes_one_gpu_of_the_configured_model():
+    ns = load({"slurm": CLUSTER})
+    for kind in ("encode_queries", "encode_corpus_shard"):
+        res = evaluate(ns["rule_resources"](kind))
+        assert res["slurm_partition"] == "gpu-h100"
+        assert (res["gpu"], res["gpu_model"], res["cpus_per_gpu"]) == (1, "h100", 12)
+        # An explicit cpus_per_task would override cpus_per_gpu in the plugin.
+        assert "cpus_per_task" not in res
+        assert res["mem_mb"] == 100000
+        assert ns["rule_threads"](kind) == 12
+
+
+def test_training_takes_whole_nodes_one_rank_per_gpu():
+    ns = load({"slurm": CLUSTER, "training": {"world_size": 16}})
+    res = evaluate(ns["rule_resources"]("train"))
+    assert (res["nodes"], res["tasks_per_node"], res["mpi"]) == (2, 8, "srun")
+    assert res["gres"] == "gpu:h100:8"  # per node
+    assert res["cpus_per_task"] == 12  # per rank
+    assert res["mem_mb"] == 8 * 100000  # per node
+    launch = ns["rank_launcher"]()
+    assert launch.startswith("srun ") and "--ntasks=16" in launch and "--ntasks-per-node=8" in launch
+    assert "SUBMITIT_EXECUTOR=slurm" in launch
+
+
+def test_single_rank_training_is_an_ordinary_gpu_job():
+    ns = load({"slurm": CLUSTER, "training": {"world_size": 1}})
+    res = evaluate(ns["rule_resources"]("train"))
+    assert res["gpu"] == 1 and "mpi" not in res and "nodes" not in res
+    assert ns["rank_launcher"]() == ""
+
+
+def test_training_world_size_must_fill_whole_nodes():
+    ns = load({"slurm": CLUSTER, "training": {"world_size": 12}})
+    with pytest.raises(ValueError, match="training.world_size=12"):
+        ns["rule_resources"]("train")
+
+
+def test_runtime_and_memory_grow_with_the_attempt_within_caps():
+    ns = load({"slurm": {"kinds": {"search": {"runtime": 100, "mem_mb": 1000}}, "max_runtime": 300}})
+    first, second, third = (evaluate(ns["rule_resources"]("search"), a) for a in (1, 2, 3))
+    assert (first["runtime"], second["runtime"], third["runtime"]) == (100, 200, 300)
+    assert first["mem_mb"] < second["mem_mb"] < third["mem_mb"]
+
+
+def test_defaults_name_no_partition_or_account():
+    ns = load({})
+    res = evaluate(ns["rule_resources"]("encode_queries"))
+    assert "slurm_partition" not in res and "slurm_account" not in res and "gpu_model" not in res
+
+
+def test_unknown_settings_are_refused_with_their_config_key():
+    with pytest.raises(ValueError, match="slurm.partiton"):
+        load({"slurm": {"partiton": {"cpu": "x"}}})["rule_resources"]("data")
+    with pytest.raises(ValueError, match="slurm.kinds.encode"):
+        load({"slurm": {"kinds": {"encode": {"runtime": 1}}}})["rule_resources"]("data")
+
+
+def test_ci_cluster_settings_fit_the_test_cluster():
+    cluster = yaml.safe_load((REPO / "profiles/slurm-ci/cluster.yaml").read_text())
+    ns = load({**cluster, "training": {"world_size": 2}})
+    for kind in ns["SLURM_DEFAULTS"]["kinds"]:
+        res = evaluate(ns["rule_resources"](kind), attempt=3)
+        assert res["mem_mb"] <= 2000 and res["runtime"] <= 30
+        assert ns["rule_threads"](kind) == 1

@@ -1,0 +1,61 @@
+from llm_retrieval.report import table_units
+from llm_retrieval.study import BM25, LEXICAL, ConfigError, Study, metrics_path
+
+try:
+    study = Study(config)
+except ConfigError as err:
+    raise WorkflowError(f"invalid config: {err}") from None
+
+R = "results"
+ENV = "../../envs/retrieval.yaml"
+
+
+def regex_of(names):
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
+wildcard_constraints:
+    backbone=regex_of(study.backbones),
+    collection=regex_of(study.collections),
+    setting="zeroshot|supervised",
+    dense_setting="zeroshot|supervised",
+    retriever=regex_of([BM25, *study.backbones]),
+    query_set=r"[a-z0-9][a-z0-9_.-]*",
+    shard=r"\d+",
+    table=regex_of(config.get("tables", {})),
+
+
+# --- paths ----------------------------------------------------------------------
+
+
+def collection_files(collection):
+    return {kind: f"{R}/data/{collection}/{kind}.parquet" for kind in ("corpus", "queries", "qrels")}
+
+
+def corpus_shards(wildcards):
+    n = config["encoding"]["corpus_shards"]
+    return [
+        f"{R}/embeddings/{wildcards.setting}/{wildcards.backbone}/{wildcards.collection}/corpus/shard-{i}.parquet"
+        for i in range(n)
+    ]
+
+
+def metrics_file(unit):
+    return metrics_path(unit, R)
+
+
+def all_metrics():
+    return [metrics_file(unit) for unit in study.eval_units()]
+
+
+def all_tables():
+    return expand(f"{R}/tables/{{table}}.{{ext}}", table=list(config.get("tables", {})), ext=["md", "csv"])
+
+
+def backbone_record(wildcards):
+    return f"{R}/models/{wildcards.backbone}/backbone.json"
+
+
+def adapter_of(wildcards):
+    """The supervised setting encodes with the trained LoRA adapter; zero-shot with none."""
+    return [f"{R}/train/{wildcards.backbone}/adapter"] if wildcards.setting == "supervised" else []

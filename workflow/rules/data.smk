@@ -1,0 +1,68 @@
+# Datasets -> canonical Parquet (corpus / queries / qrels + manifest), whatever the source.
+
+
+def source_inputs(wildcards):
+    """Local files a collection is made from; remote sources have none (they are fetched)."""
+    source = study.collection(wildcards.collection)["source"]
+    if source["type"] == "stdlib_codesearch":
+        return {"pairs": f"{R}/sources/stdlib-codesearch/pairs.parquet"}
+    if source["type"] == "beir_local":
+        return {"folder": source["path"]}
+    return {}
+
+
+rule build_stdlib_codesearch:
+    output:
+        f"{R}/sources/stdlib-codesearch/pairs.parquet",
+    log:
+        f"{R}/logs/build_stdlib_codesearch.log",
+    benchmark:
+        f"{R}/benchmarks/build_stdlib_codesearch.tsv"
+    threads: rule_threads("data")
+    resources:
+        **rule_resources("data"),
+    conda:
+        ENV
+    script:
+        "../scripts/build_stdlib_codesearch.py"
+
+
+rule build_synthetic_text:
+    output:
+        directory(f"{R}/sources/synth-text"),
+    params:
+        seed=13,
+    log:
+        f"{R}/logs/build_synthetic_text.log",
+    benchmark:
+        f"{R}/benchmarks/build_synthetic_text.tsv"
+    threads: rule_threads("data")
+    resources:
+        **rule_resources("data"),
+    conda:
+        ENV
+    script:
+        "../scripts/build_synthetic_text.py"
+
+
+rule prepare_collection:
+    input:
+        unpack(source_inputs),
+    output:
+        **collection_files("{collection}"),
+        manifest=f"{R}/data/{{collection}}/manifest.json",
+    params:
+        source=lambda wc: study.collection(wc.collection)["source"],
+        query_sets=lambda wc: list(study.collection(wc.collection)["query_sets"]),
+        work_dir=lambda wc: f"{R}/downloads/{wc.collection}",
+    log:
+        f"{R}/logs/prepare_collection/{{collection}}.log",
+    benchmark:
+        f"{R}/benchmarks/prepare_collection/{{collection}}.tsv"
+    threads: rule_threads("data")
+    resources:
+        **rule_resources("data"),
+    conda:
+        ENV
+    script:
+        "../scripts/prepare_collection.py"

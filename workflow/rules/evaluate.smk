@@ -1,0 +1,24 @@
+# pytrec_eval metrics per run: aggregate and per-query values (kept for significance tests).
+
+
+rule evaluate_run:
+    input:
+        run=f"{R}/runs/{{run_setting}}/{{retriever}}/{{collection}}/{{query_set}}.trec",
+        qrels=f"{R}/data/{{collection}}/qrels.parquet",
+    output:
+        f"{R}/metrics/{{run_setting}}/{{retriever}}/{{collection}}/{{query_set}}.json",
+    params:
+        relevance_level=lambda wc: study.collection(wc.collection)["query_sets"][wc.query_set]["relevance_level"],
+    wildcard_constraints:
+        run_setting=f"{LEXICAL}|zeroshot|supervised",
+    log:
+        f"{R}/logs/evaluate_run/{{run_setting}}/{{retriever}}/{{collection}}/{{query_set}}.log",
+    benchmark:
+        f"{R}/benchmarks/evaluate_run/{{run_setting}}/{{retriever}}/{{collection}}/{{query_set}}.tsv"
+    threads: rule_threads("evaluate")
+    resources:
+        **rule_resources("evaluate"),
+    conda:
+        ENV
+    script:
+        "../scripts/evaluate_run.py"

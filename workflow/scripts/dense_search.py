@@ -1,0 +1,11 @@
+from llm_retrieval.encode import read_embeddings
+from llm_retrieval.joblog import job_log
+from llm_retrieval.search import dense_search
+
+with job_log(snakemake.log[0]) as log:
+    ids, vectors, table = read_embeddings(snakemake.input.queries)
+    chosen = [i for i, qs in enumerate(table.column("query_set").to_pylist()) if qs == snakemake.wildcards.query_set]
+    count = dense_search([ids[i] for i in chosen], vectors[chosen], snakemake.input.shards, snakemake.params.top_k,
+                         snakemake.params.drop_self_hits, snakemake.output[0],
+                         tag=f"{snakemake.wildcards.setting}-{snakemake.wildcards.backbone}")
+    log.info("searched %d queries", count)
