@@ -32,4 +32,6 @@ include: "workflow/rules/report.smk"
 rule all:
     input:
         all_tables(),
+        all_metrics(),
+        all_embeddings(),
     default_target: True

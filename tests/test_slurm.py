@@ -100,6 +100,8 @@ def test_cancelled_and_timed_out_jobs_are_retried(toy):
     training gets a longer time limit and resumes from its checkpoint."""
     settings = {
         "shards": 1,
+        "train_needs_encode": False,  # both faults at once: one wait, not two
+        "training": {"world_size": 1},  # one GPU, so encoding runs beside it
         "sleep": {"prepare": 1, "encode": 120},
         "train_steps": 40,
         "step_seconds": 3,  # 120 s of work on the first attempt: past 1 minute

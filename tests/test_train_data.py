@@ -9,7 +9,10 @@ from llm_retrieval.data.canonical import (TRAIN_GROUPS_SCHEMA, DataError, write_
 from llm_retrieval.modeling import load_tokenizer
 from llm_retrieval.train.dataset import Group, GroupSchedule, Passage, read_groups, sample_group
 from llm_retrieval.train.driver import check_batch, deepspeed_config
+from llm_retrieval.bm25 import build_index
 from llm_retrieval.train.mine import mine_bm25_groups
+
+BM25 = {"k1": 0.9, "b": 0.4, "stopwords": "en", "stemmer": "english"}
 from llm_retrieval.train.model import Batcher
 
 from train_fixtures import synthetic_task, tiny_backbone, training_config, write_groups
@@ -36,36 +39,40 @@ def collection(tmp_path):
         {"query_set": "train", "query_id": "q2", "doc_id": "d4", "relevance": 1},
         {"query_set": "train", "query_id": "q2", "doc_id": "d3", "relevance": 0},
         {"query_set": "test", "query_id": "q9", "doc_id": "d3", "relevance": 1}])
+    build_index(tmp_path / "corpus.parquet", tmp_path / "index", BM25)
     return tmp_path
 
 
 def test_mined_groups_have_qrels_positives_and_bm25_negatives(collection, tmp_path):
     out = tmp_path / "groups.parquet"
-    assert mine_bm25_groups(collection, "train", out, depth=2, k1=0.9, b=0.4) == 2
+    assert mine_bm25_groups(collection, collection / "index", "train", out, depth=2, bm25=BM25) == 1
     table = pq.read_table(out)
     assert table.schema.equals(TRAIN_GROUPS_SCHEMA)
     rows = {r["query_id"]: r for r in table.to_pylist()}
-    assert set(rows) == {"q1", "q2"}  # q3 has no positive; q9 is another query set
+    # q2: "baking bread" shares no term with any other document, so no negative: left out;
+    # q3 has no positive; q9 is another query set.
+    assert set(rows) == {"q1"}
     assert [p["docid"] for p in rows["q1"]["positive_passages"]] == ["d1"]
     negatives = [p["docid"] for p in rows["q1"]["negative_passages"]]
     assert negatives == ["d5", "d2"]  # shares all three terms, then two; never the positive
     assert rows["q1"]["negative_passages"][0]["text"] == DOCS["d5"]
-    # relevance 0 is not a positive; d3 shares no term with "baking bread", so no negatives at all
-    assert [p["docid"] for p in rows["q2"]["positive_passages"]] == ["d4"]
-    assert rows["q2"]["negative_passages"] == []
 
 
 def test_mining_rejects_qrels_for_unknown_documents(collection, tmp_path):
     write_qrels(collection / "qrels.parquet", [{"query_set": "train", "query_id": "q1", "doc_id": "nope",
                                                  "relevance": 1}])
     with pytest.raises(DataError, match="qrels.parquet.*nope"):
-        mine_bm25_groups(collection, "train", tmp_path / "g.parquet", depth=2, k1=0.9, b=0.4)
+        mine_bm25_groups(collection, collection / "index", "train", tmp_path / "g.parquet", depth=2, bm25=BM25)
     assert not (tmp_path / "g.parquet").exists()
 
 
-def test_groups_without_negatives_are_rejected_by_name(collection, tmp_path):
+def test_groups_without_negatives_are_rejected_by_name(tmp_path):
+    from llm_retrieval.atomic import write_parquet
+    import pyarrow as pa
     out = tmp_path / "groups.parquet"
-    mine_bm25_groups(collection, "train", out, depth=2, k1=0.9, b=0.4)
+    write_parquet(out, pa.Table.from_pylist([{"query_id": "q2", "query": "baking bread", "negative_passages": [],
+                                              "positive_passages": [{"docid": "d4", "title": "", "text": "bread"}]}],
+                                            schema=TRAIN_GROUPS_SCHEMA))
     with pytest.raises(DataError, match="without any negative.*q2"):
         read_groups(out)
 

@@ -1,3 +1,5 @@
+import json
+
 from llm_retrieval.report import table_units
 from llm_retrieval.study import BM25, LEXICAL, ConfigError, Study, metrics_path
 
@@ -46,6 +48,19 @@ def metrics_file(unit):
 
 def all_metrics():
     return [metrics_file(unit) for unit in study.eval_units()]
+
+
+def all_embeddings():
+    """Every query and corpus-shard embedding file: study products in their own right, and as
+    targets a deleted one is recomputed (and what depends on it), not silently skipped."""
+    files = []
+    for setting in ("zeroshot", "supervised"):
+        for backbone in study.backbones_of(setting):
+            for collection in study.collections_of(setting):
+                stem = f"{R}/embeddings/{setting}/{backbone}/{collection}"
+                files.append(f"{stem}/queries.parquet")
+                files += [f"{stem}/corpus/shard-{i}.parquet" for i in range(config["encoding"]["corpus_shards"])]
+    return files
 
 
 def all_tables():

@@ -15,7 +15,7 @@ rule training_groups:
     output:
         f"{R}/train/groups.parquet",
     params:
-        data=config.get("training", {}).get("mine_negatives"),
+        source=config.get("training", {}).get("data"),
         bm25=config["bm25"],
         work_dir=f"{R}/downloads/training",
     log:
@@ -40,8 +40,11 @@ rule train_lora:
         adapter=directory(f"{R}/train/{{backbone}}/adapter"),
         report=f"{R}/train/{{backbone}}/training.json",
     params:
-        training=config.get("training"),
+        training=lambda wc: json.dumps(config["training"]),
         checkpoints=lambda wc: f"{R}/checkpoints/{wc.backbone}",
+        # One rank per GPU; on Slurm, srun starts them on every node of the allocation.
+        launcher=rank_launcher(),
+        script=f"{workflow.basedir}/workflow/scripts/train_lora.py",
     log:
         f"{R}/logs/train_lora/{{backbone}}.log",
     benchmark:
@@ -51,5 +54,7 @@ rule train_lora:
         **rule_resources("train"),
     conda:
         ENV
-    script:
-        "../scripts/train_lora.py"
+    shell:
+        "{params.launcher} python {params.script} --backbone {input.backbone} --groups {input.groups}"
+        " --training {params.training:q} --deepspeed-config {input.deepspeed}"
+        " --adapter {output.adapter} --report {output.report} --checkpoints {params.checkpoints} --log {log}"

@@ -102,6 +102,8 @@ def prepare_stdlib_codesearch(source: dict, query_sets: list[str], out_dir: Path
     if direction not in DIRECTIONS:
         raise DataError(out_dir, f"source.direction must be one of {DIRECTIONS}, got {direction!r}")
     pairs = read_table(source["pairs"], PAIRS_SCHEMA).to_pylist()
+    if source.get("limit"):  # a deterministic subset, for quick test studies
+        pairs = sorted(pairs, key=lambda p: hashlib.md5(p["id"].encode()).hexdigest())[:source["limit"]]
     query_field, doc_field = ("query", "code") if direction == "text-to-code" else ("code", "query")
     chosen = [p for p in pairs if p["split"] in query_sets]
     with staged_collection(out_dir) as stage:

@@ -194,6 +194,7 @@ def _loop(engine, job, schedule, groups, batcher, state, rank, world, fail_at) -
         state["step"] = step + 1
         state["losses"].append(sum(micro_losses) / len(micro_losses))
         state["train_seconds"] += time.time() - t0
+        state.setdefault("step_seconds", []).append(time.time() - t0)
         bar.set_postfix(loss=f"{state['losses'][-1]:.4f}")
         if every and state["step"] % every == 0 and state["step"] < schedule.total_steps:
             checkpoint.save(engine, job.checkpoint_dir, state["step"], state)
@@ -204,6 +205,7 @@ def _loop(engine, job, schedule, groups, batcher, state, rank, world, fail_at) -
             "global_batch": schedule.global_batch, "group_size": cfg["group_size"],
             "steps_per_epoch": schedule.steps_per_epoch, "train_seconds": state["train_seconds"],
             "seconds_per_step": state["train_seconds"] / max(state["step"], 1),
+            "step_seconds": state.get("step_seconds", []),
             "steps_this_process": steps_run, "resumed_from": state["resumed_from"]}
 
 

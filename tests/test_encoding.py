@@ -1,0 +1,115 @@
+"""Prompts, pooling, shard encoding and its resumption, on tiny real-architecture models."""
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from llm_retrieval.data.canonical import write_corpus
+from llm_retrieval.encode import Encoder, EncoderSpec, encode_corpus_shard, read_embeddings, shard_bounds
+from llm_retrieval.modeling import last_token_pool, load_text_model, load_tokenizer
+from llm_retrieval.prompts import PrefixEosFormatter, PromptRepsFormatter
+
+PROMPTS = {
+    "query": 'Query: "{text}". Use one word to represent the query in a retrieval task. Make sure your word is in lowercase.',
+    "passage": 'Passage: "{text}". Use one word to represent the passage in a retrieval task. Make sure your word is in lowercase.',
+    "assistant_prefill": 'The word is: "',
+}
+ENCODING = {"prompts": PROMPTS, "normalize": True, "dtype": "float32", "batch_size": 4,
+            "max_text_tokens": {"query": 16, "passage": 24}}
+
+
+def test_prompt_is_chat_template_user_turn_with_prefilled_assistant(tiny_backbones):
+    tok = load_tokenizer(tiny_backbones["qwen2"]["path"])
+    ids = PromptRepsFormatter(tok, PROMPTS).token_ids("passage", ["def add(a, b): return a + b"], 512)[0]
+    text = tok.decode(ids)
+    assert text.startswith("<|im_start|>user\nPassage: \"def add(a, b): return a + b\". Use one word")
+    assert text.endswith('<|im_end|>\n<|im_start|>assistant\nThe word is: "')
+    assert tok.decode(ids[-1:]).endswith('"')  # the pooled token is the closing quote
+
+
+def test_truncation_cuts_the_text_never_the_template(tiny_backbones):
+    tok = load_tokenizer(tiny_backbones["qwen2"]["path"])
+    fmt = PromptRepsFormatter(tok, PROMPTS)
+    short, long = fmt.token_ids("query", ["x", "word " * 500], 8)
+    assert len(long) - len(short) == 8 - len(tok("x", add_special_tokens=False)["input_ids"])
+    assert long[-12:] == short[-12:]
+
+
+def test_strip_think_removes_an_opened_think_block(tiny_backbones):
+    tok = load_tokenizer(tiny_backbones["qwen2"]["path"])
+    tok.chat_template = tok.chat_template + "{% if add_generation_prompt %}<think>\n{% endif %}"
+    with_think = tok.decode(PromptRepsFormatter(tok, PROMPTS).token_ids("query", ["q"], 8)[0])
+    stripped = tok.decode(PromptRepsFormatter(tok, PROMPTS, strip_think=True).token_ids("query", ["q"], 8)[0])
+    assert "<think>" in with_think and "<think>" not in stripped
+    assert stripped.endswith('assistant\nThe word is: "')
+
+
+def test_supervised_format_appends_eos(tiny_backbones):
+    tok = load_tokenizer(tiny_backbones["qwen2"]["path"])
+    ids = PrefixEosFormatter(tok).token_ids("query", ["where is x"], 32)[0]
+    assert tok.decode(ids).startswith("Query: where is x") and ids[-1] == tok.eos_token_id
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "qwen2_5_vl"])
+def test_padded_batch_pools_the_same_vector_as_single_sequences(tiny_backbones, arch):
+    record = tiny_backbones[arch]
+    encoder = Encoder(EncoderSpec(record, ENCODING), "cpu")
+    texts = ["a short one", "a much longer passage about parsing command line arguments in python"]
+    batched = encoder.encode("passage", texts)
+    singles = np.vstack([encoder.encode("passage", [t]) for t in texts])
+    np.testing.assert_allclose(batched, singles, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
+
+
+def test_last_token_pool_right_and_left_padding():
+    hidden = torch.arange(2 * 4 * 3, dtype=torch.float32).reshape(2, 4, 3)
+    right = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    assert torch.equal(last_token_pool(hidden, right), torch.stack([hidden[0, 1], hidden[1, 3]]))
+    left = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    assert torch.equal(last_token_pool(hidden, left), hidden[:, -1])
+
+
+def test_vl_backbone_loads_its_language_model_only(tiny_backbones):
+    model = load_text_model(tiny_backbones["qwen2_5_vl"]["path"], "qwen2_5_vl")
+    names = {name for name, _ in model.named_modules()}
+    assert not any("visual" in n for n in names) and "layers.0.self_attn.q_proj" in names
+
+
+def test_shards_cover_the_corpus_exactly_once():
+    bounds = [shard_bounds(10, s, 3) for s in range(3)]
+    assert bounds == [(0, 3), (3, 6), (6, 10)]
+    with pytest.raises(ValueError):
+        shard_bounds(10, 3, 3)
+
+
+def test_shard_encoding_resumes_from_finished_chunks(tiny_backbones, tmp_path, monkeypatch):
+    corpus = tmp_path / "corpus.parquet"
+    write_corpus(corpus, ({"id": f"d{i}", "title": "t", "text": f"document number {i} " * (i % 5 + 1)}
+                          for i in range(40)), batch_size=7)  # several row groups
+    spec = EncoderSpec(tiny_backbones["qwen2"], ENCODING)
+    out = tmp_path / "shard-1.parquet"
+    reference = tmp_path / "ref.parquet"
+    encode_corpus_shard(corpus, 1, 2, reference, spec, use_title=True, chunk_rows=6)
+
+    import llm_retrieval.encode as enc
+    calls = []
+    original = enc.Encoder.encode
+
+    def dying_after_two_chunks(self, kind, texts, desc=""):
+        calls.append(len(texts))
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return original(self, kind, texts, desc)
+
+    monkeypatch.setattr(enc.Encoder, "encode", dying_after_two_chunks)
+    with pytest.raises(KeyboardInterrupt):
+        encode_corpus_shard(corpus, 1, 2, out, spec, use_title=True, chunk_rows=6)
+    assert not out.exists() and len(list((tmp_path / "shard-1.parquet.parts").iterdir())) == 2
+    calls.clear()
+    encode_corpus_shard(corpus, 1, 2, out, spec, use_title=True, chunk_rows=6)
+    assert len(calls) == 2  # 20 rows in chunks of 6: 4 chunks, 2 already done
+    ids, vectors, _ = read_embeddings(out)
+    ref_ids, ref_vectors, _ = read_embeddings(reference)
+    assert ids == ref_ids == [f"d{i}" for i in range(20, 40)]
+    np.testing.assert_allclose(vectors, ref_vectors, atol=1e-6)
+    assert not (tmp_path / "shard-1.parquet.parts").exists()

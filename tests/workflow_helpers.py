@@ -1,0 +1,53 @@
+"""Running the workflow in a scratch copy of the repository and reading its plans."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ("Snakefile", "workflow", "config", "resources", "profiles", "envs", "requirements.txt")
+
+
+def scratch_copy(dest: Path) -> Path:
+    for name in WORKFLOW_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, dest / name)
+    shutil.copy2(ROOT / "tests" / "fixtures" / "mini.yaml", dest / "config" / "mini.yaml")
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+JOB_HEADER = re.compile(r"^(?:local)?rule (\w+):$")
+
+
+def planned_jobs(output: str) -> list[tuple[str, dict]]:
+    """(rule, wildcards) of every job a dry run lists."""
+    jobs, current = [], None
+    for line in output.splitlines():
+        header = JOB_HEADER.match(line.strip())
+        if header:
+            current = (header.group(1), {})
+            jobs.append(current)
+        elif current and line.strip().startswith("wildcards:"):
+            for pair in line.strip()[len("wildcards:"):].split(","):
+                key, _, value = pair.strip().partition("=")
+                current[1][key] = value
+    return jobs
+
+
+def job_counts(jobs) -> Counter:
+    return Counter(rule for rule, _ in jobs if rule != "all")

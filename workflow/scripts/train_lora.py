@@ -1,0 +1,55 @@
+"""Train one backbone's LoRA retriever (supervised setting); resumes from its newest checkpoint.
+
+The Snakemake rule runs it from the command line, so that on Slurm ``srun`` can start
+one copy per GPU (a ``script:`` cannot be wrapped in srun); with one rank it spawns
+nothing. For example::
+
+    srun python workflow/scripts/train_lora.py --backbone results/models/base/backbone.json \
+        --groups results/train/groups.parquet --config config/config.yaml \
+        --adapter results/train/base/adapter --report results/train/base/training.json \
+        --checkpoints results/checkpoints/base --log results/logs/train_lora/base.log
+"""
+import argparse
+import json
+import os
+
+from llm_retrieval.joblog import job_log
+from llm_retrieval.train.driver import TrainJob, launch, under_slurm_ranks
+
+
+def _from_command_line() -> tuple[TrainJob, str | None]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backbone", required=True, help="backbone.json record (path, architecture)")
+    parser.add_argument("--groups", required=True, help="training groups Parquet (TRAIN_GROUPS_SCHEMA)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="study config YAML (its `training` section is used)")
+    source.add_argument("--training", help="the `training` section itself, as JSON")
+    parser.add_argument("--adapter", required=True, help="output adapter folder")
+    parser.add_argument("--report", required=True, help="output training log JSON")
+    parser.add_argument("--checkpoints", required=True, help="checkpoint folder (resumed from if present)")
+    parser.add_argument("--deepspeed-config", help="overrides training.deepspeed_config")
+    parser.add_argument("--fail-at-step", type=int, help="raise after this optimizer step (failure drill)")
+    parser.add_argument("--log")
+    args = parser.parse_args()
+    if args.training:
+        training = json.loads(args.training)
+    else:
+        import yaml
+
+        with open(args.config, encoding="utf-8") as f:
+            training = yaml.safe_load(f)["training"]
+    backbone = json.load(open(args.backbone, encoding="utf-8"))
+    job = TrainJob(backbone["path"], backbone["architecture"], args.groups, args.adapter, args.checkpoints,
+                   args.report, training, args.deepspeed_config, args.fail_at_step)
+    return job, args.log
+
+
+job, log_path = _from_command_line()
+
+with job_log(log_path) as log:
+    if under_slurm_ranks():
+        log.info("rank %s of %s (Slurm task)", os.environ.get("SLURM_PROCID"), os.environ.get("SLURM_NTASKS"))
+    result = launch(job)
+    if result is not None:
+        log.info("trained %d steps in %.0f s (%.3f s/step); final loss %.4f", result["steps"],
+                 result["train_seconds"], result["seconds_per_step"], result["losses"][-1])
