@@ -59,7 +59,7 @@ def starts(wf, name):
 def test_killed_head_rerun_finishes_without_redoing_finished_jobs(toy):
     """Also the plain run: every rule goes through sbatch, GPU jobs get the
     fake GPUs, training's ranks are started by srun across the allocation."""
-    settings = {"sleep": {"prepare": 1, "encode": 15}}
+    settings = {"sleep": {"prepare": 1, "encode": 8}}
     code, out = run(toy_cmd(toy, settings, "-n"), toy)
     assert code == 0, out
     assert "prepare" in out and "train" in out
@@ -148,3 +148,16 @@ def test_sbatch_refusal_is_a_clear_error_and_loses_nothing(toy):
     code, out = run(toy_cmd(toy, None, "-n"), toy)
     assert code == 0, out
     assert "rule encode:" in out and "rule prepare:" not in out, out[-3000:]
+
+
+def test_slurm_up_is_idempotent_and_fast():
+    require_cluster()
+    proc = subprocess.run([str(REPO / ".ci/slurm-up")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "already up" in proc.stderr
+    # The fake GPUs are schedulable GRES; more than the node has is refused by sbatch.
+    gres = subprocess.run(["sinfo", "-h", "-N", "-o", "%G"], capture_output=True, text=True).stdout
+    assert "gpu:fake:2" in gres
+    refused = subprocess.run(["sbatch", "-p", "gpu", "--gres=gpu:3", "--wrap", "true"],
+                             capture_output=True, text=True)
+    assert refused.returncode != 0 and "configuration is not available" in refused.stderr

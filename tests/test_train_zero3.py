@@ -16,7 +16,8 @@ from llm_retrieval.data.canonical import DataError
 from llm_retrieval.modeling import load_text_model, load_tokenizer
 from llm_retrieval.train import checkpoint
 from llm_retrieval.train.driver import TrainJob, launch
-from llm_retrieval.train.model import Batcher, encode_texts, load_retriever
+from llm_retrieval.encode import Encoder, EncoderSpec
+from llm_retrieval.train.model import load_retriever
 
 from train_fixtures import ndcg10, synthetic_task, tiny_backbone, training_config, write_groups
 
@@ -35,13 +36,16 @@ def _job(setup, name: str, training: dict, fail_at_step: int | None = None) -> T
                     str(out / "train_log.json"), training, fail_at_step=fail_at_step)
 
 
-def _held_out_ndcg(setup, model, training) -> float:
+def _held_out_ndcg(setup, training, adapter=None) -> float:
+    """nDCG@10 on the held-out queries, encoded by the study's encoder in the supervised format."""
     task = setup["task"]
-    batcher = Batcher(load_tokenizer(setup["backbone"]), training["max_length"])
+    spec = EncoderSpec({"path": setup["backbone"], "architecture": "qwen2"},
+                       {"normalize": True, "dtype": "float32", "batch_size": 32}, adapter, training["max_length"])
+    encoder = Encoder(spec, "cpu")
     doc_ids = list(task["docs"])
     relevant = [doc_ids.index("d" + qid[1:]) for qid in task["test"]]
-    queries = encode_texts(model, batcher, "query", [task["queries"][q] for q in task["test"]])
-    docs = encode_texts(model, batcher, "passage", [task["docs"][d] for d in doc_ids])
+    queries = torch.from_numpy(encoder.encode("query", [task["queries"][q] for q in task["test"]]))
+    docs = torch.from_numpy(encoder.encode("passage", [task["docs"][d] for d in doc_ids]))
     return ndcg10(queries, docs, relevant)
 
 
@@ -63,8 +67,8 @@ def test_zero3_two_ranks_train_a_better_retriever(setup):
         ["adapter_config.json", "adapter_model.safetensors"]
     assert json.loads((adapter / "adapter_config.json").read_text())["r"] == training["lora"]["rank"]
 
-    untrained = _held_out_ndcg(setup, load_text_model(setup["backbone"], "qwen2"), training)
-    trained = _held_out_ndcg(setup, load_retriever(setup["backbone"], "qwen2", adapter), training)
+    untrained = _held_out_ndcg(setup, training)
+    trained = _held_out_ndcg(setup, training, str(adapter))
     assert trained > untrained + 0.08, (untrained, trained)
 
 

@@ -27,26 +27,30 @@ class EncoderSpec:
     backbone: dict            # backbone.json record: path, revision, architecture, strip_think
     encoding: dict            # config `encoding` section
     adapter_dir: str | None = None  # supervised setting: trained LoRA adapter
+    # Supervised format (``Query: ``/``Passage: `` + EOS) with whole-sequence limits, as in
+    # training (config `training.max_length`); None: the zero-shot PromptReps prompts.
+    max_length: dict | None = None
 
-    def formatter(self, tokenizer) -> Formatter:
-        if self.adapter_dir is not None:
-            return PrefixEosFormatter(tokenizer)
-        return PromptRepsFormatter(tokenizer, self.encoding["prompts"], self.backbone.get("strip_think", False))
+    def formatter_and_budgets(self, tokenizer) -> tuple[Formatter, dict[str, int]]:
+        if self.max_length is not None:
+            formatter = PrefixEosFormatter(tokenizer)
+            return formatter, {kind: formatter.text_budget(kind, n) for kind, n in self.max_length.items()}
+        formatter = PromptRepsFormatter(tokenizer, self.encoding["prompts"], self.backbone.get("strip_think", False))
+        return formatter, dict(self.encoding["max_text_tokens"])
 
 
 class Encoder:
     def __init__(self, spec: EncoderSpec, device: str):
         self.spec, self.device = spec, device
         self.tokenizer = load_tokenizer(spec.backbone["path"], spec.backbone.get("revision"))
-        self.formatter = spec.formatter(self.tokenizer)
+        self.formatter, self.text_budget = spec.formatter_and_budgets(self.tokenizer)
         dtype = spec.encoding["dtype"] if device.startswith("cuda") else "float32"  # CPUs lack fast bf16 matmul
         self.model = load_text_model(spec.backbone["path"], spec.backbone["architecture"], dtype, device,
                                      spec.backbone.get("revision"), spec.adapter_dir)
 
     @torch.inference_mode()
     def encode(self, kind: str, texts: Sequence[str], desc: str = "") -> np.ndarray:
-        max_tokens = self.spec.encoding["max_text_tokens"][kind]
-        ids = self.formatter.token_ids(kind, texts, max_tokens)
+        ids = self.formatter.token_ids(kind, texts, self.text_budget[kind])
         # Longest first: batches of similar length waste little compute on padding,
         # and an out-of-memory error shows up in the first batch, not the last.
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))

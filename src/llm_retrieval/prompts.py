@@ -61,6 +61,14 @@ class PrefixEosFormatter(_PrefixSuffixFormatter):
         eos = [tokenizer.eos_token_id]
         self.pieces = {kind: (prefix, suffix + eos) for kind, (prefix, suffix) in self.pieces.items()}
 
+    def text_budget(self, kind: str, max_length: int) -> int:
+        """Text tokens that fit when ``max_length`` bounds the whole sequence (prefix + text + EOS)."""
+        prefix, suffix = self.pieces[kind]
+        budget = max_length - len(prefix) - len(suffix)
+        if budget < 1:
+            raise ValueError(f"max_length.{kind}={max_length} leaves no room for text after the prefix and EOS")
+        return budget
+
 
 def document_text(title: str, text: str, use_title: bool) -> str:
     return f"{title} {text}" if use_title and title else text

@@ -71,6 +71,11 @@ def backbone_record(wildcards):
     return f"{R}/models/{wildcards.backbone}/backbone.json"
 
 
+def supervised_max_length(wildcards):
+    """Supervised encoding formats and truncates exactly as training did."""
+    return config["training"]["max_length"] if wildcards.setting == "supervised" else None
+
+
 def adapter_of(wildcards):
     """The supervised setting encodes with the trained LoRA adapter; zero-shot with none."""
     return [f"{R}/train/{wildcards.backbone}/adapter"] if wildcards.setting == "supervised" else []

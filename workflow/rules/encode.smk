@@ -10,6 +10,7 @@ rule encode_queries:
         f"{R}/embeddings/{{setting}}/{{backbone}}/{{collection}}/queries.parquet",
     params:
         encoding=config["encoding"],
+        max_length=supervised_max_length,
         query_sets=lambda wc: study.eval_query_sets(wc.collection),
     log:
         f"{R}/logs/encode_queries/{{setting}}/{{backbone}}/{{collection}}.log",
@@ -32,6 +33,7 @@ rule encode_corpus_shard:
         f"{R}/embeddings/{{setting}}/{{backbone}}/{{collection}}/corpus/shard-{{shard}}.parquet",
     params:
         encoding=config["encoding"],
+        max_length=supervised_max_length,
         num_shards=config["encoding"]["corpus_shards"],
         use_title=lambda wc: study.collection(wc.collection)["use_title"],
     log:

@@ -1,6 +1,10 @@
+import faiss
+
 from llm_retrieval.encode import read_embeddings
 from llm_retrieval.joblog import job_log
 from llm_retrieval.search import dense_search
+
+faiss.omp_set_num_threads(snakemake.threads)
 
 with job_log(snakemake.log[0]) as log:
     ids, vectors, table = read_embeddings(snakemake.input.queries)

@@ -1,10 +1,15 @@
 import json
 
+import torch
+
 from llm_retrieval.encode import EncoderSpec, encode_queries
 from llm_retrieval.joblog import job_log
 
+torch.set_num_threads(snakemake.threads)  # torch takes every core otherwise, whatever Snakemake granted
+
 with job_log(snakemake.log[0]) as log:
     adapter = snakemake.input.adapter[0] if snakemake.input.adapter else None
-    spec = EncoderSpec(json.load(open(snakemake.input.backbone)), snakemake.params.encoding, adapter)
+    spec = EncoderSpec(json.load(open(snakemake.input.backbone)), snakemake.params.encoding, adapter,
+                       snakemake.params.max_length)
     count = encode_queries(snakemake.input.queries, snakemake.output[0], spec, snakemake.params.query_sets)
     log.info("encoded %d queries", count)

@@ -25,12 +25,7 @@ class Batcher:
 
     def __init__(self, tokenizer, max_length: dict[str, int]):
         self.tokenizer, self.formatter = tokenizer, PrefixEosFormatter(tokenizer)
-        self.text_budget = {}
-        for kind, total in max_length.items():
-            prefix, suffix = self.formatter.pieces[kind]
-            self.text_budget[kind] = total - len(prefix) - len(suffix)
-            if self.text_budget[kind] < 1:
-                raise ValueError(f"training.max_length.{kind}={total} leaves no room for text after the prefix and EOS")
+        self.text_budget = {kind: self.formatter.text_budget(kind, total) for kind, total in max_length.items()}
 
     def tensors(self, kind: str, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         ids = self.formatter.token_ids(kind, texts, self.text_budget[kind])
@@ -83,20 +78,8 @@ def load_retriever(backbone_path: str, architecture: str, adapter_dir: str | Pat
                    device: str = "cpu", revision: str | None = None) -> nn.Module:
     """The backbone with the trained adapter merged in, ready to encode (eval mode).
 
-    Feed it :class:`Batcher` tensors (or the encoder's ``PrefixEosFormatter`` ids) and pool
-    with ``last_token_pool``; :func:`encode_texts` does both.
+    ``llm_retrieval.encode.Encoder`` with a supervised ``EncoderSpec`` loads it this way and
+    formats inputs exactly as :class:`Batcher` does in training.
     """
     check_adapter(adapter_dir)
     return load_text_model(backbone_path, architecture, dtype, device, revision, str(adapter_dir))
-
-
-@torch.inference_mode()
-def encode_texts(model: nn.Module, batcher: Batcher, kind: str, texts: Sequence[str], batch_size: int = 32,
-                 device: str = "cpu") -> torch.Tensor:
-    """Unit-length embeddings [N, d] (float32, on CPU) of ``texts`` formatted for the supervised setting."""
-    out = []
-    for start in range(0, len(texts), batch_size):
-        ids, mask = batcher.tensors(kind, texts[start:start + batch_size])
-        hidden = model(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
-        out.append(F.normalize(last_token_pool(hidden, mask.to(device)).float(), dim=-1).cpu())
-    return torch.cat(out)
