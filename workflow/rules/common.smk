@@ -79,3 +79,27 @@ def supervised_max_length(wildcards):
 def adapter_of(wildcards):
     """The supervised setting encodes with the trained LoRA adapter; zero-shot with none."""
     return [f"{R}/train/{wildcards.backbone}/adapter"] if wildcards.setting == "supervised" else []
+
+
+# --- input functions ---------------------------------------------------------------
+
+
+def source_inputs(wildcards):
+    """Local files a collection is made from; remote sources have none (they are fetched)."""
+    source = study.collection(wildcards.collection)["source"]
+    if source["type"] == "stdlib_codesearch":
+        return {"pairs": f"{R}/sources/stdlib-codesearch/pairs.parquet"}
+    if source["type"] == "beir_local":
+        return {"folder": source["path"]}
+    return {}
+
+
+def training_group_inputs(wildcards):
+    data = config["training"]["data"]
+    if data["type"] == "bm25_mined":
+        return {"index": f"{R}/bm25/{data['collection']}/index", **collection_files(data["collection"])}
+    return {}
+
+
+def table_metrics(wildcards):
+    return [metrics_file(unit) for unit in table_units(study, wildcards.table)]

@@ -1,16 +1,6 @@
 # Datasets -> canonical Parquet (corpus / queries / qrels + manifest), whatever the source.
 
 
-def source_inputs(wildcards):
-    """Local files a collection is made from; remote sources have none (they are fetched)."""
-    source = study.collection(wildcards.collection)["source"]
-    if source["type"] == "stdlib_codesearch":
-        return {"pairs": f"{R}/sources/stdlib-codesearch/pairs.parquet"}
-    if source["type"] == "beir_local":
-        return {"folder": source["path"]}
-    return {}
-
-
 rule build_stdlib_codesearch:
     output:
         f"{R}/sources/stdlib-codesearch/pairs.parquet",

@@ -1,10 +1,6 @@
 # The paper's comparison tables (Markdown + CSV), published numbers side by side.
 
 
-def table_metrics(wildcards):
-    return [metrics_file(unit) for unit in table_units(study, wildcards.table)]
-
-
 rule comparison_table:
     input:
         table_metrics,

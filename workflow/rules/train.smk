@@ -2,13 +2,6 @@
 # trained with DeepSpeed ZeRO-3; checkpoints outside the declared outputs make it resumable.
 
 
-def training_group_inputs(wildcards):
-    data = config["training"]["data"]
-    if data["type"] == "bm25_mined":
-        return {"index": f"{R}/bm25/{data['collection']}/index", **collection_files(data["collection"])}
-    return {}
-
-
 rule training_groups:
     input:
         unpack(training_group_inputs),

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from ..atomic import write_json, write_parquet
 from .canonical import (CORPUS_FILE, CORPUS_SCHEMA, MANIFEST_FILE, QRELS_FILE, QRELS_SCHEMA, QUERIES_FILE,
-                        QUERIES_SCHEMA, DataError, first_few, read_table)
+                        QUERIES_SCHEMA, DataError, check_schema, first_few, read_table)
 
 EXAMPLES = 5
 COLLECTION_FILES = (CORPUS_FILE, QUERIES_FILE, QRELS_FILE)
@@ -56,15 +56,7 @@ def _duplicates(values) -> list:
 
 
 def _corpus_ids(path: Path) -> pa.Array:
-    if not path.exists():
-        raise DataError(path, "file not found")
-    try:
-        names = pq.read_schema(path).names
-    except (pa.ArrowException, OSError) as err:
-        raise DataError(path, f"not a readable Parquet file ({err})") from err
-    missing = [n for n in CORPUS_SCHEMA.names if n not in names]
-    if missing:
-        raise DataError(path, f"missing column(s) {missing}; expected {CORPUS_SCHEMA.names}")
+    check_schema(path, CORPUS_SCHEMA)
     return pq.read_table(path, columns=["id"]).column("id").combine_chunks()
 
 
