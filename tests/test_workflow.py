@@ -73,8 +73,10 @@ def test_paper_config_matches_the_protocol():
     study = load_study(ROOT / "config/config.yaml")
     labels = {b["label"] for b in study.backbones.values()}
     assert labels == {"Base", "Instruct", "Coder", "Coder-I", "Math", "Math-I", "Distill", "VL-I"}
-    tables = Counter(study.collection(c)["table"] for c in study.collections_of("zeroshot"))
-    assert tables == {"beir": 6, "coir": 10}
+    rows = {(study.collection(c)["table"], study.collection(c)["label"]) for c in study.collections_of("zeroshot")}
+    assert Counter(table for table, _ in rows) == {"beir": 6, "coir": 10}
+    per_language = [c for c in study.collections_of("zeroshot") if "language" in study.collection(c)["source"]]
+    assert len(per_language) == 12  # CodeSearchNet and -CCR, six languages each, averaged per row
     assert study.collections_of("supervised") == ["msmarco"]
     assert set(study.eval_query_sets("msmarco")) == {"dev", "dl19", "dl20"}
 

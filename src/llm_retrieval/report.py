@@ -87,12 +87,19 @@ def _measure_table(study, name, spec, metrics_path):
     header = (["task"] if grouped else []) + ["dataset"] + labels
     csv_header = header + [f"{label} (paper)" for label in labels]
     csv_rows, md_rows, ours_by_column = [csv_header], [], {label: [] for label in labels}
+    rows: dict[str, list[str]] = {}  # one row per label: per-language collections are averaged
     for collection in table_collections(study, name):
-        meta = study.collection(collection)
-        query_set = study.eval_query_sets(collection)[0]
-        ours = {label: load_metrics(metrics_path(EvalUnit(s, r, collection, query_set)))["aggregate"][spec["measure"]]
-                for r, s, label in retrievers}
-        paper = {label: _paper(reference.get(meta["label"], {}).get(label)) for label in labels}
+        rows.setdefault(study.collection(collection)["label"], []).append(collection)
+    for row_label, collections in rows.items():
+        meta = study.collection(collections[0])
+
+        def mean_of(retriever: str, setting: str) -> float:
+            values = [load_metrics(metrics_path(EvalUnit(setting, retriever, c, study.eval_query_sets(c)[0])))
+                      ["aggregate"][spec["measure"]] for c in collections]
+            return sum(values) / len(values)
+
+        ours = {label: mean_of(r, s) for r, s, label in retrievers}
+        paper = {label: _paper(reference.get(row_label, {}).get(label)) for label in labels}
         for label in labels:
             ours_by_column[label].append(ours[label])
         lead = ([meta.get("group", "")] if grouped else []) + [meta["label"]]
@@ -100,7 +107,7 @@ def _measure_table(study, name, spec, metrics_path):
         md_rows.append(lead + [_cell(ours[l], paper[l]) for l in labels])
     averages = {l: sum(v) / len(v) for l, v in ours_by_column.items() if v}
     # The published Avg is comparable only when the table holds exactly the published datasets.
-    same_rows = {study.collection(c)["label"] for c in table_collections(study, name)} == set(reference) - {"Avg"}
+    same_rows = set(rows) == set(reference) - {"Avg"}
     paper_avg = {l: _paper(reference.get("Avg", {}).get(l)) if same_rows else None for l in labels}
     lead = (["Avg"] if grouped else []) + ["Avg"]
     csv_rows.append(lead + [_fmt(averages.get(l)) for l in labels] + [_fmt(paper_avg[l]) for l in labels])
