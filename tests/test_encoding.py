@@ -113,3 +113,19 @@ def test_shard_encoding_resumes_from_finished_chunks(tiny_backbones, tmp_path, m
     assert ids == ref_ids == [f"d{i}" for i in range(20, 40)]
     np.testing.assert_allclose(vectors, ref_vectors, atol=1e-6)
     assert not (tmp_path / "shard-1.parquet.parts").exists()
+
+
+@pytest.mark.slow
+def test_one_process_per_device_gives_the_same_shard(tiny_backbones, tmp_path):
+    """The multi-GPU path (one spawned process per device) run with two CPU 'devices'."""
+    corpus = tmp_path / "corpus.parquet"
+    write_corpus(corpus, ({"id": f"d{i}", "title": "", "text": f"text {i} " * (i % 7 + 1)} for i in range(30)))
+    spec = EncoderSpec(tiny_backbones["qwen2"], ENCODING)
+    encode_corpus_shard(corpus, 0, 1, tmp_path / "single.parquet", spec, use_title=False, chunk_rows=8,
+                        devices=["cpu"])
+    encode_corpus_shard(corpus, 0, 1, tmp_path / "multi.parquet", spec, use_title=False, chunk_rows=8,
+                        devices=["cpu", "cpu"])
+    single_ids, single, _ = read_embeddings(tmp_path / "single.parquet")
+    multi_ids, multi, _ = read_embeddings(tmp_path / "multi.parquet")
+    assert single_ids == multi_ids == [f"d{i}" for i in range(30)]
+    np.testing.assert_allclose(single, multi, atol=1e-6)
