@@ -29,14 +29,19 @@ def cluster_problem():
         return "sinfo timed out: is slurmctld running? (.ci/slurm-up)"
     states = out.stdout.split()
     if out.returncode != 0 or not states:
-        return f"no Slurm cluster answers (sinfo: {out.stderr.strip()[:200]}): run .ci/slurm-up"
+        last = (out.stderr.strip().splitlines() or [""])[-1][:200]
+        return f"no Slurm cluster answers (sinfo: {last!r}): run .ci/slurm-up"
     if not any(s.startswith(("idle", "mix", "alloc", "comp")) for s in states):
         return f"Slurm node not usable (state {states}): run .ci/slurm-up"
     return None
 
 
 def require_cluster():
+    """Skip when no cluster is up; fail instead when REQUIRE_SLURM=1 (CI,
+    where .ci/slurm-up ran and a silent skip would hide a broken cluster)."""
     problem = cluster_problem()
+    if problem and os.environ.get("REQUIRE_SLURM") == "1":
+        pytest.fail(problem)
     if problem:
         pytest.skip(problem)
 

@@ -28,7 +28,7 @@ SLURM_DEFAULTS = {
     "gpu_model": None,  # GRES type, e.g. h100 (sbatch --gpus=h100:1); None: any GPU
     "gpus_per_node": 8,
     "cpus_per_gpu": 8,
-    "mem_mb_per_gpu": 120000,
+    "mem_mb_per_gpu": 96000,
     # A retry gets runtime * runtime_growth**(attempt-1), memory likewise.
     "runtime_growth": 2.0,
     "mem_growth": 1.5,

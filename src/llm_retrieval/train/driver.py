@@ -252,6 +252,7 @@ def launch(job: TrainJob, world_size: int | None = None) -> dict | None:
     if under_slurm_ranks():
         import submitit
 
+        os.environ.setdefault("SUBMITIT_EXECUTOR", "slurm")  # the helper cannot tell srun tasks apart otherwise
         env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         if world_size is not None and env.world_size != world_size:
             raise ValueError(f"Slurm started {env.world_size} tasks but training asks for {world_size} ranks")
