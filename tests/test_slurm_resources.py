@@ -1,19 +1,25 @@
-"""workflow/rules/resources.smk: what each kind of job asks Slurm for.
+"""llm_retrieval.cluster (behind workflow/rules/resources.smk): what each kind of job asks Slurm for.
 
-No cluster needed: the file is plain Python, executed with a config dict.
+No cluster needed.
 """
 
+from functools import partial
 from pathlib import Path
 
 import pytest
 import yaml
 
+from llm_retrieval import cluster
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def load(config):
-    namespace = {"config": config}
-    exec(compile((REPO / "workflow/rules/resources.smk").read_text(), "resources.smk", "exec"), namespace)
+    """The functions the rules call, bound to ``config`` as resources.smk binds them."""
+    namespace = {name: partial(getattr(cluster, name), config)
+                 for name in ("rule_threads", "rule_resources", "rank_launcher", "train_layout", "slurm_settings")}
+    namespace["SLURM_DEFAULTS"] = cluster.SLURM_DEFAULTS
+    namespace["slurm_settings"]()  # unknown keys are errors as soon as the config is read
     return namespace
 
 

@@ -1,0 +1,189 @@
+"""Cluster resources per kind of job, from the study config's ``slurm:`` section.
+
+The one place a user describes their cluster is ``slurm:`` in the config file
+(partitions, account, GPU model, GPUs per node, ...; see docs/slurm.md). Each
+Snakemake rule asks for a *kind* of job (workflow/rules/resources.smk) and unpacks
+``rule_resources(config, kind)`` into its resources.
+
+Local runs (``--cores N``) ignore everything here except threads (which Snakemake
+caps at --cores) and mem_mb/runtime, which are unconstrained unless given with
+--resources. The Slurm executor plugin turns the resources into sbatch options:
+slurm_partition, slurm_account, runtime (minutes), mem_mb, gpu / gpu_model
+(--gpus=model:n), gres (per node), cpus_per_gpu, cpus_per_task, nodes,
+tasks_per_node + mpi (multi-rank jobs).
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+SLURM_DEFAULTS = {
+    "account": None,  # slurm_account; None: the user's default account
+    "partitions": {"cpu": None, "gpu": None},  # None: the cluster's default partition
+    "qos": None,
+    "gpu_model": None,  # GRES type, e.g. h100 (sbatch --gpus=h100:1); None: any GPU
+    "gpus_per_node": 8,
+    "cpus_per_gpu": 8,
+    "mem_mb_per_gpu": 96000,
+    # A retry gets runtime * runtime_growth**(attempt-1), memory likewise.
+    "runtime_growth": 2.0,
+    "mem_growth": 1.5,
+    # Caps, for small clusters (CI): applied after growth.
+    "max_threads": None,
+    "max_mem_mb": None,
+    "max_runtime": None,
+    # Per kind of job: CPU kinds take threads/mem_mb/runtime (minutes);
+    # GPU kinds take gpus/runtime (memory and CPUs follow from the GPU count).
+    "kinds": {
+        "data": {"threads": 4, "mem_mb": 32000, "runtime": 180},
+        "bm25": {"threads": 16, "mem_mb": 96000, "runtime": 360},
+        "build_backbone": {"threads": 4, "mem_mb": 64000, "runtime": 120},
+        "search": {"threads": 16, "mem_mb": 192000, "runtime": 240},
+        "evaluate": {"threads": 1, "mem_mb": 8000, "runtime": 30},
+        "report": {"threads": 1, "mem_mb": 4000, "runtime": 15},
+        "mine_negatives": {"threads": 16, "mem_mb": 96000, "runtime": 480},
+        "encode_queries": {"gpus": 1, "runtime": 60},
+        "encode_corpus_shard": {"gpus": 1, "runtime": 480},
+        # GPUs for training come from training.world_size, one rank per GPU.
+        "train": {"runtime": 2880},
+    },
+}
+
+GPU_KINDS = ("encode_queries", "encode_corpus_shard", "train")
+
+
+def _merge(base, override, where):
+    """Deep-merge override into a copy of base; unknown keys are errors."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if key not in base:
+            raise ValueError(
+                f"config key {where}.{key}: unknown (known: {', '.join(sorted(base))})"
+            )
+        if isinstance(base[key], dict) and key != "kinds":
+            out[key] = _merge(base[key], value, f"{where}.{key}")
+        elif key == "kinds":
+            for kind, spec in (value or {}).items():
+                if kind not in base["kinds"]:
+                    raise ValueError(f"config key {where}.kinds.{kind}: unknown kind")
+                out["kinds"][kind] = {**base["kinds"][kind], **(spec or {})}
+        else:
+            out[key] = value
+    return out
+
+
+def slurm_settings(config: dict) -> dict:
+    """The cluster settings: SLURM_DEFAULTS overridden by config['slurm']."""
+    return _merge(SLURM_DEFAULTS, config.get("slurm") or {}, "slurm")
+
+
+def _cap(value, cap):
+    return value if cap is None else min(value, cap)
+
+
+def _grown(base, growth, cap, attempt):
+    """A resource that grows with the retry attempt (1, 2, ...), capped."""
+    return int(_cap(math.ceil(base * growth ** (attempt - 1)), cap))
+
+
+def _kind(config: dict, kind: str):
+    settings = slurm_settings(config)
+    if kind not in settings["kinds"]:
+        raise ValueError(f"unknown job kind {kind!r} (known: {', '.join(settings['kinds'])})")
+    return settings, settings["kinds"][kind]
+
+
+def train_layout(config: dict) -> tuple[int, int]:
+    """(nodes, ranks per node) for training: one rank per GPU, whole nodes."""
+    settings = slurm_settings(config)
+    ranks = int((config.get("training") or {}).get("world_size", 1))
+    per_node = min(ranks, settings["gpus_per_node"])
+    if ranks % per_node:
+        raise ValueError(
+            f"config key training.world_size={ranks}: not a multiple of "
+            f"slurm.gpus_per_node={settings['gpus_per_node']} (training takes whole nodes)"
+        )
+    return ranks // per_node, per_node
+
+
+def rule_threads(config: dict, kind: str) -> int:
+    """threads: for a rule of this kind (CPUs per task; per rank for training)."""
+    settings, spec = _kind(config, kind)
+    if kind in GPU_KINDS:
+        gpus = 1 if kind == "train" else spec["gpus"]
+        return int(_cap(settings["cpus_per_gpu"] * gpus, settings["max_threads"]))
+    return int(_cap(spec["threads"], settings["max_threads"]))
+
+
+def _runtime(settings, base):
+    growth, cap = settings["runtime_growth"], settings["max_runtime"]
+    return lambda wildcards, attempt: _grown(base, growth, cap, attempt)
+
+
+def _mem(settings, base):
+    growth, cap = settings["mem_growth"], settings["max_mem_mb"]
+    return lambda wildcards, attempt: _grown(base, growth, cap, attempt)
+
+
+def rule_resources(config: dict, kind: str) -> dict:
+    """resources: for a rule of this kind, as a dict to unpack with **."""
+    settings, spec = _kind(config, kind)
+    gpu_job = kind in GPU_KINDS
+    res = {"runtime": _runtime(settings, spec["runtime"])}
+    partition = settings["partitions"]["gpu" if gpu_job else "cpu"]
+    if partition:
+        res["slurm_partition"] = partition
+    if settings["account"]:
+        res["slurm_account"] = settings["account"]
+    if settings["qos"]:
+        res["qos"] = settings["qos"]
+    if not gpu_job:
+        res["mem_mb"] = _mem(settings, spec["mem_mb"])
+        return res
+    cpus_per_gpu = int(_cap(settings["cpus_per_gpu"], settings["max_threads"]))
+    model = settings["gpu_model"]
+    if kind == "train":
+        nodes, per_node = train_layout(config)
+        res["mem_mb"] = _mem(settings, settings["mem_mb_per_gpu"] * per_node)  # per node
+        if nodes * per_node > 1:
+            # The batch script runs the rule's command once; the command starts
+            # one rank per GPU with srun (see rank_launcher). The plugin then
+            # neither wraps the command in srun nor sets --gpus itself.
+            res["mpi"] = "srun"
+            res["nodes"] = nodes
+            res["tasks_per_node"] = per_node
+            res["gres"] = f"gpu:{model}:{per_node}" if model else f"gpu:{per_node}"
+            # cpus per task = per rank; an explicit cpus_per_task overrides cpus_per_gpu.
+            res["cpus_per_task"] = cpus_per_gpu
+            return res
+        gpus = 1
+    else:
+        gpus = spec["gpus"]
+        res["mem_mb"] = _mem(settings, settings["mem_mb_per_gpu"] * gpus)
+    res["gpu"] = gpus
+    if model:
+        res["gpu_model"] = model
+    res["cpus_per_gpu"] = cpus_per_gpu  # no cpus_per_task here: it would win
+    return res
+
+
+def rank_launcher(config: dict) -> str:
+    """Shell prefix that starts the training ranks: srun when several ranks.
+
+    With one rank the Slurm job step (or the local process) is the rank. Rank
+    info comes from Slurm's environment (SLURM_PROCID, SLURM_NTASKS, ...);
+    submitit.helpers.TorchDistributedEnvironment().export() turns it into
+    RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT. That helper
+    only trusts the environment when SUBMITIT_EXECUTOR=slurm (set here for
+    several ranks; a single-rank job should setdefault it when SLURM_PROCID
+    is present).
+    """
+    nodes, per_node = train_layout(config)
+    if nodes * per_node == 1:
+        return ""
+    # Geometry spelled out: the plugin's job step strips the batch script's
+    # SLURM_* variables (task counts included) before running the rule.
+    return (
+        f"srun --kill-on-bad-exit=1 --cpu-bind=none --export=ALL,SUBMITIT_EXECUTOR=slurm "
+        f"--nodes={nodes} --ntasks-per-node={per_node} --ntasks={nodes * per_node}"
+    )
