@@ -1,4 +1,5 @@
 import json
+import sys
 
 from llm_retrieval.report import table_units
 from llm_retrieval.study import BM25, LEXICAL, ConfigError, Study, metrics_path

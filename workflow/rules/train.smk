@@ -37,6 +37,8 @@ rule train_lora:
         checkpoints=lambda wc: f"{R}/checkpoints/{wc.backbone}",
         # One rank per GPU; on Slurm, srun starts them on every node of the allocation.
         launcher=rank_launcher(),
+        # The interpreter running this job, as for the script: rules (also when no venv is active).
+        python=sys.executable,
         script=f"{workflow.basedir}/workflow/scripts/train_lora.py",
     log:
         f"{R}/logs/train_lora/{{backbone}}.log",
@@ -48,6 +50,6 @@ rule train_lora:
     conda:
         ENV
     shell:
-        "{params.launcher} python {params.script} --backbone {input.backbone} --groups {input.groups}"
+        "{params.launcher} {params.python} {params.script} --backbone {input.backbone} --groups {input.groups}"
         " --training {params.training:q} --deepspeed-config {input.deepspeed}"
         " --adapter {output.adapter} --report {output.report} --checkpoints {params.checkpoints} --log {log}"
