@@ -7,6 +7,16 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
+# A head killed with SIGKILL leaves Snakemake's lock behind: reclaim it, so that
+# rerunning the same command resumes the study (see llm_retrieval/headlock.py).
+if workflow.is_main_process:
+    import os
+
+    from llm_retrieval.headlock import reclaim_stale_lock
+
+    reclaim_stale_lock(os.path.join(workflow.workdir_init, ".snakemake"))
+
+
 # The paper study unless another config is given: --configfile replaces it rather than
 # being merged into it (a merge would mix the demo's backbones with the paper's).
 if not workflow.config_settings.configfiles:
