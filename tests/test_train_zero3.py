@@ -17,7 +17,6 @@ from llm_retrieval.modeling import load_text_model, load_tokenizer
 from llm_retrieval.train import checkpoint
 from llm_retrieval.train.driver import TrainJob, launch
 from llm_retrieval.encode import Encoder, EncoderSpec
-from llm_retrieval.train.model import load_retriever
 
 from train_fixtures import ndcg10, synthetic_task, tiny_backbone, training_config, write_groups
 
@@ -107,6 +106,6 @@ def test_incomplete_checkpoints_are_ignored(tmp_path):
     assert checkpoint.latest_complete(tmp_path / "missing") is None
 
 
-def test_load_retriever_names_a_folder_without_adapter(tmp_path):
-    with pytest.raises(DataError, match="adapter_model.safetensors is missing"):
-        load_retriever("unused", "qwen2", tmp_path)
+def test_supervised_encoder_names_a_folder_without_adapter(tmp_path):
+    with pytest.raises(DataError, match="adapter_model.safetensors, adapter_config.json missing"):
+        load_text_model("unused", "qwen2", adapter_dir=str(tmp_path))

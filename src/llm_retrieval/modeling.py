@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
+from .data.canonical import DataError
+
 ARCHITECTURES = ("qwen2", "qwen2_5_vl")
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,10 @@ def load_text_model(path: str, architecture: str, dtype: str = "float32", device
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})")
+    if adapter_dir is not None:
+        missing = [name for name in ADAPTER_FILES if not (Path(adapter_dir) / name).is_file()]
+        if missing:
+            raise DataError(adapter_dir, f"not a trained adapter folder: {', '.join(missing)} missing")
     model = AutoModel.from_pretrained(path, revision=revision, dtype=DTYPES[dtype],
                                       attn_implementation=attention_implementation(device))
     if architecture == "qwen2_5_vl":

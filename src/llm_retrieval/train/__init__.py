@@ -3,7 +3,7 @@
 - :mod:`.mine` BM25 hard negatives for the offline demo (the paper uses Tevatron's groups)
 - :mod:`.dataset` deterministic groups and batches from the training-groups Parquet
 - :mod:`.loss` InfoNCE with embeddings gathered across ranks
-- :mod:`.model` the LoRA retriever being trained, and :func:`load_retriever` for encoding
+- :mod:`.model` the LoRA retriever being trained (encoding with the adapter: ``modeling.load_text_model``)
 - :mod:`.checkpoint` atomic, resumable checkpoints
 - :mod:`.driver` one rank's training loop, and the launcher that starts the ranks
 """

@@ -1,19 +1,14 @@
 """The retriever being trained (backbone + LoRA, EOS pooling) and the one that encodes afterwards."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.canonical import DataError
 from ..modeling import last_token_pool, load_text_model
 from ..prompts import PrefixEosFormatter, document_text
-
-ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.json"
-
 
 class Batcher:
     """Token ids for queries (``Query: text<eos>``) and passages (``Passage: title text<eos>``).
@@ -66,20 +61,3 @@ def trainable_retriever(backbone_path: str, architecture: str, lora: dict, dtype
     config = LoraConfig(r=lora["rank"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                         target_modules=list(lora["target_modules"]), bias="none")
     return Retriever(get_peft_model(backbone, config))
-
-
-def check_adapter(adapter_dir: str | Path) -> None:
-    for name in (ADAPTER_WEIGHTS, ADAPTER_CONFIG):
-        if not (Path(adapter_dir) / name).is_file():
-            raise DataError(adapter_dir, f"not a trained adapter folder: {name} is missing")
-
-
-def load_retriever(backbone_path: str, architecture: str, adapter_dir: str | Path, dtype: str = "float32",
-                   device: str = "cpu", revision: str | None = None) -> nn.Module:
-    """The backbone with the trained adapter merged in, ready to encode (eval mode).
-
-    ``llm_retrieval.encode.Encoder`` with a supervised ``EncoderSpec`` loads it this way and
-    formats inputs exactly as :class:`Batcher` does in training.
-    """
-    check_adapter(adapter_dir)
-    return load_text_model(backbone_path, architecture, dtype, device, revision, str(adapter_dir))
