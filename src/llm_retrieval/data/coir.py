@@ -31,7 +31,7 @@ from typing import Iterator
 from tqdm import tqdm
 
 from .canonical import CORPUS_FILE, QRELS_FILE, QUERIES_FILE, DataError, write_corpus, write_qrels, write_queries
-from .download import SHA
+from .download import SHA, check_columns, iter_rows
 from .sources import preparer
 from .validate import finish_collection, staged_collection
 
@@ -108,17 +108,6 @@ def _split(dataset_dict, split: str, repo: str):
     return dataset_dict[split]
 
 
-def _columns(ds, needed: tuple[str, ...], repo: str, split: str) -> None:
-    missing = [c for c in needed if c not in ds.column_names]
-    if missing:
-        raise DataError(f"{repo}[{split}]", f"missing column(s) {missing}; has {ds.column_names}")
-
-
-def _iter_rows(ds, columns: list[str]) -> Iterator[dict]:
-    for batch in ds.select_columns(columns).iter(batch_size=BATCH):
-        yield from (dict(zip(batch, values)) for values in zip(*batch.values()))
-
-
 @preparer("coir")
 def prepare_coir(source: dict, query_sets: list[str], out_dir: Path, work_dir: Path) -> dict:
     tasks = coir_tasks(source)
@@ -130,27 +119,27 @@ def prepare_coir(source: dict, query_sets: list[str], out_dir: Path, work_dir: P
         task_qrels = []
         for qset in query_sets:
             split = _split(qrels_dd, qset, qrels_repo)
-            _columns(split, ("query_id", "corpus_id", "score"), qrels_repo, qset)
+            check_columns(split, ("query_id", "corpus_id", "score"), f"{qrels_repo}[{qset}]")
             task_qrels += [{"query_set": qset, "query_id": prefix + str(r["query_id"]),
                             "doc_id": prefix + str(r["corpus_id"]), "relevance": int(r["score"])}
-                           for r in _iter_rows(split, ["query_id", "corpus_id", "score"])]
+                           for r in iter_rows(split, ["query_id", "corpus_id", "score"])]
         wanted: dict[str, set] = {}
         for row in task_qrels:
             wanted.setdefault(row["query_id"], set()).add(row["query_set"])
         qsplit = _split(qc, "queries", qc_repo)
-        _columns(qsplit, ("_id", "text"), qc_repo, "queries")
-        for row in _iter_rows(qsplit, ["_id", "text"]):
+        check_columns(qsplit, ("_id", "text"), f"{qc_repo}[queries]")
+        for row in iter_rows(qsplit, ["_id", "text"]):
             qid = prefix + str(row["_id"])
             queries += [{"query_set": s, "id": qid, "text": row["text"] or ""} for s in sorted(wanted.get(qid, ()))]
         csplit = _split(qc, "corpus", qc_repo)
-        _columns(csplit, ("_id", "text"), qc_repo, "corpus")
+        check_columns(csplit, ("_id", "text"), f"{qc_repo}[corpus]")
         corpora.append((prefix, csplit, task))
         qrels += task_qrels
 
     def docs() -> Iterator[dict]:
         for prefix, split, task in corpora:
             cols = ["_id", "title", "text"] if "title" in split.column_names else ["_id", "text"]
-            for row in tqdm(_iter_rows(split, cols), total=len(split), desc=f"corpus {task}", unit="doc"):
+            for row in tqdm(iter_rows(split, cols), total=len(split), desc=f"corpus {task}", unit="doc"):
                 yield {"id": prefix + str(row["_id"]), "title": row.get("title") or "", "text": row["text"] or ""}
 
     with staged_collection(out_dir) as stage:

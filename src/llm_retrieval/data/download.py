@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import Iterator
 
 from tqdm import tqdm
 
@@ -180,3 +181,16 @@ class JsonFiles:
     def notes(self) -> list[str]:
         return [f"{url} read at unpinned revision {rev!r}; pin a commit sha in the source for reproducibility"
                 for url, rev in self.used.items() if rev != "local" and not SHA.match(rev)]
+
+
+def check_columns(ds, needed, where: str) -> None:
+    """A named error unless the Hugging Face dataset ``ds`` has the ``needed`` columns."""
+    missing = [c for c in needed if c not in ds.column_names]
+    if missing:
+        raise DataError(where, f"missing column(s) {missing}; has {ds.column_names}")
+
+
+def iter_rows(ds, columns: list[str], batch_size: int = 10_000) -> Iterator[dict]:
+    """Rows of ``ds`` as dicts, read a batch at a time (bounded memory on 9M-row datasets)."""
+    for batch in ds.select_columns(columns).iter(batch_size=batch_size):
+        yield from (dict(zip(batch, values)) for values in zip(*batch.values()))

@@ -27,7 +27,7 @@ from typing import Iterator
 from tqdm import tqdm
 
 from .canonical import CORPUS_FILE, QRELS_FILE, QUERIES_FILE, DataError, write_corpus, write_qrels, write_queries
-from .download import JsonFiles, fetch, pinned_checksum
+from .download import JsonFiles, check_columns, fetch, iter_rows, pinned_checksum
 from .sources import preparer
 from .validate import finish_collection, staged_collection
 
@@ -38,17 +38,6 @@ ANSERINI_QRELS = "https://raw.githubusercontent.com/castorini/anserini-tools/mas
 DL_QRELS = {"dl19": f"{ANSERINI_QRELS}/qrels.dl19-passage.txt", "dl20": f"{ANSERINI_QRELS}/qrels.dl20-passage.txt"}
 QUERY_SETS = ("dev", "dl19", "dl20")
 BATCH = 10_000
-
-
-def _check_columns(ds, needed: tuple[str, ...], where: str) -> None:
-    missing = [c for c in needed if c not in ds.column_names]
-    if missing:
-        raise DataError(where, f"missing column(s) {missing}; has {ds.column_names}")
-
-
-def _iter_rows(ds, columns: list[str]) -> Iterator[dict]:
-    for batch in ds.select_columns(columns).iter(batch_size=BATCH):
-        yield from (dict(zip(batch, values)) for values in zip(*batch.values()))
 
 
 def read_trec_qrels(path: Path) -> list[tuple[str, str, int]]:
@@ -97,26 +86,26 @@ def prepare_msmarco(source: dict, query_sets: list[str], out_dir: Path, work_dir
         ds = reader.load("queries", queries_repo, files[qset])
         where = f"{queries_repo}/{files[qset]}"
         if qset == "dev":
-            _check_columns(ds, ("query_id", "query", "positive_passages"), where)
-            for row in _iter_rows(ds, ["query_id", "query", "positive_passages"]):
+            check_columns(ds, ("query_id", "query", "positive_passages"), where)
+            for row in iter_rows(ds, ["query_id", "query", "positive_passages"]):
                 queries.append({"query_set": qset, "id": str(row["query_id"]), "text": row["query"]})
                 qrels += [{"query_set": qset, "query_id": str(row["query_id"]), "doc_id": str(p["docid"]),
                            "relevance": 1} for p in row["positive_passages"] or []]
             continue
-        _check_columns(ds, ("query_id", "query"), where)
+        check_columns(ds, ("query_id", "query"), where)
         path, qrels_provenance[qset] = fetch_dl_qrels(source, qset, work_dir, notes)
         judged = read_trec_qrels(path)
         topics = {q for q, _, _ in judged}
         qrels += [{"query_set": qset, "query_id": q, "doc_id": d, "relevance": r} for q, d, r in judged]
-        kept = [r for r in _iter_rows(ds, ["query_id", "query"]) if str(r["query_id"]) in topics]
+        kept = [r for r in iter_rows(ds, ["query_id", "query"]) if str(r["query_id"]) in topics]
         queries += [{"query_set": qset, "id": str(r["query_id"]), "text": r["query"]} for r in kept]
 
     corpus = reader.load("corpus", corpus_repo, files["corpus"])
-    _check_columns(corpus, ("docid", "text"), f"{corpus_repo}/{files['corpus']}")
+    check_columns(corpus, ("docid", "text"), f"{corpus_repo}/{files['corpus']}")
     cols = ["docid", "title", "text"] if "title" in corpus.column_names else ["docid", "text"]
 
     def docs() -> Iterator[dict]:
-        for row in tqdm(_iter_rows(corpus, cols), total=len(corpus), desc="corpus msmarco", unit="doc"):
+        for row in tqdm(iter_rows(corpus, cols), total=len(corpus), desc="corpus msmarco", unit="doc"):
             yield {"id": str(row["docid"]), "title": row.get("title") or "", "text": row["text"] or ""}
 
     with staged_collection(out_dir) as stage:

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ..atomic import parquet_writer
 from .canonical import TRAIN_GROUPS_SCHEMA, DataError
-from .download import JsonFiles
+from .download import JsonFiles, check_columns
 
 DEFAULT_DATASET = "Tevatron/msmarco-passage-aug"
 FIELDS = ("query_id", "query", "positive_passages", "negative_passages")
@@ -49,9 +49,7 @@ def prepare_training_groups(source: dict, out_path: Path, work_dir: Path) -> dic
         for file in files:
             ds = reader.load("train", dataset, file)
             where = f"{dataset}/{file}"
-            missing = [f for f in FIELDS if f not in ds.column_names]
-            if missing:
-                raise DataError(where, f"missing column(s) {missing}; has {ds.column_names}")
+            check_columns(ds, FIELDS, where)
             row = 0
             for batch in tqdm(ds.select_columns(list(FIELDS)).iter(batch_size=BATCH),
                               total=-(-len(ds) // BATCH), desc=f"groups {file}", unit="batch"):
