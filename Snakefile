@@ -40,8 +40,8 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_tables(),
         all_metrics(),
         all_embeddings(),
-    default_target: True

@@ -5,17 +5,17 @@
 rule resolve_backbone:
     output:
         record=f"{R}/models/{{backbone}}/backbone.json",
-    params:
-        spec=lambda wc: study.backbone(wc.backbone),
-        model_dir=lambda wc: f"{R}/models/{wc.backbone}/model",
     log:
         f"{R}/logs/resolve_backbone/{{backbone}}.log",
     benchmark:
         f"{R}/benchmarks/resolve_backbone/{{backbone}}.tsv"
+    conda:
+        ENV
     threads: rule_threads("build_backbone")
     resources:
         **rule_resources("build_backbone"),
-    conda:
-        ENV
+    params:
+        spec=lambda wc: study.backbone(wc.backbone),
+        model_dir=lambda wc: f"{R}/models/{wc.backbone}/model",
     script:
         "../scripts/resolve_backbone.py"

@@ -8,11 +8,11 @@ rule build_stdlib_codesearch:
         f"{R}/logs/build_stdlib_codesearch.log",
     benchmark:
         f"{R}/benchmarks/build_stdlib_codesearch.tsv"
+    conda:
+        ENV
     threads: rule_threads("data")
     resources:
         **rule_resources("data"),
-    conda:
-        ENV
     script:
         "../scripts/build_stdlib_codesearch.py"
 
@@ -20,17 +20,17 @@ rule build_stdlib_codesearch:
 rule build_synthetic_text:
     output:
         directory(f"{R}/sources/synth-text"),
-    params:
-        seed=13,
     log:
         f"{R}/logs/build_synthetic_text.log",
     benchmark:
         f"{R}/benchmarks/build_synthetic_text.tsv"
+    conda:
+        ENV
     threads: rule_threads("data")
     resources:
         **rule_resources("data"),
-    conda:
-        ENV
+    params:
+        seed=13,
     script:
         "../scripts/build_synthetic_text.py"
 
@@ -41,18 +41,18 @@ rule prepare_collection:
     output:
         **collection_files("{collection}"),
         manifest=f"{R}/data/{{collection}}/manifest.json",
-    params:
-        source=lambda wc: study.collection(wc.collection)["source"],
-        query_sets=lambda wc: list(study.collection(wc.collection)["query_sets"]),
-        work_dir=lambda wc: f"{R}/downloads/{wc.collection}",
     log:
         f"{R}/logs/prepare_collection/{{collection}}.log",
     benchmark:
         f"{R}/benchmarks/prepare_collection/{{collection}}.tsv"
+    conda:
+        ENV
     threads: rule_threads("data")
     resources:
         **rule_resources("data"),
-    conda:
-        ENV
+    params:
+        source=lambda wc: study.collection(wc.collection)["source"],
+        query_sets=lambda wc: list(study.collection(wc.collection)["query_sets"]),
+        work_dir=lambda wc: f"{R}/downloads/{wc.collection}",
     script:
         "../scripts/prepare_collection.py"

@@ -7,18 +7,18 @@ rule evaluate_run:
         qrels=f"{R}/data/{{collection}}/qrels.parquet",
     output:
         f"{R}/metrics/{{run_setting}}/{{retriever}}/{{collection}}/{{query_set}}.json",
-    params:
-        relevance_level=lambda wc: study.collection(wc.collection)["query_sets"][wc.query_set]["relevance_level"],
-    wildcard_constraints:
-        run_setting=f"{LEXICAL}|zeroshot|supervised",
     log:
         f"{R}/logs/evaluate_run/{{run_setting}}/{{retriever}}/{{collection}}/{{query_set}}.log",
     benchmark:
         f"{R}/benchmarks/evaluate_run/{{run_setting}}/{{retriever}}/{{collection}}/{{query_set}}.tsv"
+    wildcard_constraints:
+        run_setting=f"{LEXICAL}|zeroshot|supervised",
+    conda:
+        ENV
     threads: rule_threads("evaluate")
     resources:
         **rule_resources("evaluate"),
-    conda:
-        ENV
+    params:
+        relevance_level=lambda wc: study.collection(wc.collection)["query_sets"][wc.query_set]["relevance_level"],
     script:
         "../scripts/evaluate_run.py"

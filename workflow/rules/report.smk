@@ -7,17 +7,16 @@ rule comparison_table:
     output:
         md=f"{R}/tables/{{table}}.md",
         csv=f"{R}/tables/{{table}}.csv",
-    params:
-        table=lambda wc: wc.table,
     log:
         f"{R}/logs/comparison_table/{{table}}.log",
     benchmark:
         f"{R}/benchmarks/comparison_table/{{table}}.tsv"
+    conda:
+        ENV
     threads: rule_threads("report")
     resources:
         **rule_resources("report"),
-    conda:
-        ENV
+    params:
+        table=lambda wc: wc.table,
     script:
         "../scripts/comparison_table.py"
-

@@ -7,17 +7,17 @@ rule dense_search:
         shards=corpus_shards,
     output:
         f"{R}/runs/{{setting}}/{{backbone}}/{{collection}}/{{query_set}}.trec",
-    params:
-        top_k=lambda wc: study.collection(wc.collection)["top_k"],
-        drop_self_hits=lambda wc: study.collection(wc.collection)["drop_self_hits"],
     log:
         f"{R}/logs/dense_search/{{setting}}/{{backbone}}/{{collection}}/{{query_set}}.log",
     benchmark:
         f"{R}/benchmarks/dense_search/{{setting}}/{{backbone}}/{{collection}}/{{query_set}}.tsv"
+    conda:
+        ENV
     threads: rule_threads("search")
     resources:
         **rule_resources("search"),
-    conda:
-        ENV
+    params:
+        top_k=lambda wc: study.collection(wc.collection)["top_k"],
+        drop_self_hits=lambda wc: study.collection(wc.collection)["drop_self_hits"],
     script:
         "../scripts/dense_search.py"

@@ -7,19 +7,19 @@ rule training_groups:
         unpack(training_group_inputs),
     output:
         f"{R}/train/groups.parquet",
-    params:
-        source=config.get("training", {}).get("data"),
-        bm25=config["bm25"],
-        work_dir=f"{R}/downloads/training",
     log:
         f"{R}/logs/training_groups.log",
     benchmark:
         f"{R}/benchmarks/training_groups.tsv"
+    conda:
+        ENV
     threads: rule_threads("mine_negatives")
     resources:
         **rule_resources("mine_negatives"),
-    conda:
-        ENV
+    params:
+        source=config.get("training", {}).get("data"),
+        bm25=config["bm25"],
+        work_dir=f"{R}/downloads/training",
     script:
         "../scripts/training_groups.py"
 
@@ -32,6 +32,15 @@ rule train_lora:
     output:
         adapter=directory(f"{R}/train/{{backbone}}/adapter"),
         report=f"{R}/train/{{backbone}}/training.json",
+    log:
+        f"{R}/logs/train_lora/{{backbone}}.log",
+    benchmark:
+        f"{R}/benchmarks/train_lora/{{backbone}}.tsv"
+    conda:
+        ENV
+    threads: rule_threads("train")
+    resources:
+        **rule_resources("train"),
     params:
         training=lambda wc: json.dumps(config["training"]),
         checkpoints=lambda wc: f"{R}/checkpoints/{wc.backbone}",
@@ -40,15 +49,6 @@ rule train_lora:
         # The interpreter running this job, as for the script: rules (also when no venv is active).
         python=sys.executable,
         script=f"{workflow.basedir}/workflow/scripts/train_lora.py",
-    log:
-        f"{R}/logs/train_lora/{{backbone}}.log",
-    benchmark:
-        f"{R}/benchmarks/train_lora/{{backbone}}.tsv"
-    threads: rule_threads("train")
-    resources:
-        **rule_resources("train"),
-    conda:
-        ENV
     shell:
         "{params.launcher} {params.python} {params.script} --backbone {input.backbone} --groups {input.groups}"
         " --training {params.training:q} --deepspeed-config {input.deepspeed}"
