@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from data_fixtures import (FileServer, beir_zip_bytes, md5, write_beir_folder, write_coir_task, write_jsonl_gz)
 from llm_retrieval.data import beir as beir_module
 from llm_retrieval.data.canonical import TRAIN_GROUPS_SCHEMA, DataError, read_qrels, read_queries
-from llm_retrieval.data.sources import PREPARERS, prepare_collection, prepare_training_groups
+from llm_retrieval.data.sources import PREPARERS, prepare_collection
+from llm_retrieval.data.tevatron import prepare_training_groups
 
 
 def rows(path: Path) -> list[dict]:
@@ -30,6 +32,19 @@ def test_registry_has_every_real_source():
     assert {"beir", "beir_local", "coir", "msmarco"} <= set(PREPARERS)
     with pytest.raises(DataError, match="unknown source type 'nope'"):
         prepare_collection({"type": "nope"}, ["test"], Path("x"), Path("y"))
+
+
+def test_the_schema_allows_exactly_the_source_types_that_have_a_preparer():
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    types = schema["$defs"]["source"]["properties"]["type"]
+    assert set(types["enum"]) == set(PREPARERS)
+
+
+def test_no_source_module_imports_the_registry_back():
+    data = Path(__file__).resolve().parents[1] / "src/llm_retrieval/data"
+    for module in data.glob("*.py"):
+        if module.name != "sources.py":
+            assert ".sources import" not in module.read_text() and "import sources" not in module.read_text(), module
 
 
 # ---------------------------------------------------------------- beir_local

@@ -104,7 +104,7 @@ def test_cancelled_and_timed_out_jobs_are_retried(toy):
         "sleep": {"prepare": 1, "encode": 120},
         "train_steps": 40,
         "step_seconds": 3,  # 120 s of work on the first attempt: past 1 minute
-        "slurm": {"kinds": {"train": {"runtime": 1}}},
+        "slurm": {"kinds": {"train_lora": {"runtime": 1}}},
     }
     log = toy / "head.log"
     head = start(toy_cmd(toy, settings), toy, log)

@@ -3,6 +3,7 @@
 No cluster needed.
 """
 
+import re
 from functools import partial
 from pathlib import Path
 
@@ -40,7 +41,7 @@ CLUSTER = {
 
 def test_cpu_kinds_stay_on_the_cpu_partition():
     ns = load({"slurm": CLUSTER})
-    for kind in ("data", "bm25", "build_backbone", "search", "evaluate", "report", "mine_negatives"):
+    for kind in ("data", "bm25", "resolve_backbone", "search", "evaluate", "report", "training_groups"):
         res = evaluate(ns["rule_resources"](kind))
         assert res["slurm_partition"] == "cpu-long", kind
         assert res["slurm_account"] == "proj42"
@@ -62,7 +63,7 @@ def test_encoding_takes_one_gpu_of_the_configured_model():
 
 def test_training_takes_whole_nodes_one_rank_per_gpu():
     ns = load({"slurm": CLUSTER, "training": {"world_size": 16}})
-    res = evaluate(ns["rule_resources"]("train"))
+    res = evaluate(ns["rule_resources"]("train_lora"))
     assert (res["nodes"], res["tasks_per_node"], res["mpi"]) == (2, 8, "srun")
     assert res["gres"] == "gpu:h100:8"  # per node
     assert res["cpus_per_task"] == 12  # per rank
@@ -74,7 +75,7 @@ def test_training_takes_whole_nodes_one_rank_per_gpu():
 
 def test_single_rank_training_is_an_ordinary_gpu_job():
     ns = load({"slurm": CLUSTER, "training": {"world_size": 1}})
-    res = evaluate(ns["rule_resources"]("train"))
+    res = evaluate(ns["rule_resources"]("train_lora"))
     assert res["gpu"] == 1 and "mpi" not in res and "nodes" not in res
     assert ns["rank_launcher"]() == ""
 
@@ -82,7 +83,7 @@ def test_single_rank_training_is_an_ordinary_gpu_job():
 def test_training_world_size_must_fill_whole_nodes():
     ns = load({"slurm": CLUSTER, "training": {"world_size": 12}})
     with pytest.raises(ValueError, match="training.world_size=12"):
-        ns["rule_resources"]("train")
+        ns["rule_resources"]("train_lora")
 
 
 def test_runtime_and_memory_grow_with_the_attempt_within_caps():
@@ -103,6 +104,20 @@ def test_unknown_settings_are_refused_with_their_config_key():
         load({"slurm": {"partiton": {"cpu": "x"}}})["rule_resources"]("data")
     with pytest.raises(ValueError, match="slurm.kinds.encode"):
         load({"slurm": {"kinds": {"encode": {"runtime": 1}}}})["rule_resources"]("data")
+
+
+def test_an_old_kind_name_in_slurm_kinds_is_refused_with_its_new_name():
+    for old, new in (("build_backbone", "resolve_backbone"), ("mine_negatives", "training_groups"), ("train", "train_lora")):
+        with pytest.raises(cluster.RenamedKindError, match=f"slurm.kinds.{old}.*now called '{new}'"):
+            load({"slurm": {"kinds": {old: {"runtime": 1}}}})
+
+
+def test_every_rule_asks_for_an_existing_kind_named_after_a_rule_or_stage():
+    asked = set()
+    for smk in (REPO / "workflow/rules").glob("*.smk"):
+        asked |= set(re.findall(r'rule_resources\("(\w+)"\)', smk.read_text()))
+    assert asked == set(cluster.SLURM_DEFAULTS["kinds"])
+    assert not asked & set(cluster.RENAMED_KINDS)
 
 
 def test_ci_cluster_settings_fit_the_test_cluster():

@@ -37,19 +37,34 @@ SLURM_DEFAULTS = {
     "kinds": {
         "data": {"threads": 4, "mem_mb": 32000, "runtime": 180},
         "bm25": {"threads": 16, "mem_mb": 96000, "runtime": 360},
-        "build_backbone": {"threads": 4, "mem_mb": 64000, "runtime": 120},
+        "resolve_backbone": {"threads": 4, "mem_mb": 64000, "runtime": 120},
         "search": {"threads": 16, "mem_mb": 192000, "runtime": 240},
         "evaluate": {"threads": 1, "mem_mb": 8000, "runtime": 30},
         "report": {"threads": 1, "mem_mb": 4000, "runtime": 15},
-        "mine_negatives": {"threads": 16, "mem_mb": 96000, "runtime": 480},
+        "training_groups": {"threads": 16, "mem_mb": 96000, "runtime": 480},
         "encode_queries": {"gpus": 1, "runtime": 60},
         "encode_corpus_shard": {"gpus": 1, "runtime": 480},
         # GPUs for training come from training.world_size, one rank per GPU.
-        "train": {"runtime": 2880},
+        "train_lora": {"runtime": 2880},
     },
 }
 
-GPU_KINDS = ("encode_queries", "encode_corpus_shard", "train")
+GPU_KINDS = ("encode_queries", "encode_corpus_shard", "train_lora")
+
+# Kinds are named after the rule they serve (or the stage, where several rules share one).
+# Old names in a user's slurm.kinds are refused with the new one.
+RENAMED_KINDS = {"build_backbone": "resolve_backbone", "mine_negatives": "training_groups", "train": "train_lora"}
+
+
+class RenamedKindError(ValueError):
+    """A job kind in slurm.kinds (or a rule) uses a name that was renamed."""
+
+    def __init__(self, where: str, old: str):
+        new = RENAMED_KINDS[old]
+        super().__init__(
+            f"config key {where}.{old}: the job kind {old!r} is now called {new!r} (after the rule it serves); "
+            f"rename it to {new} in your config's slurm.kinds"
+        )
 
 
 def _merge(base, override, where):
@@ -64,6 +79,8 @@ def _merge(base, override, where):
             out[key] = _merge(base[key], value, f"{where}.{key}")
         elif key == "kinds":
             for kind, spec in (value or {}).items():
+                if kind in RENAMED_KINDS:
+                    raise RenamedKindError(f"{where}.kinds", kind)
                 if kind not in base["kinds"]:
                     raise ValueError(f"config key {where}.kinds.{kind}: unknown kind")
                 out["kinds"][kind] = {**base["kinds"][kind], **(spec or {})}
@@ -88,6 +105,8 @@ def _grown(base, growth, cap, attempt):
 
 def _kind(config: dict, kind: str):
     settings = slurm_settings(config)
+    if kind in RENAMED_KINDS:
+        raise RenamedKindError("job kind", kind)
     if kind not in settings["kinds"]:
         raise ValueError(f"unknown job kind {kind!r} (known: {', '.join(settings['kinds'])})")
     return settings, settings["kinds"][kind]
@@ -110,7 +129,7 @@ def rule_threads(config: dict, kind: str) -> int:
     """threads: for a rule of this kind (CPUs per task; per rank for training)."""
     settings, spec = _kind(config, kind)
     if kind in GPU_KINDS:
-        gpus = 1 if kind == "train" else spec["gpus"]
+        gpus = 1 if kind == "train_lora" else spec["gpus"]
         return int(_cap(settings["cpus_per_gpu"] * gpus, settings["max_threads"]))
     return int(_cap(spec["threads"], settings["max_threads"]))
 
@@ -142,7 +161,7 @@ def rule_resources(config: dict, kind: str) -> dict:
         return res
     cpus_per_gpu = int(_cap(settings["cpus_per_gpu"], settings["max_threads"]))
     model = settings["gpu_model"]
-    if kind == "train":
+    if kind == "train_lora":
         nodes, per_node = train_layout(config)
         res["mem_mb"] = _mem(settings, settings["mem_mb_per_gpu"] * per_node)  # per node
         if nodes * per_node > 1:

@@ -11,9 +11,9 @@ rule resolve_backbone:
         f"{R}/benchmarks/resolve_backbone/{{backbone}}.tsv"
     conda:
         ENV
-    threads: rule_threads("build_backbone")
+    threads: rule_threads("resolve_backbone")
     resources:
-        **rule_resources("build_backbone"),
+        **rule_resources("resolve_backbone"),
     params:
         spec=lambda wc: study.backbone(wc.backbone),
         model_dir=lambda wc: f"{R}/models/{wc.backbone}/model",

@@ -13,9 +13,9 @@ rule training_groups:
         f"{R}/benchmarks/training_groups.tsv"
     conda:
         ENV
-    threads: rule_threads("mine_negatives")
+    threads: rule_threads("training_groups")
     resources:
-        **rule_resources("mine_negatives"),
+        **rule_resources("training_groups"),
     params:
         source=config.get("training", {}).get("data"),
         bm25=config["bm25"],
@@ -38,9 +38,9 @@ rule train_lora:
         f"{R}/benchmarks/train_lora/{{backbone}}.tsv"
     conda:
         ENV
-    threads: rule_threads("train")
+    threads: rule_threads("train_lora")
     resources:
-        **rule_resources("train"),
+        **rule_resources("train_lora"),
     params:
         training=lambda wc: json.dumps(config["training"]),
         checkpoints=lambda wc: f"{R}/checkpoints/{wc.backbone}",

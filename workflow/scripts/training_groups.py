@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from llm_retrieval.data.sources import prepare_training_groups
+from llm_retrieval.data.tevatron import prepare_training_groups
 from llm_retrieval.joblog import job_log
 from llm_retrieval.train.mine import mine_bm25_groups
 

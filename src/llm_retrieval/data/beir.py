@@ -17,7 +17,6 @@ from tqdm import tqdm
 
 from .canonical import CORPUS_FILE, QRELS_FILE, QUERIES_FILE, DataError, write_corpus, write_qrels, write_queries
 from .download import fetch, pinned_checksum, safe_extract
-from .sources import preparer
 from .validate import finish_collection, staged_collection
 
 BEIR_BASE_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets"
@@ -112,7 +111,6 @@ def convert_beir_folder(folder: Path, query_sets: list[str], dest: Path) -> dict
     return {"documents_read": n_docs, "queries_read": len(queries), "qrels_read": len(qrels)}
 
 
-@preparer("beir_local")
 def prepare_beir_local(source: dict, query_sets: list[str], out_dir: Path, work_dir: Path) -> dict:
     folder = Path(source["path"])
     with staged_collection(out_dir) as stage:
@@ -136,7 +134,6 @@ def find_beir_root(extracted: Path, name: str) -> Path:
     raise DataError(extracted, "no corpus.jsonl found in the archive (expected <name>/corpus.jsonl)")
 
 
-@preparer("beir")
 def prepare_beir(source: dict, query_sets: list[str], out_dir: Path, work_dir: Path) -> dict:
     name = source["name"]
     md5 = source.get("md5") or pinned_checksum("beir", name)

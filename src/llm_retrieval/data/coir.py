@@ -32,7 +32,6 @@ from tqdm import tqdm
 
 from .canonical import CORPUS_FILE, QRELS_FILE, QUERIES_FILE, DataError, write_corpus, write_qrels, write_queries
 from .download import SHA, check_columns, iter_rows
-from .sources import preparer
 from .validate import finish_collection, staged_collection
 
 HUB_ROOT = "CoIR-Retrieval"
@@ -108,7 +107,6 @@ def _split(dataset_dict, split: str, repo: str):
     return dataset_dict[split]
 
 
-@preparer("coir")
 def prepare_coir(source: dict, query_sets: list[str], out_dir: Path, work_dir: Path) -> dict:
     tasks = coir_tasks(source)
     hub = HubReader(source, work_dir)

@@ -24,7 +24,6 @@ import pyarrow as pa
 from ..atomic import atomic_path, write_parquet
 from .canonical import (CORPUS_FILE, QRELS_FILE, QUERIES_FILE, DataError, read_table, write_corpus, write_qrels,
                         write_queries)
-from .sources import preparer
 from .validate import finish_collection, staged_collection
 
 PAIRS_SCHEMA = pa.schema([("id", pa.string()), ("module", pa.string()), ("qualname", pa.string()),
@@ -95,7 +94,6 @@ def build_stdlib_pairs(out_path: str | Path) -> dict:
     return {"pairs": len(rows), **splits, "stdlib": sysconfig.get_paths()["stdlib"]}
 
 
-@preparer("stdlib_codesearch")
 def prepare_stdlib_codesearch(source: dict, query_sets: list[str], out_dir: Path, work_dir: Path) -> dict:
     """Text-to-code: docstring sentence → function; code-to-text: function → sentence (CoIR's two directions)."""
     direction = source.get("direction")

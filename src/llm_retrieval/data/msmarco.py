@@ -28,7 +28,6 @@ from tqdm import tqdm
 
 from .canonical import CORPUS_FILE, QRELS_FILE, QUERIES_FILE, DataError, write_corpus, write_qrels, write_queries
 from .download import JsonFiles, check_columns, fetch, iter_rows, pinned_checksum
-from .sources import preparer
 from .validate import finish_collection, staged_collection
 
 CORPUS_REPO = "Tevatron/msmarco-passage-corpus"
@@ -73,7 +72,6 @@ def fetch_dl_qrels(source: dict, name: str, work_dir: Path, notes: list[str]) ->
     return dest, fetch(str(where), dest, md5, progress=False)
 
 
-@preparer("msmarco")
 def prepare_msmarco(source: dict, query_sets: list[str], out_dir: Path, work_dir: Path) -> dict:
     unknown = [q for q in query_sets if q not in QUERY_SETS]
     if unknown:
