@@ -20,7 +20,7 @@ RULES = {
 }
 GPU_RULES = {"encode_queries", "encode_corpus_shard", "train_lora"}
 # The users' profile plus the CI overlay; the CI cluster settings come last.
-PROFILE = ["--profile", "profiles/slurm", "--profile", "profiles/slurm-ci"]
+PROFILE = ["--profile", "slurm", "--profile", "profiles/slurm-ci"]
 CONFIG = ["--configfile", "config/mini.yaml", "slice.yaml", "profiles/slurm-ci/cluster.yaml"]
 # Every rule, fewest jobs (27): one backbone, one collection per setting.
 SLICE = {"settings": {"zeroshot": {"backbones": ["base"], "collections": ["synth-text"]},
@@ -40,7 +40,7 @@ def study(tmp_path_factory):
 
 
 def test_dry_run_through_the_users_profile(study):
-    code, out = run(smk("--profile", "profiles/slurm", "-n", *CONFIG), study)
+    code, out = run(smk("--profile", "slurm", "-n", *CONFIG), study)
     assert code == 0, out[-4000:]
     assert set(job_counts(planned_jobs(out))) == RULES
 
@@ -68,7 +68,7 @@ def test_demo_slice_runs_every_rule_as_slurm_jobs(study):
 def test_single_backbone_rerun_through_the_profile(study):
     if not (study / "results/tables/beir.md").exists():
         pytest.skip("needs the finished slice of test_demo_slice_runs_every_rule_as_slurm_jobs")
-    code, out = run(smk("--profile", "profiles/slurm", "-n", *CONFIG,
+    code, out = run(smk("--profile", "slurm", "-n", *CONFIG,
                         "--forcerun", "results/models/base/backbone.json"), study)
     assert code == 0, out[-4000:]
     jobs = planned_jobs(out)

@@ -9,13 +9,15 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ("Snakefile", "workflow", "config", "resources", "profiles", "envs", "requirements.txt")
+WORKFLOW_FILES = ("Snakefile", "workflow", "config", "resources", "profiles", "slurm", "envs", "requirements.txt")
 
 
 def scratch_copy(dest: Path) -> Path:
     for name in WORKFLOW_FILES:
         source = ROOT / name
-        if source.is_dir():
+        if source.is_symlink():  # slurm -> profiles/slurm stays a link, as in the repository
+            (dest / name).symlink_to(source.readlink())
+        elif source.is_dir():
             shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(source, dest / name)
