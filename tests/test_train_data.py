@@ -8,7 +8,7 @@ from llm_retrieval.data.canonical import (TRAIN_GROUPS_SCHEMA, DataError, write_
                                           write_queries)
 from llm_retrieval.modeling import load_tokenizer
 from llm_retrieval.train.dataset import Group, GroupSchedule, Passage, read_groups, sample_group
-from llm_retrieval.train.driver import check_batch, deepspeed_config
+from llm_retrieval.train.engine import ZeroStageError, check_batch, deepspeed_config
 from llm_retrieval.bm25 import build_index
 from llm_retrieval.train.mine import mine_bm25_groups
 
@@ -122,6 +122,16 @@ def test_deepspeed_autos_are_filled(tmp_path):
     bad.write_text('{"zero_optimization": {"stage": 3, "mystery": "auto"}}')
     with pytest.raises(ValueError, match="mystery"):
         deepspeed_config(bad, training_config(), 2, on_gpu=False, hidden_size=32)
+
+
+def test_zero_stage_overrides_the_one_template_and_unknown_stages_are_named():
+    template = training_config()["deepspeed_config"]
+    stage2 = deepspeed_config(template, training_config(zero_stage=2), 2, on_gpu=False, hidden_size=32)
+    assert stage2["zero_optimization"]["stage"] == 2
+    assert not any(k.startswith("stage3_") for k in stage2["zero_optimization"])
+    assert deepspeed_config(template, training_config(zero_stage=3), 2, False, 32)["zero_optimization"]["stage"] == 3
+    with pytest.raises(ZeroStageError, match="zero_stage=1"):
+        deepspeed_config(template, training_config(zero_stage=1), 2, on_gpu=False, hidden_size=32)
 
 
 def test_batcher_keeps_prefix_and_eos_under_truncation(tmp_path):

@@ -5,5 +5,6 @@
 - :mod:`.loss` InfoNCE with embeddings gathered across ranks
 - :mod:`.model` the LoRA retriever being trained (encoding with the adapter: ``modeling.load_text_model``)
 - :mod:`.checkpoint` atomic, resumable checkpoints
-- :mod:`.driver` one rank's training loop, and the launcher that starts the ranks
+- :mod:`.driver` the launcher that starts the ranks; :mod:`.rank` one rank's training loop
+- :mod:`.engine` DeepSpeed config (one template, `zero_stage` 2|3) and engine; :mod:`.adapter` adapter export
 """

@@ -46,7 +46,22 @@ class Retriever(nn.Module):
         return F.normalize(last_token_pool(hidden, attention_mask).float(), dim=-1)
 
     def forward(self, q_ids, q_mask, p_ids, p_mask) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.embed(q_ids, q_mask), self.embed(p_ids, p_mask)
+        """Queries and passages in ONE forward pass (right-padded to a common width).
+
+        Under ZeRO-3 every pass all-gathers each layer's weights (and its backward
+        again); one pass instead of two halves that traffic. Right padding under causal
+        attention leaves each sequence's EOS state unchanged by the extra pads.
+        """
+        width = max(q_ids.size(1), p_ids.size(1))
+        # The pads' id is irrelevant (masked, and after the EOS): 0 is valid in every vocabulary.
+        ids = torch.cat([_pad_right(q_ids, width, 0), _pad_right(p_ids, width, 0)])
+        mask = torch.cat([_pad_right(q_mask, width, 0), _pad_right(p_mask, width, 0)])
+        emb = self.embed(ids, mask)
+        return emb[:q_ids.size(0)], emb[q_ids.size(0):]
+
+
+def _pad_right(t: torch.Tensor, width: int, value: int) -> torch.Tensor:
+    return F.pad(t, (0, width - t.size(1)), value=value) if t.size(1) < width else t
 
 
 def trainable_retriever(backbone_path: str, architecture: str, lora: dict, dtype: str = "float32",

@@ -1,0 +1,130 @@
+"""One rank's training loop (started by :mod:`.driver`, identical however the ranks were started).
+
+Per micro-step: the rank's queries and their passages go through the backbone in ONE
+forward pass (so ZeRO-3 gathers each layer's weights once for the forward and once for
+the backward, not twice each), the embeddings are gathered across ranks for InfoNCE,
+and the engine steps at the accumulation boundary.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from ..atomic import write_json
+from ..modeling import load_tokenizer
+from . import checkpoint
+from .adapter import save_adapter
+from .dataset import GroupSchedule, read_groups, sample_group
+from .engine import build_engine, check_batch, deepspeed_config, init_process_group
+from .loss import info_nce
+from .model import Batcher, trainable_retriever
+
+if TYPE_CHECKING:
+    from .driver import TrainJob
+
+FAIL_ENV = "LLM_RETRIEVAL_FAIL_AT_STEP"  # failure injection for resume tests / drills
+
+
+class InjectedFailure(RuntimeError):
+    pass
+
+
+def train_rank(job: TrainJob) -> dict | None:
+    """Train (or resume) on this rank; rank 0 writes the adapter and the log. Returns the log on rank 0."""
+    started = time.time()
+    on_gpu = torch.cuda.is_available()
+    if on_gpu:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+    else:
+        # Ranks on one CPU share its cores; oversubscribed BLAS threads slow every rank down.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
+    deepspeed = init_process_group(on_gpu)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    cfg = job.training
+    check_batch(cfg, world)
+    fail_at = job.fail_at_step or (int(os.environ[FAIL_ENV]) if os.environ.get(FAIL_ENV) else None)
+
+    groups = read_groups(job.groups_path)
+    schedule = GroupSchedule(len(groups), cfg["per_device_batch"], cfg["gradient_accumulation"], world,
+                             cfg["seed"], cfg.get("epochs", 1), cfg.get("max_steps"))
+    tokenizer = load_tokenizer(job.backbone_path)
+    batcher = Batcher(tokenizer, cfg["max_length"])
+
+    torch.manual_seed(cfg["seed"])  # identical LoRA initialisation on every rank
+    model = trainable_retriever(job.backbone_path, job.architecture, cfg["lora"],
+                                "bfloat16" if on_gpu else "float32",
+                                bool(cfg.get("gradient_checkpointing")) and on_gpu)
+    ds_config = deepspeed_config(job.deepspeed_config or cfg["deepspeed_config"], cfg, world, on_gpu,
+                                 model.backbone.config.hidden_size)
+    engine = build_engine(deepspeed, model, ds_config, schedule.total_steps, cfg.get("warmup_ratio", 0.0))
+    torch.manual_seed(cfg["seed"] * 1000 + rank)  # dropout streams differ per rank
+
+    state = {"step": 0, "losses": [], "train_seconds": 0.0, "resumed_from": []}
+    latest = checkpoint.latest_complete(job.checkpoint_dir)
+    if latest is not None:
+        state = checkpoint.load(engine, latest)
+        state["resumed_from"].append(state["step"])
+    run_log = _loop(engine, job, schedule, groups, batcher, state, rank, world, fail_at)
+    save_adapter(engine, job.adapter_dir, rank, deepspeed)
+    if rank == 0:
+        run_log.update(wall_seconds_this_process=time.time() - started, optimizer_steps=engine.global_steps,
+                       zero_stage=engine.zero_optimization_stage(), dtype=str(next(engine.module.parameters()).dtype))
+        write_json(job.log_path, run_log)
+    dist.barrier()
+    return run_log if rank == 0 else None
+
+
+def micro_batch(groups, batcher, cfg, epoch, indices, device) -> list[torch.Tensor]:
+    """The model inputs of one micro-step: this rank's queries and, per query, its sampled group."""
+    group_size = cfg["group_size"]
+    passages = [p for i in indices for p in sample_group(groups[i], group_size, cfg["seed"], epoch, i)]
+    q = batcher.tensors("query", [groups[i].query for i in indices])
+    p = batcher.tensors("passage", batcher.passage_texts(passages))
+    return [t.to(device) for t in (*q, *p)]
+
+
+def micro_step(engine, inputs, cfg: dict, world: int) -> float:
+    """Forward (one pass), InfoNCE over the gathered micro-step, backward, engine step; returns the loss."""
+    q, p = engine(*inputs)
+    loss = info_nce(q, p, cfg["temperature"])
+    # The engine averages gradients over ranks; every rank's loss already
+    # covers the global batch, so scale back to the full gradient.
+    engine.backward(loss * world)
+    engine.step()  # updates only at the accumulation boundary
+    return loss.item()
+
+
+def _loop(engine, job, schedule, groups, batcher, state, rank, world, fail_at) -> dict:
+    cfg = job.training
+    every = cfg.get("checkpoint_every") or 0
+    start = state["step"]
+    bar = tqdm(range(start, schedule.total_steps), initial=start, total=schedule.total_steps,
+               desc="train", unit="step", disable=rank != 0 or None, mininterval=5)
+    for step in bar:
+        t0 = time.time()
+        micro_losses = []
+        for micro in range(cfg["gradient_accumulation"]):
+            epoch, indices = schedule.micro_batch(step, micro, rank)
+            inputs = micro_batch(groups, batcher, cfg, epoch, indices, engine.device)
+            micro_losses.append(micro_step(engine, inputs, cfg, world))
+        state["step"] = step + 1
+        state["losses"].append(sum(micro_losses) / len(micro_losses))
+        state["train_seconds"] += time.time() - t0
+        state.setdefault("step_seconds", []).append(time.time() - t0)
+        bar.set_postfix(loss=f"{state['losses'][-1]:.4f}")
+        if every and state["step"] % every == 0 and state["step"] < schedule.total_steps:
+            checkpoint.save(engine, job.checkpoint_dir, state["step"], state)
+        if fail_at is not None and state["step"] == fail_at:
+            raise InjectedFailure(f"injected failure after optimizer step {fail_at}")
+    steps_run = state["step"] - start
+    return {"steps": state["step"], "losses": state["losses"], "world_size": world,
+            "global_batch": schedule.global_batch, "group_size": cfg["group_size"],
+            "steps_per_epoch": schedule.steps_per_epoch, "train_seconds": state["train_seconds"],
+            "seconds_per_step": state["train_seconds"] / max(state["step"], 1),
+            "step_seconds": state.get("step_seconds", []),
+            "steps_this_process": steps_run, "resumed_from": state["resumed_from"]}
