@@ -207,7 +207,7 @@ def coir_fixture(root: Path, task: str, prefix: str = "") -> None:
 def test_coir_through_datasets(tmp_path):
     hub = tmp_path / "hub"
     coir_fixture(hub, "apps")
-    source = {"type": "coir", "name": "apps", "hub_root": str(hub)}
+    source = {"type": "coir", "name": "apps", "local_root": str(hub)}
     result = prepare_collection(source, ["test"], tmp_path / "out", tmp_path / "work")
     out = tmp_path / "out"
     assert [d["id"] for d in rows(out / "corpus.parquet")] == [f"c{i}" for i in range(5)]
@@ -224,10 +224,10 @@ def test_coir_codesearchnet_languages(tmp_path):
     hub = tmp_path / "hub"
     for lang in LANGUAGES:
         coir_fixture(hub, f"CodeSearchNet-{lang}")  # the same ids in every language
-    one = prepare_collection({"type": "coir", "name": "codesearchnet", "language": "go", "hub_root": str(hub)},
+    one = prepare_collection({"type": "coir", "name": "codesearchnet", "language": "go", "local_root": str(hub)},
                              ["test"], tmp_path / "go", tmp_path / "work")
     assert one["counts"]["documents"] == 5 and one["provenance"]["tasks"] == ["CodeSearchNet-go"]
-    merged = prepare_collection({"type": "coir", "name": "codesearchnet", "hub_root": str(hub)},
+    merged = prepare_collection({"type": "coir", "name": "codesearchnet", "local_root": str(hub)},
                                 ["test"], tmp_path / "all", tmp_path / "work")
     assert merged["counts"] == {"documents": 30, "queries": {"test": 18}, "qrels": {"test": 18}}
     assert "go/c0" in {d["id"] for d in rows(tmp_path / "all" / "corpus.parquet")}
@@ -238,11 +238,11 @@ def test_coir_errors(tmp_path):
     hub = tmp_path / "hub"
     coir_fixture(hub, "cosqa")
     with pytest.raises(DataError, match="unknown CoIR dataset 'nope'"):
-        prepare_collection({"type": "coir", "name": "nope", "hub_root": str(hub)}, ["test"], tmp_path / "o", tmp_path)
+        prepare_collection({"type": "coir", "name": "nope", "local_root": str(hub)}, ["test"], tmp_path / "o", tmp_path)
     with pytest.raises(DataError, match="apps-qrels: dataset folder not found"):
-        prepare_collection({"type": "coir", "name": "apps", "hub_root": str(hub)}, ["test"], tmp_path / "o", tmp_path)
+        prepare_collection({"type": "coir", "name": "apps", "local_root": str(hub)}, ["test"], tmp_path / "o", tmp_path)
     with pytest.raises(DataError, match="no split 'train'"):
-        prepare_collection({"type": "coir", "name": "cosqa", "hub_root": str(hub)}, ["train"], tmp_path / "o", tmp_path)
+        prepare_collection({"type": "coir", "name": "cosqa", "local_root": str(hub)}, ["train"], tmp_path / "o", tmp_path)
     assert not (tmp_path / "o").exists()
 
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import bm25s
-import pyarrow.parquet as pq
 import Stemmer
 
 from .atomic import atomic_path
-from .data.canonical import CORPUS_SCHEMA, check_schema, iter_corpus_batches
+from .data.canonical import CORPUS_SCHEMA, check_schema, iter_corpus_batches, read_parquet
 from .prompts import document_text
 from .runs import drop_self_hits, write_run
 
@@ -36,7 +35,7 @@ def build_index(corpus_path: str | Path, index_dir: str | Path, params: dict, us
 
 def corpus_ids(corpus_path: str | Path) -> list[str]:
     check_schema(corpus_path, CORPUS_SCHEMA)
-    return pq.read_table(corpus_path, columns=["id"]).column("id").to_pylist()
+    return read_parquet(corpus_path, columns=["id"]).column("id").to_pylist()
 
 
 def bm25_search(index_dir: str | Path, doc_ids: list[str], queries: dict[str, str], depth: int,

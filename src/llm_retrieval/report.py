@@ -17,6 +17,7 @@ from pathlib import Path
 from scipy import stats
 
 from .atomic import write_text
+from .data.canonical import CorruptOutputError
 from .study import BM25, LEXICAL, EvalUnit, Study
 
 SIGNIFICANCE_P = 0.05
@@ -43,8 +44,11 @@ def table_units(study: Study, name: str) -> list[EvalUnit]:
 
 
 def load_metrics(path: str | Path) -> dict:
-    with open(path, encoding="utf-8") as stream:
-        return json.load(stream)
+    try:
+        with open(path, encoding="utf-8") as stream:
+            return json.load(stream)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptOutputError(path, err, "metrics JSON") from err
 
 
 def read_reference(path: str | Path | None) -> list[dict]:

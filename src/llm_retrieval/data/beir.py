@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from .canonical import CORPUS_FILE, QRELS_FILE, QUERIES_FILE, DataError, write_corpus, write_qrels, write_queries
 from .download import fetch, pinned_checksum, safe_extract
+from .textfiles import iter_json_records, iter_lines, require_id
 from .validate import finish_collection, staged_collection
 
 BEIR_BASE_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets"
@@ -26,21 +27,17 @@ CORPUS_BATCH = 10_000  # documents per Parquet row group; bounds memory on big c
 
 
 def iter_jsonl(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
-    """``(line number, record)`` for each non-blank line; errors name the file and line."""
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(path, f"line {lineno}: malformed JSON ({err.msg} at column {err.colno})") from err
-            if not isinstance(record, dict):
-                raise DataError(path, f"line {lineno}: expected a JSON object, got {type(record).__name__}")
-            missing = [key for key in required if key not in record]
-            if missing:
-                raise DataError(path, f"line {lineno}: missing field(s) {missing}")
-            yield lineno, record
+    """``(line number, record)`` for each non-blank line; errors name the file and line.
+
+    ``_id`` must be a string or a number: a ``null`` id would silently become ``"None"``.
+    """
+    for lineno, record in iter_json_records(path):
+        missing = [key for key in required if key not in record]
+        if missing:
+            raise DataError(path, f"line {lineno}: missing field(s) {missing}")
+        if "_id" in record:
+            require_id(record["_id"], path, lineno, unit="line")
+        yield lineno, record
 
 
 def _text(value, path: Path, lineno: int, field: str) -> str:
@@ -60,23 +57,29 @@ def iter_beir_corpus(path: Path) -> Iterator[dict]:
 def read_beir_qrels(path: Path) -> list[tuple[str, str, int]]:
     if not path.exists():
         raise DataError(path, "qrels file not found (the query set name is the split name)")
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        header = handle.readline().rstrip("\r\n").split("\t")
-        if header != QRELS_HEADER:
-            raise DataError(path, f"line 1: expected the header {chr(9).join(QRELS_HEADER)!r}, got {chr(9).join(header)!r}")
-        for lineno, line in enumerate(handle, 2):
-            if not line.strip():
-                continue
-            fields = line.rstrip("\r\n").split("\t")
-            if len(fields) != 3:
-                raise DataError(path, f"line {lineno}: expected 3 tab-separated fields, got {len(fields)}")
-            try:
-                score = int(fields[2])
-            except ValueError as err:
-                raise DataError(path, f"line {lineno}: score {fields[2]!r} is not an integer") from err
-            rows.append((fields[0], fields[1], score))
+    rows, lines = [], iter_lines(path)
+    _, first = next(lines, (1, ""))
+    header = first.split("\t")
+    if header != QRELS_HEADER:
+        raise DataError(path, f"line 1: expected the header {chr(9).join(QRELS_HEADER)!r}, got {chr(9).join(header)!r}")
+    for lineno, line in lines:
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 3:
+            raise DataError(path, f"line {lineno}: expected 3 tab-separated fields, got {len(fields)}")
+        try:
+            score = int(fields[2])
+        except ValueError as err:
+            raise DataError(path, f"line {lineno}: score {fields[2]!r} is not an integer") from err
+        rows.append((fields[0], fields[1], score))
     return rows
+
+
+def beir_origins(folder: Path, query_sets: list[str]) -> dict[str, str]:
+    """Which source file each collection file came from (for validation errors)."""
+    return {CORPUS_FILE: str(folder / "corpus.jsonl"), QUERIES_FILE: str(folder / "queries.jsonl"),
+            QRELS_FILE: ", ".join(str(folder / "qrels" / f"{split}.tsv") for split in query_sets)}
 
 
 def convert_beir_folder(folder: Path, query_sets: list[str], dest: Path) -> dict:
@@ -115,7 +118,8 @@ def prepare_beir_local(source: dict, query_sets: list[str], out_dir: Path, work_
     folder = Path(source["path"])
     with staged_collection(out_dir) as stage:
         counts = convert_beir_folder(folder, query_sets, stage)
-        return finish_collection(stage, {"type": "beir_local", "path": str(folder), **counts}, query_sets)
+        return finish_collection(stage, {"type": "beir_local", "path": str(folder), **counts}, query_sets,
+                                 beir_origins(folder, query_sets))
 
 
 def beir_url(source: dict) -> str:
@@ -146,14 +150,17 @@ def prepare_beir(source: dict, query_sets: list[str], out_dir: Path, work_dir: P
     extracted = Path(work_dir) / "beir" / name
     try:
         safe_extract(archive, extracted)
-    except DataError:
+    except DataError as err:
         archive.unlink(missing_ok=True)  # a bad archive is useless; the next run downloads afresh
-        raise
+        raise DataError(archive, f"{err.problem}; the archive was deleted: rerun to download it again") from err
     try:
         with staged_collection(out_dir) as stage:
-            counts = convert_beir_folder(find_beir_root(extracted, name), query_sets, stage)
+            root = find_beir_root(extracted, name)
+            counts = convert_beir_folder(root, query_sets, stage)
             provenance = {"type": "beir", "name": name, "url": url, "md5": download["md5"],
                           "sha256": download["sha256"], "bytes": download["bytes"], **counts}
-            return finish_collection(stage, provenance, query_sets)
+            inside = root.relative_to(extracted).as_posix()
+            origins = {k: f"{url} > {v}" for k, v in beir_origins(Path(inside), ["|".join(query_sets)]).items()}
+            return finish_collection(stage, provenance, query_sets, origins)
     finally:
         shutil.rmtree(extracted, ignore_errors=True)  # the verified zip stays for reruns

@@ -36,6 +36,26 @@ class DataError(ValueError):
         self.problem = problem
 
 
+class CorruptOutputError(DataError):
+    """A file an earlier step wrote exists but cannot be read (truncated, overwritten, bit rot)."""
+
+    def __init__(self, path: str | Path, err: BaseException | str, kind: str = "Parquet file"):
+        detail = f"{type(err).__name__}: {err}" if isinstance(err, BaseException) else err
+        super().__init__(path, f"corrupt or truncated {kind} ({detail}). It is a workflow output: rebuild only it "
+                               f"with `snakemake --force {path}` (or delete it and rerun the same command); "
+                               "the steps that read it rerun after it")
+
+
+def read_parquet(path: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """``pq.read_table`` with a :class:`CorruptOutputError` for a file that does not read."""
+    try:
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowException, OSError) as err:
+        if not Path(path).exists():
+            raise DataError(path, "file not found") from err
+        raise CorruptOutputError(path, err) from err
+
+
 def first_few(items: Iterable, n: int = 5) -> str:
     items = list(items)
     shown = ", ".join(repr(i) for i in items[:n])
@@ -69,11 +89,7 @@ def write_qrels(path: str | Path, qrels: Iterable[Mapping]) -> int:
 
 def read_table(path: str | Path, schema: pa.Schema) -> pa.Table:
     check_schema(path, schema)
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as err:
-        raise DataError(path, f"not a readable Parquet file ({err})") from err
-    return table.select(schema.names)
+    return read_parquet(path).select(schema.names)
 
 
 def read_queries(path: str | Path, query_set: str) -> dict[str, str]:
@@ -104,7 +120,7 @@ def check_schema(path: str | Path, schema: pa.Schema) -> None:
     try:
         names = pq.read_schema(path).names
     except (pa.ArrowException, OSError) as err:
-        raise DataError(path, f"not a readable Parquet file ({err})") from err
+        raise CorruptOutputError(path, err) from err
     missing = [name for name in schema.names if name not in names]
     if missing:
         raise DataError(path, f"missing column(s) {missing}; expected {schema.names}")
@@ -112,7 +128,10 @@ def check_schema(path: str | Path, schema: pa.Schema) -> None:
 
 def iter_corpus_batches(path: str | Path, batch_size: int = 10_000) -> Iterator[pa.RecordBatch]:
     check_schema(path, CORPUS_SCHEMA)
-    yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=CORPUS_SCHEMA.names)
+    try:
+        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=CORPUS_SCHEMA.names)
+    except (pa.ArrowException, OSError) as err:
+        raise CorruptOutputError(path, err) from err
 
 
 def _batches(items: Iterable, size: int) -> Iterator[list]:

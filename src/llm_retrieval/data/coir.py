@@ -18,10 +18,12 @@ the six are merged into one collection with ids prefixed ``<lang>/``, a single
 ~1M-document search that is *not* what coir-eval scores (the manifest notes this).
 
 Source keys: ``name`` (below), ``language``, ``revision`` (all repos) or
-``revisions: {<repo id>: sha}``, ``hub_root`` (default ``CoIR-Retrieval``; a local
-folder holding ``<task>-queries-corpus/`` and ``<task>-qrels/`` dataset folders is read
-through the same ``datasets.load_dataset`` path, for offline tests and mirrors),
-``cache_dir`` (default ``<work_dir>/hf_datasets``).
+``revisions: {<repo id>: sha}``, ``hub_root`` (the hub namespace, default
+``CoIR-Retrieval``), ``local_root`` (read a local folder holding ``<task>-queries-corpus/``
+and ``<task>-qrels/`` dataset folders instead of the hub, through the same
+``datasets.load_dataset`` path, for offline tests and mirrors), ``cache_dir`` (default
+``<work_dir>/hf_datasets``). Local versus hub is only ever this explicit switch: a folder
+in the working directory named like the hub namespace changes nothing.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from tqdm import tqdm
 
 from .canonical import CORPUS_FILE, QRELS_FILE, QUERIES_FILE, DataError, write_corpus, write_qrels, write_queries
 from .download import SHA, check_columns, iter_rows
+from .textfiles import require_id
 from .validate import finish_collection, staged_collection
 
 HUB_ROOT = "CoIR-Retrieval"
@@ -73,8 +76,8 @@ class HubReader:
     """``datasets.load_dataset`` on ``<hub_root>/<repo>``, with pinned revisions recorded."""
 
     def __init__(self, source: dict, work_dir: Path):
-        self.root = str(source.get("hub_root", HUB_ROOT))
-        self.local = Path(self.root).is_dir()
+        self.local = source.get("local_root") is not None
+        self.root = str(source["local_root"] if self.local else source.get("hub_root", HUB_ROOT))
         self.revision = source.get("revision", "main")
         self.revisions = source.get("revisions", {})
         self.cache_dir = str(source.get("cache_dir", Path(work_dir) / "hf_datasets"))
@@ -86,7 +89,7 @@ class HubReader:
         path = f"{self.root}/{repo}"
         if self.local:
             if not Path(path).is_dir():
-                raise DataError(path, "dataset folder not found under the local hub_root")
+                raise DataError(path, "dataset folder not found under the source's local_root")
             self.used[path] = "local"
             return datasets.load_dataset(path, cache_dir=self.cache_dir)
         revision = self.revisions.get(path, self.revision)
@@ -94,7 +97,9 @@ class HubReader:
         try:
             return datasets.load_dataset(path, revision=revision, cache_dir=self.cache_dir)
         except Exception as err:  # network, missing repo or revision: say which dataset
-            raise DataError(path, f"could not load revision {revision!r}: {err}") from err
+            hint = (f" ({self.root!r} is a local folder: set `local_root` to read it instead of the hub)"
+                    if Path(self.root).is_absolute() and Path(self.root).is_dir() else "")
+            raise DataError(path, f"could not load revision {revision!r} from the hub: {err}{hint}") from err
 
     def notes(self) -> list[str]:
         return [f"{repo} read at unpinned revision {rev!r}; pin a commit sha in the source for reproducibility"
@@ -118,16 +123,18 @@ def prepare_coir(source: dict, query_sets: list[str], out_dir: Path, work_dir: P
         for qset in query_sets:
             split = _split(qrels_dd, qset, qrels_repo)
             check_columns(split, ("query_id", "corpus_id", "score"), f"{qrels_repo}[{qset}]")
-            task_qrels += [{"query_set": qset, "query_id": prefix + str(r["query_id"]),
-                            "doc_id": prefix + str(r["corpus_id"]), "relevance": int(r["score"])}
-                           for r in iter_rows(split, ["query_id", "corpus_id", "score"])]
+            where = f"{qrels_repo}[{qset}]"
+            task_qrels += [{"query_set": qset, "query_id": prefix + require_id(r["query_id"], where, i, "query_id"),
+                            "doc_id": prefix + require_id(r["corpus_id"], where, i, "corpus_id"),
+                            "relevance": int(r["score"])}
+                           for i, r in enumerate(iter_rows(split, ["query_id", "corpus_id", "score"]), 1)]
         wanted: dict[str, set] = {}
         for row in task_qrels:
             wanted.setdefault(row["query_id"], set()).add(row["query_set"])
         qsplit = _split(qc, "queries", qc_repo)
         check_columns(qsplit, ("_id", "text"), f"{qc_repo}[queries]")
-        for row in iter_rows(qsplit, ["_id", "text"]):
-            qid = prefix + str(row["_id"])
+        for i, row in enumerate(iter_rows(qsplit, ["_id", "text"]), 1):
+            qid = prefix + require_id(row["_id"], f"{qc_repo}[queries]", i)
             queries += [{"query_set": s, "id": qid, "text": row["text"] or ""} for s in sorted(wanted.get(qid, ()))]
         csplit = _split(qc, "corpus", qc_repo)
         check_columns(csplit, ("_id", "text"), f"{qc_repo}[corpus]")
@@ -137,8 +144,10 @@ def prepare_coir(source: dict, query_sets: list[str], out_dir: Path, work_dir: P
     def docs() -> Iterator[dict]:
         for prefix, split, task in corpora:
             cols = ["_id", "title", "text"] if "title" in split.column_names else ["_id", "text"]
-            for row in tqdm(iter_rows(split, cols), total=len(split), desc=f"corpus {task}", unit="doc"):
-                yield {"id": prefix + str(row["_id"]), "title": row.get("title") or "", "text": row["text"] or ""}
+            rows = tqdm(iter_rows(split, cols), total=len(split), desc=f"corpus {task}", unit="doc")
+            for i, row in enumerate(rows, 1):
+                yield {"id": prefix + require_id(row["_id"], f"{task}-queries-corpus[corpus]", i),
+                       "title": row.get("title") or "", "text": row["text"] or ""}
 
     with staged_collection(out_dir) as stage:
         n_docs = write_corpus(stage / CORPUS_FILE, docs(), batch_size=BATCH)
@@ -150,4 +159,7 @@ def prepare_coir(source: dict, query_sets: list[str], out_dir: Path, work_dir: P
                          "'<lang>/'); coir-eval scores each language separately and averages")
         provenance = {"type": "coir", "name": source["name"], "layout": "coir-eval", "tasks": list(tasks.values()),
                       "datasets": hub.used, "documents_read": n_docs, "warnings": notes}
-        return finish_collection(stage, provenance, query_sets)
+        origins = {CORPUS_FILE: ", ".join(f"{hub.root}/{t}-queries-corpus[corpus]" for t in tasks.values()),
+                   QUERIES_FILE: ", ".join(f"{hub.root}/{t}-queries-corpus[queries]" for t in tasks.values()),
+                   QRELS_FILE: ", ".join(f"{hub.root}/{t}-qrels" for t in tasks.values())}
+        return finish_collection(stage, provenance, query_sets, origins)

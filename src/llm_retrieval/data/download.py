@@ -17,6 +17,7 @@ import shutil
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
@@ -24,6 +25,7 @@ from tqdm import tqdm
 
 from ..atomic import atomic_path
 from .canonical import DataError
+from .textfiles import first_bad_json_line
 
 CHUNK = 1 << 20
 # resources/ sits at the repository root: src/llm_retrieval/data/download.py -> parents[3].
@@ -89,9 +91,9 @@ def _download(url: str, part: Path, progress: bool) -> None:
     except urllib.error.HTTPError as err:
         if err.code == 416 and have:  # the part is already complete
             return
-        raise DataError(url, f"download failed: HTTP {err.code} {err.reason}") from err
+        raise DataError(url, f"download failed: HTTP {err.code} {err.reason} (check the URL, or pin a mirror)") from err
     except (urllib.error.URLError, OSError) as err:
-        raise DataError(url, f"download failed: {err}") from err
+        raise DataError(url, f"download failed: {_cause(err)} (check the network or proxy, or use a mirror)") from err
     with response:
         resumed = have and response.status == 206
         if not resumed:
@@ -106,11 +108,19 @@ def _download(url: str, part: Path, progress: bool) -> None:
                     out.write(chunk)
                     bar.update(len(chunk))
             except (OSError, ValueError) as err:  # connection dropped; keep the part to resume
-                raise DataError(url, f"download interrupted after {out.tell()} bytes: {err}") from err
+                raise DataError(url, f"download interrupted after {out.tell()} bytes: {_cause(err)} "
+                                     "(rerun to resume)") from err
     got = part.stat().st_size
     if expected is not None and got != expected:
         # Keep the part: a rerun resumes from here.
         raise DataError(url, f"truncated download: got {got} of {expected} bytes (rerun to resume)")
+
+
+def _cause(err: BaseException) -> str:
+    """``Type: message`` of the underlying error (URLError wraps the socket error in ``reason``)."""
+    reason = getattr(err, "reason", None)
+    inner = reason if isinstance(reason, BaseException) else err
+    return f"{type(inner).__name__}: {inner}"
 
 
 def check_member(name: str, archive: Path) -> PurePosixPath:
@@ -142,8 +152,9 @@ def safe_extract(archive: str | Path, dest: str | Path) -> Path:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     with zf.open(info) as src, open(target, "wb") as out:
                         shutil.copyfileobj(src, out, CHUNK)
-    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as err:
-        raise DataError(archive, f"corrupt or truncated zip archive: {err}") from err
+    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, zlib.error) as err:
+        # zlib.error: the directory is intact but a member's deflate data is not.
+        raise DataError(archive, f"corrupt or truncated zip archive: {type(err).__name__}: {err}") from err
     return dest
 
 
@@ -175,8 +186,13 @@ class JsonFiles:
         where = self.location(role, repo, file)
         try:
             return datasets.load_dataset("json", data_files=where, split="train", cache_dir=self.cache_dir)
-        except Exception as err:  # network, missing file, bad JSON: say which file
-            raise DataError(where, f"could not load with the json builder: {err}") from err
+        except Exception as err:  # network, missing file, bad JSON: say which file (and line)
+            bad = first_bad_json_line(where)  # datasets only says "An error occurred while generating..."
+            if bad is not None:
+                raise DataError(where, f"{bad.problem}; fix the file or fetch it again") from err
+            cause = err.__cause__ or err.__context__
+            detail = f"{err}" + (f" (caused by {type(cause).__name__}: {cause})" if cause else "")
+            raise DataError(where, f"could not load with the json builder: {detail}") from err
 
     def notes(self) -> list[str]:
         return [f"{url} read at unpinned revision {rev!r}; pin a commit sha in the source for reproducibility"

@@ -28,12 +28,16 @@ from tqdm import tqdm
 
 from .canonical import CORPUS_FILE, QRELS_FILE, QUERIES_FILE, DataError, write_corpus, write_qrels, write_queries
 from .download import JsonFiles, check_columns, fetch, iter_rows, pinned_checksum
+from .textfiles import iter_lines, require_id
 from .validate import finish_collection, staged_collection
 
 CORPUS_REPO = "Tevatron/msmarco-passage-corpus"
 QUERIES_REPO = "Tevatron/msmarco-passage"
 FILES = {"corpus": "corpus.jsonl.gz", "dev": "dev.jsonl.gz", "dl19": "dl19.jsonl.gz", "dl20": "dl20.jsonl.gz"}
-ANSERINI_QRELS = "https://raw.githubusercontent.com/castorini/anserini-tools/master/topics-and-qrels"
+# The TREC files as Anserini ships them, from a pinned commit: the folder moved from
+# topics-and-qrels/ to qrels/ in this commit (content unchanged); md5s in resources/checksums/trec_dl.tsv.
+ANSERINI_COMMIT = "43add835e20bd66b48f9a640be9bad95a4762d82"
+ANSERINI_QRELS = f"https://raw.githubusercontent.com/castorini/anserini-tools/{ANSERINI_COMMIT}/qrels"
 DL_QRELS = {"dl19": f"{ANSERINI_QRELS}/qrels.dl19-passage.txt", "dl20": f"{ANSERINI_QRELS}/qrels.dl20-passage.txt"}
 QUERY_SETS = ("dev", "dl19", "dl20")
 BATCH = 10_000
@@ -42,17 +46,16 @@ BATCH = 10_000
 def read_trec_qrels(path: Path) -> list[tuple[str, str, int]]:
     """``qid Q0 docid label`` (whitespace-separated) rows."""
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 4:
-                raise DataError(path, f"line {lineno}: expected 'qid Q0 docid label', got {line.strip()!r}")
-            try:
-                rows.append((fields[0], fields[2], int(fields[3])))
-            except ValueError as err:
-                raise DataError(path, f"line {lineno}: label {fields[3]!r} is not an integer") from err
+    for lineno, line in iter_lines(path):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 4:
+            raise DataError(path, f"line {lineno}: expected 'qid Q0 docid label', got {line.strip()!r}")
+        try:
+            rows.append((fields[0], fields[2], int(fields[3])))
+        except ValueError as err:
+            raise DataError(path, f"line {lineno}: label {fields[3]!r} is not an integer") from err
     if not rows:
         raise DataError(path, "empty qrels file")
     return rows
@@ -65,7 +68,9 @@ def fetch_dl_qrels(source: dict, name: str, work_dir: Path, notes: list[str]) ->
         if not path.exists():
             raise DataError(path, f"{name} qrels file not found")
         return path, {"path": str(path)}
-    md5 = source.get("dl_qrels_md5", {}).get(name) or pinned_checksum("trec_dl", name)
+    # The pinned md5s describe the pinned upstream files; another URL (a mirror) names its own md5.
+    pinned = pinned_checksum("trec_dl", name) if where == DL_QRELS[name] else None
+    md5 = source.get("dl_qrels_md5", {}).get(name) or pinned
     if not md5:
         notes.append(f"{name} qrels {where} have no pinned md5; recorded the sha256 of what was fetched")
     dest = Path(work_dir) / "msmarco" / Path(str(where)).name
@@ -85,9 +90,10 @@ def prepare_msmarco(source: dict, query_sets: list[str], out_dir: Path, work_dir
         where = f"{queries_repo}/{files[qset]}"
         if qset == "dev":
             check_columns(ds, ("query_id", "query", "positive_passages"), where)
-            for row in iter_rows(ds, ["query_id", "query", "positive_passages"]):
-                queries.append({"query_set": qset, "id": str(row["query_id"]), "text": row["query"]})
-                qrels += [{"query_set": qset, "query_id": str(row["query_id"]), "doc_id": str(p["docid"]),
+            for i, row in enumerate(iter_rows(ds, ["query_id", "query", "positive_passages"]), 1):
+                qid = require_id(row["query_id"], where, i, "query_id")
+                queries.append({"query_set": qset, "id": qid, "text": row["query"]})
+                qrels += [{"query_set": qset, "query_id": qid, "doc_id": require_id(p["docid"], where, i, "docid"),
                            "relevance": 1} for p in row["positive_passages"] or []]
             continue
         check_columns(ds, ("query_id", "query"), where)
@@ -103,8 +109,11 @@ def prepare_msmarco(source: dict, query_sets: list[str], out_dir: Path, work_dir
     cols = ["docid", "title", "text"] if "title" in corpus.column_names else ["docid", "text"]
 
     def docs() -> Iterator[dict]:
-        for row in tqdm(iter_rows(corpus, cols), total=len(corpus), desc="corpus msmarco", unit="doc"):
-            yield {"id": str(row["docid"]), "title": row.get("title") or "", "text": row["text"] or ""}
+        where = f"{corpus_repo}/{files['corpus']}"
+        rows = tqdm(iter_rows(corpus, cols), total=len(corpus), desc="corpus msmarco", unit="doc")
+        for i, row in enumerate(rows, 1):
+            yield {"id": require_id(row["docid"], where, i, "docid"), "title": row.get("title") or "",
+                   "text": row["text"] or ""}
 
     with staged_collection(out_dir) as stage:
         n_docs = write_corpus(stage / CORPUS_FILE, docs(), batch_size=BATCH)
@@ -112,4 +121,9 @@ def prepare_msmarco(source: dict, query_sets: list[str], out_dir: Path, work_dir
         write_qrels(stage / QRELS_FILE, qrels)
         provenance = {"type": "msmarco", "datasets": reader.used, "dl_qrels": qrels_provenance,
                       "documents_read": n_docs, "warnings": notes + reader.notes()}
-        return finish_collection(stage, provenance, query_sets)
+        origins = {CORPUS_FILE: reader.location("corpus", corpus_repo, files["corpus"]),
+                   QUERIES_FILE: ", ".join(reader.location("queries", queries_repo, files[q]) for q in query_sets),
+                   QRELS_FILE: ", ".join(str(qrels_provenance.get(q, {}).get("url") or qrels_provenance.get(q, {})
+                                             .get("path") or reader.location("queries", queries_repo, files[q]))
+                                         for q in query_sets)}
+        return finish_collection(stage, provenance, query_sets, origins)

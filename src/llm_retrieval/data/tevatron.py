@@ -23,6 +23,7 @@ from tqdm import tqdm
 from ..atomic import parquet_writer
 from .canonical import TRAIN_GROUPS_SCHEMA, DataError
 from .download import JsonFiles, check_columns
+from .textfiles import require_id
 
 DEFAULT_DATASET = "Tevatron/msmarco-passage-aug"
 FIELDS = ("query_id", "query", "positive_passages", "negative_passages")
@@ -32,9 +33,9 @@ BATCH = 2_000  # groups carry ~30 passages each: keep batches small
 def _passages(items, where: str, row: int, field: str) -> list[dict]:
     out = []
     for p in items or []:
-        if not isinstance(p, dict) or "docid" not in p:
+        if not isinstance(p, dict) or p.get("docid") is None:
             raise DataError(where, f"row {row}: {field} entry without a docid: {str(p)[:80]!r}")
-        out.append({"docid": str(p["docid"]), "title": p.get("title") or "", "text": p.get("text") or ""})
+        out.append({"docid": require_id(p["docid"], where, row, f"{field}.docid"), "title": p.get("title") or "", "text": p.get("text") or ""})
     return out
 
 

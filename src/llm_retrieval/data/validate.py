@@ -39,6 +39,7 @@ from .canonical import (CORPUS_FILE, CORPUS_SCHEMA, MANIFEST_FILE, QRELS_FILE, Q
 
 EXAMPLES = 5
 COLLECTION_FILES = (CORPUS_FILE, QUERIES_FILE, QRELS_FILE)
+_STAGED: dict[Path, Path] = {}  # staging folder -> the output folder it becomes
 
 
 def _warning(check: str, count: int, examples, file: str) -> dict:
@@ -155,15 +156,26 @@ def _counts(column) -> dict[str, int]:
     return {v: int(c) for v, c in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())}
 
 
-def finish_collection(out_dir: str | Path, provenance: dict, query_sets: list[str] | None = None) -> dict:
+def finish_collection(out_dir: str | Path, provenance: dict, query_sets: list[str] | None = None,
+                      origins: dict[str, str] | None = None) -> dict:
     """Validate the collection written in ``out_dir`` and write ``manifest.json`` atomically.
 
     Every preparer ends with this. The manifest holds the provenance (source, URL or
     dataset id, revision, checksum), the counts and the counted validation warnings.
     ``provenance["warnings"]`` (a list of strings), if any, is carried over.
+
+    A validation error names where the data came from, not the scratch folder it was
+    converted in: ``origins`` maps a collection file name (``corpus.parquet``...) to its
+    source file or dataset; without an entry the error names the final output path.
     """
     out_dir = Path(out_dir)
-    report = validate_collection(out_dir, query_sets)
+    try:
+        report = validate_collection(out_dir, query_sets)
+    except DataError as err:
+        name = Path(err.path).name
+        origin = (origins or {}).get(name) or str(_STAGED.get(out_dir, out_dir) / name)
+        raise DataError(origin, f"{err.problem} (found when validating the converted {name}; fix the source "
+                                "and rerun)") from err
     provenance = dict(provenance)
     notes = provenance.pop("warnings", [])
     manifest = {"provenance": provenance, "counts": report["counts"],
@@ -184,6 +196,7 @@ def staged_collection(out_dir: str | Path) -> Iterator[Path]:
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
+    _STAGED[stage] = out_dir
     try:
         yield stage
         if not (stage / MANIFEST_FILE).exists():
@@ -193,4 +206,5 @@ def staged_collection(out_dir: str | Path) -> Iterator[Path]:
         for name in (*COLLECTION_FILES, MANIFEST_FILE):
             os.replace(stage / name, out_dir / name)
     finally:
+        _STAGED.pop(stage, None)
         shutil.rmtree(stage, ignore_errors=True)

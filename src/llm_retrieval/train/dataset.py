@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from ..data.canonical import TRAIN_GROUPS_SCHEMA, DataError, check_schema, first_few
+from ..data.canonical import TRAIN_GROUPS_SCHEMA, DataError, check_schema, first_few, read_parquet
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ class Group:
 
 def read_groups(path: str | Path) -> list[Group]:
     check_schema(path, TRAIN_GROUPS_SCHEMA)
-    rows = pq.read_table(path, columns=TRAIN_GROUPS_SCHEMA.names).to_pylist()
+    rows = read_parquet(path, columns=TRAIN_GROUPS_SCHEMA.names).to_pylist()
     groups = [Group(r["query_id"], r["query"] or "",
                     tuple(Passage(p["docid"], p["title"] or "", p["text"] or "") for p in r["positive_passages"] or []),
                     tuple(Passage(p["docid"], p["title"] or "", p["text"] or "") for p in r["negative_passages"] or []))

@@ -10,12 +10,11 @@ import logging
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from ..atomic import write_parquet
 from ..data.canonical import (CORPUS_FILE, CORPUS_SCHEMA, QRELS_FILE, QUERIES_FILE, TRAIN_GROUPS_SCHEMA, DataError,
-                              check_schema, first_few, read_qrels, read_queries)
+                              check_schema, first_few, read_parquet, read_qrels, read_queries)
 from ..bm25 import bm25_search
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,7 @@ def mine_bm25_groups(collection_dir: str | Path, index_dir: str | Path, query_se
     collection_dir = Path(collection_dir)
     corpus_path = collection_dir / CORPUS_FILE
     check_schema(corpus_path, CORPUS_SCHEMA)
-    corpus = pq.read_table(corpus_path, columns=CORPUS_SCHEMA.names).to_pydict()
+    corpus = read_parquet(corpus_path, columns=CORPUS_SCHEMA.names).to_pydict()
     queries = read_queries(collection_dir / QUERIES_FILE, query_set)
     qrels = read_qrels(collection_dir / QRELS_FILE, query_set)
     index = {doc_id: i for i, doc_id in enumerate(corpus["id"])}
