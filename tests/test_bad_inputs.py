@@ -20,7 +20,8 @@ from llm_retrieval.data import msmarco as msmarco_module
 from llm_retrieval.data.canonical import (CORPUS_SCHEMA, QUERIES_SCHEMA, CorruptOutputError, DataError, read_queries,
                                           read_table)
 from llm_retrieval.data.download import fetch, pinned_checksum
-from llm_retrieval.data.sources import prepare_collection, prepare_training_groups
+from llm_retrieval.data.sources import prepare_collection
+from llm_retrieval.data.tevatron import prepare_training_groups
 
 
 @pytest.fixture
