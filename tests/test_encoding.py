@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from llm_retrieval.data.canonical import write_corpus
-from llm_retrieval.encode import Encoder, EncoderSpec, encode_corpus_shard, read_embeddings, shard_bounds
+from llm_retrieval.embeddings import read_embeddings
+from llm_retrieval.encode import Encoder, EncoderSpec, encode_corpus_shard, shard_bounds
 from llm_retrieval.modeling import last_token_pool, load_text_model, load_tokenizer
 from llm_retrieval.prompts import PrefixEosFormatter, PromptRepsFormatter
 
@@ -108,8 +109,8 @@ def test_shard_encoding_resumes_from_finished_chunks(tiny_backbones, tmp_path, m
     calls.clear()
     encode_corpus_shard(corpus, 1, 2, out, spec, use_title=True, chunk_rows=6)
     assert len(calls) == 2  # 20 rows in chunks of 6: 4 chunks, 2 already done
-    ids, vectors, _ = read_embeddings(out)
-    ref_ids, ref_vectors, _ = read_embeddings(reference)
+    ids, vectors = read_embeddings(out)
+    ref_ids, ref_vectors = read_embeddings(reference)
     assert ids == ref_ids == [f"d{i}" for i in range(20, 40)]
     np.testing.assert_allclose(vectors, ref_vectors, atol=1e-6)
     assert not (tmp_path / "shard-1.parquet.parts").exists()
@@ -125,7 +126,7 @@ def test_one_process_per_device_gives_the_same_shard(tiny_backbones, tmp_path):
                         devices=["cpu"])
     encode_corpus_shard(corpus, 0, 1, tmp_path / "multi.parquet", spec, use_title=False, chunk_rows=8,
                         devices=["cpu", "cpu"])
-    single_ids, single, _ = read_embeddings(tmp_path / "single.parquet")
-    multi_ids, multi, _ = read_embeddings(tmp_path / "multi.parquet")
+    single_ids, single = read_embeddings(tmp_path / "single.parquet")
+    multi_ids, multi = read_embeddings(tmp_path / "multi.parquet")
     assert single_ids == multi_ids == [f"d{i}" for i in range(30)]
     np.testing.assert_allclose(single, multi, atol=1e-6)

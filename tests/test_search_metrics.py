@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 
-from llm_retrieval.encode import embedding_table
-from llm_retrieval.atomic import write_parquet
+from llm_retrieval.embeddings import write_embeddings
 from llm_retrieval.metrics import cut_run, evaluate
 from llm_retrieval.runs import read_run
 from llm_retrieval.search import dense_search, search_shards
@@ -14,7 +13,7 @@ def _write_shards(tmp_path, vectors, ids, n_shards):
     for s, (part_ids, part_vecs) in enumerate(zip(np.array_split(np.array(ids), n_shards),
                                                   np.array_split(vectors, n_shards))):
         path = tmp_path / f"shard-{s}.parquet"
-        write_parquet(path, embedding_table(list(part_ids), part_vecs))
+        write_embeddings(path, list(part_ids), part_vecs)
         paths.append(path)
     return paths
 

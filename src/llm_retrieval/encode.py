@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .atomic import parquet_writer, write_parquet
+from .embeddings import merge_embeddings, write_embeddings
 from .data.canonical import CORPUS_SCHEMA, QUERIES_SCHEMA, check_schema, read_table
 from .modeling import last_token_pool, load_text_model, load_tokenizer
 from .prompts import Formatter, PrefixEosFormatter, PromptRepsFormatter, document_text
@@ -77,22 +77,6 @@ class Encoder:
         return pooled.cpu().numpy()
 
 
-def embedding_table(ids: Sequence[str], vectors: np.ndarray, extra: dict | None = None) -> pa.Table:
-    dim = vectors.shape[1] if vectors.size else 0
-    columns = dict(extra or {})
-    columns["id"] = pa.array(list(ids), pa.string())
-    columns["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim)
-    return pa.table(columns)
-
-
-def read_embeddings(path: str | Path) -> tuple[list[str], np.ndarray, pa.Table]:
-    table = pq.read_table(path)
-    column = table.column("embedding").combine_chunks()
-    dim = column.type.list_size
-    vectors = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False)
-    return table.column("id").to_pylist(), vectors, table
-
-
 # --- queries --------------------------------------------------------------------
 
 def encode_queries(queries_path: str | Path, out_path: str | Path, spec: EncoderSpec, query_sets: Sequence[str],
@@ -101,7 +85,7 @@ def encode_queries(queries_path: str | Path, out_path: str | Path, spec: Encoder
     table = table.filter(pa.compute.is_in(table["query_set"], pa.array(list(query_sets)))).to_pydict()
     encoder = Encoder(spec, device or default_devices()[0])
     vectors = encoder.encode("query", table["text"], desc=f"queries {Path(queries_path).parent.name}")
-    write_parquet(out_path, embedding_table(table["id"], vectors, {"query_set": pa.array(table["query_set"])}))
+    write_embeddings(out_path, table["id"], vectors, {"query_set": table["query_set"]})
     return len(table["id"])
 
 
@@ -173,15 +157,12 @@ def _encode_chunks_worker(rank: int, devices: list[str], todo: list, corpus_path
         rows = read_rows(corpus_path, *chunk).to_pydict()
         texts = [document_text(t, x, use_title) for t, x in zip(rows["title"], rows["text"])]
         vectors = encoder.encode("passage", texts, desc=f"rows {chunk[0]}-{chunk[1]} on {devices[rank]}")
-        write_parquet(_part_path(Path(parts_dir), chunk), embedding_table(rows["id"], vectors))
+        write_embeddings(_part_path(Path(parts_dir), chunk), rows["id"], vectors)
 
 
 def _merge_parts(parts_dir: Path, chunks: list, out_path: Path) -> None:
     if not chunks:
-        write_parquet(out_path, embedding_table([], np.empty((0, 0), np.float32)))
+        write_embeddings(out_path, [], np.empty((0, 0), np.float32))
         return
-    first = pq.read_table(_part_path(parts_dir, chunks[0]))
-    with parquet_writer(out_path, first.schema) as writer:
-        for chunk in chunks:
-            writer.write_table(pq.read_table(_part_path(parts_dir, chunk)))
+    merge_embeddings(out_path, [_part_path(parts_dir, chunk) for chunk in chunks])
     shutil.rmtree(parts_dir, ignore_errors=True)

@@ -14,7 +14,7 @@ import faiss
 import numpy as np
 from tqdm import tqdm
 
-from .encode import read_embeddings
+from .embeddings import read_embeddings
 from .runs import drop_self_hits, write_run
 
 
@@ -30,7 +30,7 @@ def search_shards(query_vectors: np.ndarray, shard_paths: Sequence[str | Path], 
     """Top-``depth`` (doc id, score) per query over all shards, best first."""
     merged: list[list[tuple[float, str]]] = [[] for _ in range(len(query_vectors))]
     for shard in tqdm(shard_paths, desc="search shards", unit="shard", disable=None):
-        doc_ids, doc_vectors, _ = read_embeddings(shard)
+        doc_ids, doc_vectors = read_embeddings(shard)
         if not doc_ids:
             continue
         if doc_vectors.shape[1] != query_vectors.shape[1]:
