@@ -39,6 +39,15 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+# Strict pins (the paper config) refuse to run jobs with unpinned hub revisions; others warn.
+# onstart runs only when jobs are about to run, so `snakemake -n` always works.
+onstart:
+    try:
+        check_pins(UNPINNED, config["pins"]["strict"], PINS_LOCK, logger)
+    except UnpinnedError as err:
+        raise WorkflowError(str(err)) from None
+
+
 rule all:
     default_target: True
     input:

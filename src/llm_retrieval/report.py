@@ -18,6 +18,7 @@ from scipy import stats
 
 from .atomic import write_text
 from .data.canonical import CorruptOutputError
+from .pins import hub_refs
 from .study import BM25, LEXICAL, EvalUnit, Study
 
 SIGNIFICANCE_P = 0.05
@@ -167,8 +168,23 @@ def _markdown(title: str, header: list[str], rows: list[list[str]], note: str) -
     return "\n".join(lines + ["", note, ""])
 
 
+def pins_note(study: Study, name: str) -> str:
+    """The hub revisions (commit hashes once pinned) behind a table's models and data, for its footer."""
+    setting = study.config["tables"][name]["setting"]
+    backbones, collections = set(study.backbones_of(setting)), set(table_collections(study, name))
+    refs = [ref for ref in hub_refs(study.config)
+            if (ref.target[0] == "backbones" and ref.target[1] in backbones)
+            or (ref.target[0] == "collections" and ref.target[1] in collections)
+            or (ref.target[0] == "training" and setting == "supervised")]
+    if not refs:
+        return ""
+    shown = ", ".join(f"{ref.repo}@{ref.revision}" + ("" if ref.pinned else " (UNPINNED)") for ref in refs)
+    return f"Hub revisions used: {shown}.\n"
+
+
 def write_table(study: Study, name: str, metrics_path, md_path: str | Path, csv_path: str | Path) -> None:
     markdown, rows = build_table(study, name, metrics_path)
+    markdown += pins_note(study, name)
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
     write_text(csv_path, buffer.getvalue())

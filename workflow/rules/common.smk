@@ -1,8 +1,17 @@
 import json
 import sys
 
+from llm_retrieval.pins import UnpinnedError, apply_lock, check_pins, read_lock
 from llm_retrieval.report import table_units
 from llm_retrieval.study import BM25, LEXICAL, ConfigError, Study, metrics_path
+
+# Hub revisions pinned by `python -m llm_retrieval.pins`: the lock's commit hashes replace the
+# config's branch names before anything reads them; what stays unpinned is checked at onstart.
+PINS_LOCK = config["pins"]["lock"]
+try:
+    UNPINNED = apply_lock(config, read_lock(PINS_LOCK))
+except UnpinnedError as err:
+    raise WorkflowError(str(err)) from None
 
 try:
     study = Study(config)

@@ -101,6 +101,10 @@ class HubReader:
                     if Path(self.root).is_absolute() and Path(self.root).is_dir() else "")
             raise DataError(path, f"could not load revision {revision!r} from the hub: {err}{hint}") from err
 
+    def pins(self) -> dict[str, str]:
+        """``{dataset: commit}`` for every dataset read at a pinned commit (see llm_retrieval.pins)."""
+        return {repo: rev for repo, rev in self.used.items() if SHA.match(rev)}
+
     def notes(self) -> list[str]:
         return [f"{repo} read at unpinned revision {rev!r}; pin a commit sha in the source for reproducibility"
                 for repo, rev in self.used.items() if rev != "local" and not SHA.match(rev)]
@@ -158,7 +162,7 @@ def prepare_coir(source: dict, query_sets: list[str], out_dir: Path, work_dir: P
             notes.append(f"{len(tasks)} per-language coir-eval tasks merged into one collection (ids prefixed "
                          "'<lang>/'); coir-eval scores each language separately and averages")
         provenance = {"type": "coir", "name": source["name"], "layout": "coir-eval", "tasks": list(tasks.values()),
-                      "datasets": hub.used, "documents_read": n_docs, "warnings": notes}
+                      "datasets": hub.used, "pins": hub.pins(), "documents_read": n_docs, "warnings": notes}
         origins = {CORPUS_FILE: ", ".join(f"{hub.root}/{t}-queries-corpus[corpus]" for t in tasks.values()),
                    QUERIES_FILE: ", ".join(f"{hub.root}/{t}-queries-corpus[queries]" for t in tasks.values()),
                    QRELS_FILE: ", ".join(f"{hub.root}/{t}-qrels" for t in tasks.values())}

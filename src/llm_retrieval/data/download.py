@@ -194,6 +194,10 @@ class JsonFiles:
             detail = f"{err}" + (f" (caused by {type(cause).__name__}: {cause})" if cause else "")
             raise DataError(where, f"could not load with the json builder: {detail}") from err
 
+    def pins(self) -> dict[str, str]:
+        """``{file url: commit}`` for every file read at a pinned commit (see llm_retrieval.pins)."""
+        return {url: rev for url, rev in self.used.items() if SHA.match(rev)}
+
     def notes(self) -> list[str]:
         return [f"{url} read at unpinned revision {rev!r}; pin a commit sha in the source for reproducibility"
                 for url, rev in self.used.items() if rev != "local" and not SHA.match(rev)]

@@ -119,7 +119,7 @@ def prepare_msmarco(source: dict, query_sets: list[str], out_dir: Path, work_dir
         n_docs = write_corpus(stage / CORPUS_FILE, docs(), batch_size=BATCH)
         write_queries(stage / QUERIES_FILE, queries)
         write_qrels(stage / QRELS_FILE, qrels)
-        provenance = {"type": "msmarco", "datasets": reader.used, "dl_qrels": qrels_provenance,
+        provenance = {"type": "msmarco", "datasets": reader.used, "pins": reader.pins(), "dl_qrels": qrels_provenance,
                       "documents_read": n_docs, "warnings": notes + reader.notes()}
         origins = {CORPUS_FILE: reader.location("corpus", corpus_repo, files["corpus"]),
                    QUERIES_FILE: ", ".join(reader.location("queries", queries_repo, files[q]) for q in query_sets),

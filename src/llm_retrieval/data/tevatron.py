@@ -78,5 +78,5 @@ def prepare_training_groups(source: dict, out_path: Path, work_dir: Path) -> dic
                     break
         if counts["groups"] == 0:  # raised inside the writer: no file appears
             raise DataError(dataset, "no training group with a positive passage")
-    return {"type": "tevatron", "dataset": dataset, "files": files, "datasets": reader.used,
+    return {"type": "tevatron", "dataset": dataset, "files": files, "datasets": reader.used, "pins": reader.pins(),
             "counts": counts, "warnings": reader.notes()}
