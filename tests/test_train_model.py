@@ -1,13 +1,17 @@
 """The retriever's forward pass: one pass for queries and passages, equal to encoding them apart."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from llm_retrieval.modeling import load_tokenizer
+from llm_retrieval.train import checkpoint
 from llm_retrieval.train.dataset import read_groups, sample_group
 from llm_retrieval.train.loss import info_nce
 from llm_retrieval.train.model import Batcher, trainable_retriever
+from llm_retrieval.train.packing import PackedRowTooLong, PackingUnsupported, check_attention, pack, padded_tokens
 
 from train_fixtures import synthetic_task, tiny_backbone, training_config, write_groups
 
@@ -66,3 +70,50 @@ def test_one_forward_pass_gives_the_two_pass_loss_and_lora_gradients(tiny):
     assert any(g.abs().sum() > 0 for g in one_pass[1].values())
     for name, grad in one_pass[1].items():
         torch.testing.assert_close(grad, two_pass[1][name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_packed_row_gives_the_padded_embeddings(tiny):
+    cfg = training_config()
+    model = _retriever(tiny, cfg).eval()
+    batcher = Batcher(load_tokenizer(tiny["backbone"]), cfg["max_length"])
+    groups = tiny["groups"][:4]
+    passages = batcher.passage_texts([p for i, g in enumerate(groups) for p in sample_group(g, 4, 0, 0, i)])
+    queries = [g.query for g in groups]
+    packed = batcher.packed(queries, passages)
+
+    q_pad, p_pad = model(*batcher.tensors("query", queries), *batcher.tensors("passage", passages))
+    q_packed, p_packed = model(packed)
+    torch.testing.assert_close(q_packed, q_pad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(p_packed, p_pad, rtol=1e-5, atol=1e-5)
+    # No pads in the row, and positions restart with every sequence.
+    lengths = packed.cu_seqlens.diff()
+    assert packed.real_tokens == int(lengths.sum()) and len(lengths) == 4 + 16
+    assert (packed.position_ids[0, packed.cu_seqlens[:-1].long()] == 0).all()
+    assert (packed.input_ids[0, packed.last] == load_tokenizer(tiny["backbone"]).eos_token_id).all()
+
+
+def test_packing_computes_only_real_tokens_on_ms_marco_like_lengths():
+    # Passage lengths spread like MS MARCO's under Qwen's tokenizer (median ~70, long tail to the 156 cap).
+    g = torch.Generator().manual_seed(0)
+    passages = [[1] * int(n) for n in torch.clamp(torch.randn(16 * 8, generator=g) * 25 + 75, 20, 156)]
+    queries = [[1] * int(n) for n in torch.clamp(torch.randn(8, generator=g) * 4 + 12, 5, 32)]
+    real = sum(map(len, passages + queries))
+    assert pack(queries, passages).input_ids.numel() / real <= 1.1
+    assert padded_tokens([len(q) for q in queries], [len(p) for p in passages]) / real > 1.5  # what padding cost
+
+
+def test_packing_errors_are_named():
+    with pytest.raises(PackedRowTooLong, match="rank 1: 1 queries and 2 passages pack into 30 tokens.*=20"):
+        pack([[1] * 10], [[1] * 10, [1] * 10], max_tokens=20, where="rank 1")
+    with pytest.raises(PackingUnsupported, match="'my_kernel'.*packing: false"):
+        check_attention("my_kernel")
+    assert check_attention("sdpa").startswith("sdpa") and "varlen" in check_attention("flash_attention_2")
+
+
+def test_checkpoint_from_another_stage_or_packing_mode_is_refused(tmp_path):
+    (tmp_path / checkpoint.MANIFEST).write_text(json.dumps({"step": 3, "world_size": 1, "zero_stage": 3,
+                                                            "packing": False}))
+    for expect, name in (({"zero_stage": 2, "packing": False}, "zero_stage=3"),
+                         ({"zero_stage": 3, "packing": True}, "packing=False")):
+        with pytest.raises(checkpoint.CheckpointMismatch, match=f"training.{name}, this run has"):
+            checkpoint.load(None, tmp_path, expect=expect)

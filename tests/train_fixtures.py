@@ -93,7 +93,7 @@ def training_config(**overrides) -> dict:
         "global_batch": 16, "per_device_batch": 8, "gradient_accumulation": 1, "world_size": 2,
         "max_length": {"query": 16, "passage": 24}, "max_steps": 30, "checkpoint_every": 10, "seed": 42,
         "deepspeed_config": str(Path(__file__).resolve().parents[1] / "config/deepspeed/zero3.json"),
-        "gradient_checkpointing": False,
+        "gradient_checkpointing": False, "zero_stage": 3, "packing": True, "max_packed_tokens": 4096,
     }
     config.update(overrides)
     return config

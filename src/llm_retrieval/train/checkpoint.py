@@ -33,6 +33,10 @@ STEP_DIR = re.compile(r"^step-(\d{8})$")
 MANIFEST, STATE, ENGINE_TAG = "manifest.json", "trainer_state.json", "engine"
 
 
+class CheckpointMismatch(RuntimeError):
+    """A checkpoint written under another world size, ZeRO stage or packing mode."""
+
+
 def _barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
@@ -60,7 +64,8 @@ def _rng_state() -> dict[str, torch.Tensor]:
 
 
 def save(engine, root: str | Path, step: int, trainer_state: dict, keep: int = 2) -> Path:
-    """Collective: every rank calls it after optimizer step ``step``."""
+    """Collective: every rank calls it after optimizer step ``step``. ``trainer_state["mode"]``
+    (ZeRO stage, packing) goes into the manifest so that a resume under another mode is refused."""
     rank = dist.get_rank() if dist.is_initialized() else 0
     final = step_dir(root, step)
     tmp = final.with_name(f".{final.name}.tmp")
@@ -75,7 +80,7 @@ def save(engine, root: str | Path, step: int, trainer_state: dict, keep: int = 2
     if rank == 0:
         write_json(tmp / STATE, trainer_state)
         write_json(tmp / MANIFEST, {"step": step, "world_size": dist.get_world_size() if dist.is_initialized() else 1,
-                                    "complete": True})
+                                    **trainer_state.get("mode", {}), "complete": True})
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -90,13 +95,28 @@ def _prune(root: str | Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def load(engine, path: Path) -> dict:
-    """Restore engine (weights, optimizer, scheduler) and this rank's RNG; returns the trainer state."""
+# Written before these keys existed: ZeRO-3, padded batches.
+OLD_MODE = {"zero_stage": 3, "packing": False}
+
+
+def load(engine, path: Path, expect: dict | None = None) -> dict:
+    """Restore engine (weights, optimizer, scheduler) and this rank's RNG; returns the trainer state.
+
+    ``expect`` (ZeRO stage, packing) must match the manifest: the engine state is laid
+    out per stage, and packing changes the numerics, so a resumed run would not equal
+    an uninterrupted one.
+    """
     manifest = json.loads((path / MANIFEST).read_text())
     world = dist.get_world_size() if dist.is_initialized() else 1
     if manifest["world_size"] != world:
         # The data order and the ZeRO partitioning both depend on the world size.
-        raise RuntimeError(f"{path}: written with world size {manifest['world_size']}, resuming with {world}")
+        raise CheckpointMismatch(f"{path}: written with world size {manifest['world_size']}, resuming with {world}; "
+                                 f"resume with the same world size or delete the checkpoint folder")
+    for key, value in (expect or {}).items():
+        written = manifest.get(key, OLD_MODE.get(key))
+        if written != value:
+            raise CheckpointMismatch(f"{path}: written with training.{key}={written}, this run has {key}={value}; "
+                                     f"resume with the same setting or delete the checkpoint folder")
     loaded, _ = engine.load_checkpoint(str(path), tag=ENGINE_TAG, load_module_strict=False,
                                        load_optimizer_states=True, load_lr_scheduler_states=True)
     if loaded is None:

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..modeling import last_token_pool, load_text_model
 from ..prompts import PrefixEosFormatter, document_text
+from .packing import FLASH, PackedBatch, pack
 
 class Batcher:
     """Token ids for queries (``Query: text<eos>``) and passages (``Passage: title text<eos>``).
@@ -30,6 +31,12 @@ class Batcher:
         mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in ids])
         return input_ids, mask
 
+    def packed(self, queries: Sequence[str], passages: Sequence[str], max_tokens: int | None = None,
+               where: str = "micro-step") -> PackedBatch:
+        """Queries then passages in one padding-free row (see :mod:`.packing`)."""
+        return pack(self.formatter.token_ids("query", queries, self.text_budget["query"]),
+                    self.formatter.token_ids("passage", passages, self.text_budget["passage"]), max_tokens, where)
+
     def passage_texts(self, passages) -> list[str]:
         return [document_text(p.title, p.text, True) for p in passages]
 
@@ -37,15 +44,44 @@ class Batcher:
 class Retriever(nn.Module):
     """Unit-length EOS embeddings of queries and passages from one (LoRA-wrapped) backbone."""
 
-    def __init__(self, backbone: nn.Module):
+    def __init__(self, backbone: nn.Module, multimodal_positions: bool = False):
         super().__init__()
         self.backbone = backbone
+        # Qwen2.5-VL's language model takes [4, B, T] positions: text positions first (they
+        # define the packed-sequence mask), then the three M-RoPE rows, equal for text.
+        self.multimodal_positions = multimodal_positions
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return F.normalize(last_token_pool(hidden, attention_mask).float(), dim=-1)
 
-    def forward(self, q_ids, q_mask, p_ids, p_mask) -> tuple[torch.Tensor, torch.Tensor]:
+    def embed_packed(self, batch: PackedBatch) -> torch.Tensor:
+        """Unit-length EOS embeddings of every sequence of a packed row."""
+        positions = batch.position_ids
+        if self.multimodal_positions:
+            positions = positions.expand(4, *positions.shape)
+        kwargs = {}
+        if self.backbone.config._attn_implementation in FLASH:
+            # Boundaries handed to the varlen kernel directly: no recomputation (and host sync) per layer.
+            kwargs = dict(cu_seq_lens_q=batch.cu_seqlens, cu_seq_lens_k=batch.cu_seqlens,
+                          max_length_q=batch.max_length, max_length_k=batch.max_length)
+        # No attention mask and no cache: the model derives the per-sequence mask from the positions.
+        hidden = self.backbone(input_ids=batch.input_ids, position_ids=positions, use_cache=False,
+                               **kwargs).last_hidden_state
+        return F.normalize(hidden[0, batch.last].float(), dim=-1)
+
+    def forward(self, *inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Query and passage embeddings of one micro-step, from ONE forward pass.
+
+        ``inputs`` is a :class:`PackedBatch` (padding-free) or the padded
+        ``q_ids, q_mask, p_ids, p_mask``.
+        """
+        if len(inputs) == 1 and isinstance(inputs[0], PackedBatch):
+            emb = self.embed_packed(inputs[0])
+            return emb[:inputs[0].n_queries], emb[inputs[0].n_queries:]
+        return self.forward_padded(*inputs)
+
+    def forward_padded(self, q_ids, q_mask, p_ids, p_mask) -> tuple[torch.Tensor, torch.Tensor]:
         """Queries and passages in ONE forward pass (right-padded to a common width).
 
         Under ZeRO-3 every pass all-gathers each layer's weights (and its backward
@@ -75,4 +111,4 @@ def trainable_retriever(backbone_path: str, architecture: str, lora: dict, dtype
         backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     config = LoraConfig(r=lora["rank"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                         target_modules=list(lora["target_modules"]), bias="none")
-    return Retriever(get_peft_model(backbone, config))
+    return Retriever(get_peft_model(backbone, config), multimodal_positions=architecture == "qwen2_5_vl")

@@ -23,6 +23,7 @@ from .dataset import GroupSchedule, read_groups, sample_group
 from .engine import build_engine, check_batch, deepspeed_config, init_process_group
 from .loss import info_nce
 from .model import Batcher, trainable_retriever
+from .packing import check_attention
 
 if TYPE_CHECKING:
     from .driver import TrainJob
@@ -61,14 +62,22 @@ def train_rank(job: TrainJob) -> dict | None:
                                 bool(cfg.get("gradient_checkpointing")) and on_gpu)
     ds_config = deepspeed_config(job.deepspeed_config or cfg["deepspeed_config"], cfg, world, on_gpu,
                                  model.backbone.config.hidden_size)
+    packing = bool(cfg.get("packing"))
+    if packing:
+        path = check_attention(model.backbone.config._attn_implementation)
+        if rank == 0:
+            print(f"packing: one padding-free row per micro-step, attention via {path}", flush=True)
     engine = build_engine(deepspeed, model, ds_config, schedule.total_steps, cfg.get("warmup_ratio", 0.0))
     torch.manual_seed(cfg["seed"] * 1000 + rank)  # dropout streams differ per rank
 
+    # What a checkpoint must have been written under to be resumed (see checkpoint.load).
+    mode = {"zero_stage": engine.zero_optimization_stage(), "packing": packing}
     state = {"step": 0, "losses": [], "train_seconds": 0.0, "resumed_from": []}
     latest = checkpoint.latest_complete(job.checkpoint_dir)
     if latest is not None:
-        state = checkpoint.load(engine, latest)
+        state = checkpoint.load(engine, latest, expect=mode)
         state["resumed_from"].append(state["step"])
+    state["mode"] = mode
     run_log = _loop(engine, job, schedule, groups, batcher, state, rank, world, fail_at)
     save_adapter(engine, job.adapter_dir, rank, deepspeed)
     if rank == 0:
@@ -79,12 +88,15 @@ def train_rank(job: TrainJob) -> dict | None:
     return run_log if rank == 0 else None
 
 
-def micro_batch(groups, batcher, cfg, epoch, indices, device) -> list[torch.Tensor]:
-    """The model inputs of one micro-step: this rank's queries and, per query, its sampled group."""
+def micro_batch(groups, batcher, cfg, epoch, indices, device, where: str = "micro-step") -> list:
+    """The model inputs of one micro-step: this rank's queries and, per query, its sampled group
+    (one packed row with ``training.packing``, else padded query and passage tensors)."""
     group_size = cfg["group_size"]
     passages = [p for i in indices for p in sample_group(groups[i], group_size, cfg["seed"], epoch, i)]
-    q = batcher.tensors("query", [groups[i].query for i in indices])
-    p = batcher.tensors("passage", batcher.passage_texts(passages))
+    queries, texts = [groups[i].query for i in indices], batcher.passage_texts(passages)
+    if cfg.get("packing"):
+        return [batcher.packed(queries, texts, cfg.get("max_packed_tokens"), where).to(device)]
+    q, p = batcher.tensors("query", queries), batcher.tensors("passage", texts)
     return [t.to(device) for t in (*q, *p)]
 
 
@@ -110,7 +122,8 @@ def _loop(engine, job, schedule, groups, batcher, state, rank, world, fail_at) -
         micro_losses = []
         for micro in range(cfg["gradient_accumulation"]):
             epoch, indices = schedule.micro_batch(step, micro, rank)
-            inputs = micro_batch(groups, batcher, cfg, epoch, indices, engine.device)
+            inputs = micro_batch(groups, batcher, cfg, epoch, indices, engine.device,
+                                 f"{job.groups_path}: step {step + 1}, micro-step {micro + 1}, rank {rank}")
             micro_losses.append(micro_step(engine, inputs, cfg, world))
         state["step"] = step + 1
         state["losses"].append(sum(micro_losses) / len(micro_losses))
