@@ -74,7 +74,8 @@ def all_embeddings():
 
 
 def all_tables():
-    return expand(f"{R}/tables/{{table}}.{{ext}}", table=list(config.get("tables", {})), ext=["md", "csv"])
+    exts = ["md", "csv", "html", "json", "fidelity.md", "fidelity.json"]
+    return expand(f"{R}/tables/{{table}}.{{ext}}", table=list(config.get("tables", {})), ext=exts)
 
 
 def backbone_record(wildcards):

@@ -1,4 +1,5 @@
-# The paper's comparison tables (Markdown + CSV), published numbers side by side.
+# The paper's comparison tables (Markdown, CSV, HTML, JSON), published numbers side by side,
+# significance against Base in every cell, and the reproduction fidelity of each table.
 
 
 rule comparison_table:
@@ -7,6 +8,10 @@ rule comparison_table:
     output:
         md=f"{R}/tables/{{table}}.md",
         csv=f"{R}/tables/{{table}}.csv",
+        html=f"{R}/tables/{{table}}.html",
+        json=f"{R}/tables/{{table}}.json",
+        fidelity_md=f"{R}/tables/{{table}}.fidelity.md",
+        fidelity_json=f"{R}/tables/{{table}}.fidelity.json",
     log:
         f"{R}/logs/comparison_table/{{table}}.log",
     benchmark:

@@ -1,12 +1,19 @@
+import json
 from functools import partial
 from pathlib import Path
 
+from llm_retrieval.atomic import write_text
 from llm_retrieval.joblog import job_log
-from llm_retrieval.report import write_table
+from llm_retrieval.report import fidelity, write_table
 from llm_retrieval.study import Study, metrics_path
 
 with job_log(snakemake.log[0]) as log:
-    root = str(Path(snakemake.output.md).parent.parent)  # results/
-    write_table(Study(snakemake.config), snakemake.params.table, partial(metrics_path, root=root),
-                snakemake.output.md, snakemake.output.csv)
-    log.info("wrote %s", snakemake.output.md)
+    out = snakemake.output
+    root = str(Path(out.md).parent.parent)  # results/
+    study = Study(snakemake.config)
+    table = write_table(study, snakemake.params.table, partial(metrics_path, root=root),
+                        out.md, out.csv, out.html, out.json)
+    result = fidelity.fidelity(table, study.config["report"]["fidelity_threshold"])
+    write_text(out.fidelity_json, json.dumps(result, indent=1))
+    write_text(out.fidelity_md, fidelity.to_markdown(result))
+    log.info("wrote %s (%d cells compared with the published table)", out.md, result["compared_cells"])
