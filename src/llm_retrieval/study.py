@@ -32,6 +32,21 @@ def metrics_path(unit: EvalUnit, root: str = "results") -> str:
     return f"{root}/metrics/{unit.setting}/{unit.retriever}/{unit.collection}/{unit.query_set}.json"
 
 
+def check_global_batch(training: dict, world_size: int) -> int:
+    """The one global-batch check: global_batch = per_device_batch x gradient_accumulation x world size.
+
+    The DAG build checks it against training.world_size; the training ranks check it
+    against the world they were actually started with. Returns the global batch.
+    """
+    product = training["per_device_batch"] * training["gradient_accumulation"] * world_size
+    if product != training["global_batch"]:
+        raise ConfigError(
+            f"training.global_batch={training['global_batch']} but per_device_batch {training['per_device_batch']} "
+            f"x gradient_accumulation {training['gradient_accumulation']} x world size {world_size} = {product}; "
+            f"make global_batch equal that product")
+    return product
+
+
 class Study:
     def __init__(self, config: dict[str, Any]):
         self.config = config
@@ -41,6 +56,17 @@ class Study:
         self._check_references()
 
     def _check_references(self) -> None:
+        self._check_settings()
+        training = self.config.get("training")
+        if "supervised" in self.settings and not training:
+            raise ConfigError("training: required when settings.supervised is present")
+        if training:
+            self._check_training_data(training["data"])
+            check_global_batch(training, training["world_size"])
+        for name, table in self.config.get("tables", {}).items():
+            self._check_table(name, table)
+
+    def _check_settings(self) -> None:
         for name, setting in self.settings.items():
             for backbone in setting["backbones"]:
                 if backbone not in self.backbones:
@@ -52,35 +78,28 @@ class Study:
                     raise ConfigError(
                         f"settings.{name}.collections: unknown collection {collection!r} "
                         f"(known: {', '.join(self.collections)})")
-        if "supervised" in self.settings and "training" not in self.config:
-            raise ConfigError("training: required when settings.supervised is present")
-        training = self.config.get("training")
-        if training:
-            data = training["data"]
-            if data["type"] == "bm25_mined":
-                for key in ("collection", "query_set"):
-                    if key not in data:
-                        raise ConfigError(f"training.data.{key}: required for type bm25_mined")
-                if data["collection"] not in self.collections:
-                    raise ConfigError(f"training.data.collection: unknown collection {data['collection']!r}")
-                if data["query_set"] not in self.collections[data["collection"]]["query_sets"]:
-                    raise ConfigError(f"training.data.query_set: collection {data['collection']!r} "
-                                      f"has no query set {data['query_set']!r}")
-            product = training["per_device_batch"] * training["gradient_accumulation"] * training["world_size"]
-            if product != training["global_batch"]:
-                raise ConfigError(
-                    f"training.global_batch: {training['global_batch']} != per_device_batch "
-                    f"{training['per_device_batch']} x gradient_accumulation {training['gradient_accumulation']} "
-                    f"x world_size {training['world_size']} = {product}")
-        for name, table in self.config.get("tables", {}).items():
-            if table["setting"] not in self.settings:
-                raise ConfigError(f"tables.{name}.setting: setting {table['setting']!r} is not configured")
-            for collection in table.get("collections", []):
-                if collection not in self.collections_of(table["setting"]):
-                    raise ConfigError(f"tables.{name}.collections: {collection!r} is not among "
-                                      f"settings.{table['setting']}.collections")
-            if "columns" not in table and "measure" not in table:
-                raise ConfigError(f"tables.{name}: needs either 'measure' or 'columns'")
+
+    def _check_training_data(self, data: dict) -> None:
+        if data["type"] != "bm25_mined":
+            return
+        for key in ("collection", "query_set"):
+            if key not in data:
+                raise ConfigError(f"training.data.{key}: required for type bm25_mined")
+        if data["collection"] not in self.collections:
+            raise ConfigError(f"training.data.collection: unknown collection {data['collection']!r}")
+        if data["query_set"] not in self.collections[data["collection"]]["query_sets"]:
+            raise ConfigError(f"training.data.query_set: collection {data['collection']!r} "
+                              f"has no query set {data['query_set']!r}")
+
+    def _check_table(self, name: str, table: dict) -> None:
+        if table["setting"] not in self.settings:
+            raise ConfigError(f"tables.{name}.setting: setting {table['setting']!r} is not configured")
+        for collection in table.get("collections", []):
+            if collection not in self.collections_of(table["setting"]):
+                raise ConfigError(f"tables.{name}.collections: {collection!r} is not among "
+                                  f"settings.{table['setting']}.collections")
+        if "columns" not in table and "measure" not in table:
+            raise ConfigError(f"tables.{name}: needs either 'measure' or 'columns'")
 
     # --- what the DAG expands -------------------------------------------------
 

@@ -30,7 +30,6 @@ wildcard_constraints:
     backbone=regex_of(study.backbones),
     collection=regex_of(study.collections),
     setting="zeroshot|supervised",
-    dense_setting="zeroshot|supervised",
     retriever=regex_of([BM25, *study.backbones]),
     query_set=r"[a-z0-9][a-z0-9_.-]*",
     shard=r"\d+",

@@ -35,9 +35,13 @@ def _from_command_line() -> tuple[TrainJob, str | None]:
         training = json.loads(args.training)
     else:
         import yaml
+        from snakemake.utils import validate
 
         with open(args.config, encoding="utf-8") as f:
-            training = yaml.safe_load(f)["training"]
+            config = yaml.safe_load(f)
+        # The schema checks the config and fills its defaults (warmup_ratio, ...), as the workflow does.
+        validate(config, os.path.join(os.path.dirname(__file__), "..", "schemas", "config.schema.yaml"))
+        training = config["training"]
     backbone = json.load(open(args.backbone, encoding="utf-8"))
     job = TrainJob(backbone["path"], backbone["architecture"], args.groups, args.adapter, args.checkpoints,
                    args.report, training, args.deepspeed_config, args.fail_at_step)

@@ -8,7 +8,7 @@ with job_log(snakemake.log[0]) as log:
     source = snakemake.params.source
     if source["type"] == "bm25_mined":
         count = mine_bm25_groups(Path(snakemake.input.corpus).parent, snakemake.input.index, source["query_set"],
-                                 snakemake.output[0], source.get("depth", 30), snakemake.params.bm25)
+                                 snakemake.output[0], source["depth"], snakemake.params.bm25)
         log.info("mined %d training groups with BM25", count)
     else:
         log.info("training groups: %s",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch.distributed as dist
@@ -40,7 +40,6 @@ class TrainJob:
     training: dict                      # the config's `training` section
     deepspeed_config: str | None = None  # defaults to training.deepspeed_config
     fail_at_step: int | None = None      # raise after this optimizer step (1-based), for tests
-    extra: dict = field(default_factory=dict)
 
 
 # --- starting the ranks ------------------------------------------------------------------

@@ -13,21 +13,13 @@ from pathlib import Path
 
 import torch
 
+from ..study import check_global_batch as check_batch  # noqa: F401  (the one global-batch check)
+
 ZERO_STAGES = (2, 3)
 
 
 class ZeroStageError(ValueError):
     """``training.zero_stage`` names a stage this engine does not run."""
-
-
-def check_batch(training: dict, world_size: int) -> int:
-    """global batch = per-device x accumulation x world size, or a clear error."""
-    product = training["per_device_batch"] * training["gradient_accumulation"] * world_size
-    if product != training["global_batch"]:
-        raise ValueError(
-            f"training.global_batch={training['global_batch']} but per_device_batch {training['per_device_batch']} "
-            f"x gradient_accumulation {training['gradient_accumulation']} x world size {world_size} = {product}")
-    return product
 
 
 def zero_stage(training: dict, template: dict | None = None) -> int:
@@ -51,7 +43,6 @@ def deepspeed_config(template: str | Path, training: dict, world_size: int, on_g
         "gradient_accumulation_steps": training["gradient_accumulation"],
         "bf16.enabled": on_gpu,
         "optimizer.params.lr": training["learning_rate"],
-        "optimizer.params.weight_decay": training.get("weight_decay", 0.0),
         # Only the LoRA gradients (tens of MB) are reduced: one bucket of h^2 holds a layer's worth.
         "zero_optimization.reduce_bucket_size": hidden_size * hidden_size,
         # Prefetch ~25 h^2 elements, about 1.4 Qwen2 decoder layers (a layer is ~18 h^2): the next

@@ -67,7 +67,7 @@ def train_rank(job: TrainJob) -> dict | None:
         path = check_attention(model.backbone.config._attn_implementation)
         if rank == 0:
             print(f"packing: one padding-free row per micro-step, attention via {path}", flush=True)
-    engine = build_engine(deepspeed, model, ds_config, schedule.total_steps, cfg.get("warmup_ratio", 0.0))
+    engine = build_engine(deepspeed, model, ds_config, schedule.total_steps, cfg["warmup_ratio"])  # default: the schema
     torch.manual_seed(cfg["seed"] * 1000 + rank)  # dropout streams differ per rank
 
     # What a checkpoint must have been written under to be resumed (see checkpoint.load).
