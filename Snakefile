@@ -12,9 +12,14 @@ min_version("9.0")
 if workflow.is_main_process:
     import os
 
-    from llm_retrieval.headlock import reclaim_stale_lock
+    from llm_retrieval.headlock import live_head, reclaim_stale_lock
 
     reclaim_stale_lock(os.path.join(workflow.workdir_init, ".snakemake"))
+    # A second head on the same results directory is refused at onstart (dry runs are fine);
+    # said here too, in case Snakemake's own lock refuses first and suggests --unlock.
+    OTHER_HEAD = live_head(os.path.join(workflow.workdir_init, ".snakemake"))
+    if OTHER_HEAD:
+        logger.warning(OTHER_HEAD)
 
 
 # The paper study unless another config is given: --configfile replaces it rather than
@@ -42,6 +47,8 @@ include: "workflow/rules/report.smk"
 # Strict pins (the paper config) refuse to run jobs with unpinned hub revisions; others warn.
 # onstart runs only when jobs are about to run, so `snakemake -n` always works.
 onstart:
+    if workflow.is_main_process and OTHER_HEAD:
+        raise WorkflowError(OTHER_HEAD)
     try:
         check_pins(UNPINNED, config["pins"]["strict"], PINS_LOCK, logger)
     except UnpinnedError as err:

@@ -7,6 +7,7 @@ is complete (``os.replace`` is atomic on POSIX within one file system).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -18,14 +19,41 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+class DiskFullError(OSError):
+    """The disk (or a quota, or the file size limit) filled up while an output was written."""
+
+
+_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+_FULL_TEXTS = ("No space left on device", "File too large", "Disk quota exceeded")
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    # pyarrow's writers raise OSError without errno; their message carries the C library's text.
+    return isinstance(exc, OSError) and (exc.errno in _FULL_ERRNOS or any(t in str(exc) for t in _FULL_TEXTS))
+
+
+def remove_stale_temporaries(final: Path) -> None:
+    """Remove ``.<name>.tmp-*`` left beside ``final`` by a writer that was killed (SIGKILL skips cleanup).
+
+    Only one job writes a given output, so any such leftover belongs to a dead attempt.
+    """
+    for stale in final.parent.glob(f".{final.name}.tmp-*"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` on success.
 
-    On any exception the temporary file (or folder) is removed and ``path`` is untouched.
+    On any exception the temporary file (or folder) is removed and ``path`` is untouched;
+    a full disk becomes a :class:`DiskFullError` naming ``path``.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(final)
     prefix = f".{final.name}.tmp-"
     if is_dir:
         tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
@@ -38,11 +66,16 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
         if is_dir and final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
+        if _is_disk_full(exc):
+            raise DiskFullError(getattr(exc, "errno", None) or errno.ENOSPC,
+                                f"{final}: the disk filled up (or a quota / file size limit was hit) while writing it "
+                                f"({exc}); the partial file was removed and nothing was written. Free space on "
+                                f"{final.parent.resolve()} (df -h) and rerun the same command.") from exc
         raise
 
 

@@ -1,6 +1,7 @@
 """Encoding texts to vectors: length-sorted batches, resumable chunks, one process per GPU."""
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +135,9 @@ def encode_corpus_shard(corpus_path: str | Path, shard: int, num_shards: int, ou
     parts_dir = out_path.with_name(out_path.name + ".parts")
     chunks = [(s, min(s + chunk_rows, end)) for s in range(start, end, chunk_rows)]
     todo = [c for c in chunks if not _part_path(parts_dir, c).exists()]
+    if len(todo) < len(chunks):
+        logging.getLogger(__name__).info("resuming %s: %d of %d chunks already encoded", out_path.name,
+                                         len(chunks) - len(todo), len(chunks))
     devices = devices or default_devices()
     if len(devices) > 1 and len(todo) > 1:
         import torch.multiprocessing as mp

@@ -57,3 +57,23 @@ def reclaim_stale_lock(snakemake_dir: str | Path = ".snakemake") -> bool:
     if not locks.exists():  # another live head keeps its own record
         write_json(record, _this_head())
     return removed
+
+
+def live_head(snakemake_dir: str | Path = ".snakemake") -> str | None:
+    """A message naming the other head that holds this directory's lock, or None when there is none.
+
+    Called at start-up after :func:`reclaim_stale_lock`: a lock that is still there belongs to
+    a head that may be alive. Snakemake then refuses to run ("cannot be locked") and suggests
+    ``--unlock``; this message says who holds the lock, so that nobody unlocks a running study.
+    """
+    snakemake_dir = Path(snakemake_dir)
+    locks, record = snakemake_dir / "locks", snakemake_dir / HEAD_FILE
+    if not locks.exists() or not any(locks.iterdir()) or not record.exists():
+        return None
+    head = json.loads(record.read_text())
+    if int(head.get("pid", -1)) == os.getpid() and head.get("host") == socket.gethostname():
+        return None
+    where = "this host" if head.get("host") == socket.gethostname() else f"host {head.get('host')}"
+    return (f"{snakemake_dir.parent.resolve()}: the results directory cannot be locked: another Snakemake head "
+            f"(pid {head.get('pid')} on {where}) is running this study. Two heads would write the same outputs. "
+            "Wait for it to finish or stop it; do NOT run --unlock while it runs (a dry run, -n, is fine).")

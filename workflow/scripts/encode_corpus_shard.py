@@ -12,5 +12,6 @@ with job_log(snakemake.log[0]) as log:
     spec = EncoderSpec(json.load(open(snakemake.input.backbone)), snakemake.params.encoding, adapter,
                        snakemake.params.max_length)
     count = encode_corpus_shard(snakemake.input.corpus, int(snakemake.wildcards.shard), snakemake.params.num_shards,
-                                snakemake.output[0], spec, snakemake.params.use_title)
+                                snakemake.output[0], spec, snakemake.params.use_title,
+                                chunk_rows=snakemake.params.encoding["chunk_rows"])
     log.info("encoded %d documents", count)

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ..atomic import write_json
 from ..modeling import load_tokenizer
-from . import checkpoint
+from . import checkpoint, preemption
 from .adapter import save_adapter
 from .dataset import GroupSchedule, read_groups, sample_group
 from .engine import build_engine, check_batch, deepspeed_config, init_process_group
@@ -49,6 +49,7 @@ def train_rank(job: TrainJob) -> dict | None:
     cfg = job.training
     check_batch(cfg, world)
     fail_at = job.fail_at_step or (int(os.environ[FAIL_ENV]) if os.environ.get(FAIL_ENV) else None)
+    preemption.install()
 
     groups = read_groups(job.groups_path)
     schedule = GroupSchedule(len(groups), cfg["per_device_batch"], cfg["gradient_accumulation"], world,
@@ -132,6 +133,9 @@ def _loop(engine, job, schedule, groups, batcher, state, rank, world, fail_at) -
         bar.set_postfix(loss=f"{state['losses'][-1]:.4f}")
         if every and state["step"] % every == 0 and state["step"] < schedule.total_steps:
             checkpoint.save(engine, job.checkpoint_dir, state["step"], state)
+        if state["step"] < schedule.total_steps and preemption.stop_requested():  # SIGTERM: time limit
+            checkpoint.save(engine, job.checkpoint_dir, state["step"], state)
+            preemption.exit_for_retry(state["step"])
         if fail_at is not None and state["step"] == fail_at:
             raise InjectedFailure(f"injected failure after optimizer step {fail_at}")
     steps_run = state["step"] - start
