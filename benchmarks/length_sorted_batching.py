@@ -26,7 +26,7 @@ def run(encoder: Encoder, ids: list[list[int]], order: list[int], batch_size: in
         for i in range(0, len(order), batch_size):
             batch = [ids[j] for j in order[i:i + batch_size]]
             padded += max(map(len, batch)) * len(batch)
-            encoder._forward(batch)
+            encoder.forward_ids(batch)
     return time.perf_counter() - start, padded
 
 
@@ -40,7 +40,7 @@ def main() -> None:
         build = dict(seed=0, hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
                      num_key_value_heads=2, vocab_size=4000)
         record = resolve_backbone({"architecture": "qwen2", "build": build}, f"{tmp}/model", f"{tmp}/backbone.json")
-        encoding = {"prompts": PROMPTS, "normalize": True, "dtype": "float32", "batch_size": args.batch_size,
+        encoding = {"prompts": PROMPTS, "normalize": True, "dtype": "float32", "batch_tokens": 1 << 20,
                     "max_text_tokens": {"query": 64, "passage": 512}}
         encoder = Encoder(EncoderSpec(record, encoding), "cpu")
         texts = [p["code"] for _, p in zip(range(args.docs), stdlib_pairs())]

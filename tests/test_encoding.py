@@ -6,7 +6,7 @@ import torch
 
 from llm_retrieval.data.canonical import write_corpus
 from llm_retrieval.embeddings import read_embeddings
-from llm_retrieval.encode import Encoder, EncoderSpec, encode_corpus_shard, shard_bounds
+from llm_retrieval.encode import Encoder, EncoderSpec, QueriesTask, encode_corpus_shard, encode_queries, shard_bounds
 from llm_retrieval.modeling import last_token_pool, load_text_model, load_tokenizer
 from llm_retrieval.prompts import PrefixEosFormatter, PromptRepsFormatter
 
@@ -15,7 +15,7 @@ PROMPTS = {
     "passage": 'Passage: "{text}". Use one word to represent the passage in a retrieval task. Make sure your word is in lowercase.',
     "assistant_prefill": 'The word is: "',
 }
-ENCODING = {"prompts": PROMPTS, "normalize": True, "dtype": "float32", "batch_size": 4,
+ENCODING = {"prompts": PROMPTS, "normalize": True, "dtype": "float32", "batch_tokens": 256,
             "max_text_tokens": {"query": 16, "passage": 24}}
 
 
@@ -94,15 +94,15 @@ def test_shard_encoding_resumes_from_finished_chunks(tiny_backbones, tmp_path, m
 
     import llm_retrieval.encode as enc
     calls = []
-    original = enc.Encoder.encode
+    original = enc.Encoder.run
 
-    def dying_after_two_chunks(self, kind, texts, desc=""):
-        calls.append(len(texts))
+    def dying_after_two_chunks(self, prepared, desc=""):
+        calls.append(prepared.count)
         if len(calls) == 3:
             raise KeyboardInterrupt("killed")
-        return original(self, kind, texts, desc)
+        return original(self, prepared, desc)
 
-    monkeypatch.setattr(enc.Encoder, "encode", dying_after_two_chunks)
+    monkeypatch.setattr(enc.Encoder, "run", dying_after_two_chunks)
     with pytest.raises(KeyboardInterrupt):
         encode_corpus_shard(corpus, 1, 2, out, spec, use_title=True, chunk_rows=6)
     assert not out.exists() and len(list((tmp_path / "shard-1.parquet.parts").iterdir())) == 2
@@ -130,3 +130,51 @@ def test_one_process_per_device_gives_the_same_shard(tiny_backbones, tmp_path):
     multi_ids, multi = read_embeddings(tmp_path / "multi.parquet")
     assert single_ids == multi_ids == [f"d{i}" for i in range(30)]
     np.testing.assert_allclose(single, multi, atol=1e-6)
+
+
+def test_first_shard_job_encodes_the_queries_with_the_same_model_load(tiny_backbones, tmp_path, monkeypatch):
+    import pyarrow as pa
+
+    import llm_retrieval.encode as enc
+    from llm_retrieval.atomic import write_parquet
+
+    corpus, queries = tmp_path / "corpus.parquet", tmp_path / "queries.parquet"
+    write_corpus(corpus, ({"id": f"d{i}", "title": "", "text": f"text {i} " * (i % 4 + 1)} for i in range(12)))
+    write_parquet(queries, pa.table({"id": ["q1", "q2", "q3"], "text": ["find a", "find b", "train only"],
+                                     "query_set": ["test", "test", "train"]}))
+    spec = EncoderSpec(tiny_backbones["qwen2"], ENCODING)
+    encode_queries(queries, tmp_path / "alone.parquet", spec, ["test"])
+    loads = []
+    original = enc.Encoder.__init__
+
+    def counting(self, *args, **kwargs):
+        loads.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(enc.Encoder, "__init__", counting)
+    task = QueriesTask(str(queries), str(tmp_path / "queries-out.parquet"), ("test",))
+    assert encode_corpus_shard(corpus, 0, 2, tmp_path / "shard-0.parquet", spec, use_title=False,
+                               queries=task, estimated_documents=12) == 6
+    assert len(loads) == 1
+    ids, vectors = read_embeddings(tmp_path / "queries-out.parquet")
+    alone_ids, alone = read_embeddings(tmp_path / "alone.parquet")
+    assert ids == alone_ids == ["q1", "q2"]
+    np.testing.assert_allclose(vectors, alone, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "qwen2_5_vl"])
+def test_shared_prefix_computed_once_gives_the_vectors_of_the_full_computation(tiny_backbones, arch):
+    """The chat-template prefix's keys/values computed once and expanded per batch (1-D positions for
+    Qwen2, 3-D multimodal rotary positions for Qwen2.5-VL) give the full forward pass's vectors."""
+    texts = ["x", "a short one", "parse the command line arguments and return a namespace " * 3,
+             "def add(a, b):\n    return a + b", ""]
+    full = Encoder(EncoderSpec(tiny_backbones[arch], {**ENCODING, "share_prefix": False}), "cpu")
+    shared = Encoder(EncoderSpec(tiny_backbones[arch], {**ENCODING, "share_prefix": True}), "cpu")
+    for kind in ("query", "passage"):
+        prepared = shared.prepare(kind, texts)
+        assert len(prepared.prefix) > 5 and prepared.computed < full.prepare(kind, texts).computed
+        # within 1e-4 as asked; 1e-5 here because wrong rotary positions already differ by ~1e-4 on a tiny model
+        np.testing.assert_allclose(shared.run(prepared), full.encode(kind, texts), atol=1e-5)
+    # the supervised format shares nothing (its prefix is the adapter's training input)
+    assert Encoder(EncoderSpec(tiny_backbones[arch], {**ENCODING, "share_prefix": True}, max_length={
+        "query": 16, "passage": 24}), "cpu").shared_prefix("query") == []

@@ -51,7 +51,7 @@ def test_cpu_kinds_stay_on_the_cpu_partition():
 
 def test_encoding_takes_one_gpu_of_the_configured_model():
     ns = load({"slurm": CLUSTER})
-    for kind in ("encode_queries", "encode_corpus_shard"):
+    for kind in ("encode_queries_and_first_shard", "encode_corpus_shard"):
         res = evaluate(ns["rule_resources"](kind))
         assert res["slurm_partition"] == "gpu-h100"
         assert (res["gpu"], res["gpu_model"], res["cpus_per_gpu"]) == (1, "h100", 12)
@@ -95,7 +95,7 @@ def test_runtime_and_memory_grow_with_the_attempt_within_caps():
 
 def test_defaults_name_no_partition_or_account():
     ns = load({})
-    res = evaluate(ns["rule_resources"]("encode_queries"))
+    res = evaluate(ns["rule_resources"]("encode_queries_and_first_shard"))
     assert "slurm_partition" not in res and "slurm_account" not in res and "gpu_model" not in res
 
 

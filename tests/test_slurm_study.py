@@ -9,16 +9,16 @@ import pytest
 import yaml
 
 from slurm_helpers import assert_ran_under_slurm, require_cluster, run, slurm_job
-from workflow_helpers import job_counts, planned_jobs, scratch_copy
+from workflow_helpers import job_counts, load_study, planned_jobs, scratch_copy
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(900)]
 
 RULES = {
     "build_stdlib_codesearch", "build_synthetic_text", "resolve_backbone", "prepare_collection",
-    "bm25_index", "bm25_search", "encode_queries", "encode_corpus_shard", "dense_search",
+    "bm25_index", "bm25_search", "encode_queries_and_first_shard", "encode_corpus_shard", "dense_search",
     "training_groups", "train_lora", "evaluate_run", "comparison_table",
 }
-GPU_RULES = {"encode_queries", "encode_corpus_shard", "train_lora"}
+GPU_RULES = {"encode_queries_and_first_shard", "encode_corpus_shard", "train_lora"}
 # The users' profile plus the CI overlay; the CI cluster settings come last.
 PROFILE = ["--profile", "slurm", "--profile", "profiles/slurm-ci"]
 CONFIG = ["--configfile", "config/mini.yaml", "slice.yaml", "profiles/slurm-ci/cluster.yaml"]
@@ -74,7 +74,12 @@ def test_single_backbone_rerun_through_the_profile(study):
     jobs = planned_jobs(out)
     counts = job_counts(jobs)
     assert counts["resolve_backbone"] == counts["train_lora"] == 1
-    assert counts["encode_corpus_shard"] == 2 * 2  # two settings x two shards
+    # Shards beyond the first, per encoding: synth-text (zero-shot) is 2 shards, stdlib-t2c (supervised) 1.
+    mini = load_study(study / "config/mini.yaml")
+    assert counts["encode_queries_and_first_shard"] == 2
+    extra = mini.corpus_shards("synth-text", "zeroshot") - 1 + mini.corpus_shards("stdlib-t2c", "supervised") - 1
+    assert counts["encode_corpus_shard"] == extra
+    assert counts["encode_corpus_shard"] >= 1
     assert counts["prepare_collection"] == counts["bm25_search"] == counts["bm25_index"] == 0
     assert counts["training_groups"] == 0
     backbones = {w.get("backbone", w.get("retriever")) for rule, w in jobs if rule not in ("comparison_table", "all")}

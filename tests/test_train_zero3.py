@@ -39,7 +39,7 @@ def _held_out_ndcg(setup, training, adapter=None) -> float:
     """nDCG@10 on the held-out queries, encoded by the study's encoder in the supervised format."""
     task = setup["task"]
     spec = EncoderSpec({"path": setup["backbone"], "architecture": "qwen2"},
-                       {"normalize": True, "dtype": "float32", "batch_size": 32}, adapter, training["max_length"])
+                       {"normalize": True, "dtype": "float32", "batch_tokens": 4096}, adapter, training["max_length"])
     encoder = Encoder(spec, "cpu")
     doc_ids = list(task["docs"])
     relevant = [doc_ids.index("d" + qid[1:]) for qid in task["test"]]

@@ -6,27 +6,21 @@ from collections import Counter
 
 import pytest
 import yaml
-from snakemake.utils import validate
 
 from llm_retrieval.study import Study
-from workflow_helpers import ROOT, job_counts, planned_jobs, scratch_copy, snakemake
-
-
-def load_study(path) -> Study:
-    config = yaml.safe_load(open(path))
-    validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
-    return Study(config)
+from workflow_helpers import ROOT, job_counts, load_study, planned_jobs, scratch_copy, snakemake
 
 
 def expected_counts(study: Study) -> Counter:
     """Jobs per rule that a fresh run of ``study`` needs, derived from its config."""
     config = study.config
-    shards = config["encoding"]["corpus_shards"]
     evaluated = [c for s in study.settings.values() for c in s["collections"]]
     training = config.get("training", {})
     mined = [training["data"]["collection"]] if "supervised" in study.settings and \
         training["data"]["type"] == "bm25_mined" else []
     encodings = sum(len(study.backbones_of(s)) * len(study.collections_of(s)) for s in study.settings)
+    extra_shards = sum(len(study.backbones_of(s)) * (study.corpus_shards(c, s) - 1)
+                       for s in study.settings for c in study.collections_of(s))
     dense = sum(len(study.backbones_of(s)) * sum(len(study.eval_query_sets(c)) for c in study.collections_of(s))
                 for s in study.settings)
     bm25 = sum(len(study.eval_query_sets(c)) for c in dict.fromkeys(evaluated))
@@ -35,8 +29,8 @@ def expected_counts(study: Study) -> Counter:
         "resolve_backbone": len(study.used_backbones()),
         "bm25_index": len(set(evaluated) | set(mined)),
         "bm25_search": bm25,
-        "encode_queries": encodings,
-        "encode_corpus_shard": encodings * shards,
+        "encode_queries_and_first_shard": encodings,
+        "encode_corpus_shard": extra_shards,
         "dense_search": dense,
         "evaluate_run": dense + bm25,
         "comparison_table": len(config["tables"]),
@@ -139,6 +133,23 @@ def test_deleting_one_shard_reruns_only_it_and_its_dependents(finished_mini):
 
 
 @pytest.mark.slow
+def test_deleting_the_first_shard_reruns_its_job_with_the_queries_and_their_dependents(finished_mini):
+    # Shard 0 comes from the job that also encodes the queries (one model load for both).
+    shard = finished_mini / "results/embeddings/zeroshot/base/synth-text/corpus/shard-0.parquet"
+    aside = shard.with_name("aside.parquet")
+    shard.rename(aside)
+    try:
+        proc = snakemake(finished_mini, "-n", "--configfile", "config/mini.yaml")
+    finally:
+        aside.rename(shard)  # the same file, mtime kept: the finished study stays complete
+    jobs = planned_jobs(proc.stdout + proc.stderr)
+    assert job_counts(jobs) == Counter(encode_queries_and_first_shard=1, dense_search=1, evaluate_run=1,
+                                       comparison_table=1)
+    assert {(w.get("backbone", w.get("retriever")), w["collection"]) for r, w in jobs if r != "comparison_table"} == {
+        ("base", "synth-text")}
+
+
+@pytest.mark.slow
 def test_single_backbone_rerun_plans_that_backbone_and_the_tables_only(finished_mini):
     # The README's command for rerunning one backbone.
     proc = snakemake(finished_mini, "-n", "--configfile", "config/mini.yaml",
@@ -150,7 +161,8 @@ def test_single_backbone_rerun_plans_that_backbone_and_the_tables_only(finished_
     vl_encodings = sum(len(study.collections_of(s)) for s in study.settings if "vl-i" in study.backbones_of(s))
     counts = job_counts(jobs)
     assert counts["resolve_backbone"] == 1
-    assert counts["encode_queries"] == vl_encodings
-    assert counts["encode_corpus_shard"] == vl_encodings * study.config["encoding"]["corpus_shards"]
+    assert counts["encode_queries_and_first_shard"] == vl_encodings
+    assert counts["encode_corpus_shard"] == sum(study.corpus_shards(c, s) - 1 for s in study.settings
+                                                if "vl-i" in study.backbones_of(s) for c in study.collections_of(s))
     assert counts["bm25_search"] == counts["prepare_collection"] == 0
     assert counts["comparison_table"] == 2  # the zero-shot tables vl-i appears in

@@ -8,8 +8,20 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import yaml
+from snakemake.utils import validate
+
+from llm_retrieval.study import Study
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "workflow", "config", "resources", "profiles", "slurm", "envs", "requirements.txt")
+
+
+def load_study(path) -> Study:
+    """A config as the workflow sees it: schema-validated (defaults filled), then cross-checked."""
+    config = yaml.safe_load(open(path))
+    validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
+    return Study(config)
 
 
 def scratch_copy(dest: Path) -> Path:

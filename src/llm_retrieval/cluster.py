@@ -42,18 +42,19 @@ SLURM_DEFAULTS = {
         "evaluate": {"threads": 1, "mem_mb": 8000, "runtime": 30},
         "report": {"threads": 1, "mem_mb": 4000, "runtime": 15},
         "training_groups": {"threads": 16, "mem_mb": 96000, "runtime": 480},
-        "encode_queries": {"gpus": 1, "runtime": 60},
+        "encode_queries_and_first_shard": {"gpus": 1, "runtime": 480},
         "encode_corpus_shard": {"gpus": 1, "runtime": 480},
         # GPUs for training come from training.world_size, one rank per GPU.
         "train_lora": {"runtime": 2880},
     },
 }
 
-GPU_KINDS = ("encode_queries", "encode_corpus_shard", "train_lora")
+GPU_KINDS = ("encode_queries_and_first_shard", "encode_corpus_shard", "train_lora")
 
 # Kinds are named after the rule they serve (or the stage, where several rules share one).
 # Old names in a user's slurm.kinds are refused with the new one.
-RENAMED_KINDS = {"build_backbone": "resolve_backbone", "mine_negatives": "training_groups", "train": "train_lora"}
+RENAMED_KINDS = {"build_backbone": "resolve_backbone", "mine_negatives": "training_groups", "train": "train_lora",
+                 "encode_queries": "encode_queries_and_first_shard"}
 
 
 class RenamedKindError(ValueError):

@@ -50,8 +50,13 @@ def load_text_model(path: str, architecture: str, dtype: str = "float32", device
         missing = [name for name in ADAPTER_FILES if not (Path(adapter_dir) / name).is_file()]
         if missing:
             raise DataError(adapter_dir, f"not a trained adapter folder: {', '.join(missing)} missing")
+    # Weights go straight from the safetensors files onto the device (device_map): no full host copy
+    # of a 7B model per process and no second copy pass. transformers 5 always builds the skeleton on
+    # the meta device (what low_cpu_mem_usage used to ask for). On the CPU there is nothing to move,
+    # and training (ZeRO-3 places the weights itself) loads on the CPU.
+    placement = {"device_map": str(device)} if torch.device(device).type != "cpu" else {}
     model = AutoModel.from_pretrained(path, revision=revision, dtype=DTYPES[dtype],
-                                      attn_implementation=attention_implementation(device))
+                                      attn_implementation=attention_implementation(device), **placement)
     if architecture == "qwen2_5_vl":
         model = model.language_model
     if adapter_dir is not None:
@@ -59,7 +64,7 @@ def load_text_model(path: str, architecture: str, dtype: str = "float32", device
 
         # Merged once at load time: encoding then runs at the speed of the plain backbone.
         model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
-    return model.to(device).eval()
+    return model.to(device).eval()  # a no-op where device_map placed it
 
 
 def last_token_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

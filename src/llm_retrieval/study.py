@@ -7,7 +7,10 @@ a table naming an unknown setting, ...) and derives the job lists the DAG expand
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Iterator
+
+from . import sizes
 
 SETTINGS = ("zeroshot", "supervised")
 LEXICAL = "lexical"  # the setting name BM25 runs are filed under
@@ -54,6 +57,7 @@ class Study:
         self.collections: dict[str, dict] = config["collections"]
         self.settings: dict[str, dict] = config.get("settings", {})
         self._check_references()
+        self._check_encoding()
 
     def _check_references(self) -> None:
         self._check_settings()
@@ -100,6 +104,45 @@ class Study:
                                   f"settings.{table['setting']}.collections")
         if "columns" not in table and "measure" not in table:
             raise ConfigError(f"tables.{name}: needs either 'measure' or 'columns'")
+
+    def _check_encoding(self) -> None:
+        encoding = self.config.get("encoding", {})
+        if "batch_tokens" not in encoding:
+            return
+        lengths = dict(encoding.get("max_text_tokens", {}))
+        if "supervised" in self.settings and self.config.get("training"):
+            lengths.update({f"training.max_length.{k}": v for k, v in self.config["training"]["max_length"].items()})
+        for name, length in lengths.items():
+            if encoding["batch_tokens"] < length:
+                raise ConfigError(
+                    f"encoding.batch_tokens: {encoding['batch_tokens']} cannot hold one longest sequence "
+                    f"({name}: {length} tokens plus the prompt template); raise it above {length}")
+
+    # --- the shard plan (sizes estimated before download) ----------------------
+
+    @cached_property
+    def size_table(self) -> sizes.SizeTable:
+        return sizes.SizeTable()
+
+    def corpus_size(self, collection: str, setting: str = "zeroshot") -> tuple[int, int]:
+        """(documents, encoded tokens) estimated for one collection's corpus in one setting's format:
+        zero-shot, the PromptReps template around text cut at max_text_tokens.passage; supervised,
+        ``Passage: `` + text + EOS within training.max_length.passage."""
+        try:
+            documents, mean_tokens = self.size_table.mean_tokens(collection, self.collection(collection))
+        except sizes.SizeEstimateError as err:
+            raise ConfigError(str(err)) from None
+        if setting == "supervised":
+            whole = self.config["training"]["max_length"]["passage"]
+            template = sizes.SUPERVISED_TEMPLATE_TOKENS
+            return documents, sizes.encoded_tokens(documents, mean_tokens, max(1, whole - template), template)
+        tokens = sizes.encoded_tokens(documents, mean_tokens, self.config["encoding"]["max_text_tokens"]["passage"],
+                                      self.size_table.template_tokens)
+        return documents, tokens
+
+    def corpus_shards(self, collection: str, setting: str = "zeroshot") -> int:
+        """Number of shard jobs for one corpus: its estimated tokens / encoding.shard_tokens, at least 1."""
+        return sizes.shard_count(self.corpus_size(collection, setting)[1], self.config["encoding"]["shard_tokens"])
 
     # --- what the DAG expands -------------------------------------------------
 

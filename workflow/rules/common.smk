@@ -43,12 +43,14 @@ def collection_files(collection):
     return {kind: f"{R}/data/{collection}/{kind}.parquet" for kind in ("corpus", "queries", "qrels")}
 
 
+def shard_files(setting, backbone, collection):
+    """The corpus shards of one encoding, as many as its estimated token volume asks (Study.corpus_shards)."""
+    n = study.corpus_shards(collection, setting)
+    return [f"{R}/embeddings/{setting}/{backbone}/{collection}/corpus/shard-{i}.parquet" for i in range(n)]
+
+
 def corpus_shards(wildcards):
-    n = config["encoding"]["corpus_shards"]
-    return [
-        f"{R}/embeddings/{wildcards.setting}/{wildcards.backbone}/{wildcards.collection}/corpus/shard-{i}.parquet"
-        for i in range(n)
-    ]
+    return shard_files(wildcards.setting, wildcards.backbone, wildcards.collection)
 
 
 def metrics_file(unit):
@@ -68,7 +70,7 @@ def all_embeddings():
             for collection in study.collections_of(setting):
                 stem = f"{R}/embeddings/{setting}/{backbone}/{collection}"
                 files.append(f"{stem}/queries.parquet")
-                files += [f"{stem}/corpus/shard-{i}.parquet" for i in range(config["encoding"]["corpus_shards"])]
+                files += shard_files(setting, backbone, collection)
     return files
 
 

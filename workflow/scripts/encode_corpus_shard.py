@@ -14,4 +14,4 @@ with job_log(snakemake.log[0]) as log:
     count = encode_corpus_shard(snakemake.input.corpus, int(snakemake.wildcards.shard), snakemake.params.num_shards,
                                 snakemake.output[0], spec, snakemake.params.use_title,
                                 chunk_rows=snakemake.params.encoding["chunk_rows"])
-    log.info("encoded %d documents", count)
+    log.info("encoded %d documents (shard %s of %s)", count, snakemake.wildcards.shard, snakemake.params.num_shards)

@@ -1,0 +1,98 @@
+"""The encoding plan: corpora cut into shards by estimated token volume, batches bounded by padded tokens."""
+import logging
+import random
+import statistics
+
+import pytest
+
+from llm_retrieval.encode import BatchBudgetError, Encoder, EncoderSpec, padding_ratio, token_batches
+from llm_retrieval.sizes import SizeTable, check_actual_size
+from llm_retrieval.study import ConfigError, Study
+from workflow_helpers import ROOT, load_study
+
+
+def test_token_batches_bound_padded_tokens_and_run_longest_first():
+    rng = random.Random(0)
+    lengths = [rng.randint(5, 300) for _ in range(2000)]
+    batches = token_batches(lengths, 4096)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len(b) * max(lengths[i] for i in b) <= 4096 for b in batches)
+    assert lengths[batches[0][0]] == max(lengths)
+    # short texts run in wide batches, long ones in narrow: the row count follows the length
+    assert max(map(len, batches)) > 4 * len(batches[0])
+    with pytest.raises(BatchBudgetError, match="encoding.batch_tokens"):
+        token_batches([10, 5000], 4096)
+
+
+@pytest.fixture(scope="module")
+def demo_lengths():
+    """Qwen2 token lengths of every demo corpus and query set, formatted and truncated as the demo config says."""
+    import tempfile
+    from pathlib import Path
+
+    from llm_retrieval.data.beir import iter_beir_corpus
+    from llm_retrieval.data.demo import build_synthetic_beir, stdlib_pairs
+    from llm_retrieval.sizes import qwen_encoding
+
+    config = load_study(ROOT / "config/demo.yaml").config["encoding"]
+    template = SizeTable().template_tokens
+    enc = qwen_encoding()
+    pairs = list(stdlib_pairs())
+    with tempfile.TemporaryDirectory() as tmp:
+        build_synthetic_beir(tmp)
+        synth = [doc["text"] for doc in iter_beir_corpus(Path(tmp) / "corpus.jsonl")]
+    texts = {"stdlib code (t2c corpus, c2t queries)": ([p["code"] for p in pairs], "passage"),
+             "stdlib sentences (c2t corpus, t2c queries)": ([p["query"] for p in pairs], "query"),
+             "synth-text corpus": (synth, "passage")}
+    return config, {name: [template + min(len(ids), config["max_text_tokens"][kind])
+                           for ids in enc.encode_ordinary_batch(items)] for name, (items, kind) in texts.items()}
+
+
+def test_padding_stays_within_five_percent_on_every_demo_corpus(demo_lengths):
+    config, corpora = demo_lengths
+    for name, lengths in corpora.items():
+        ratio = padding_ratio(lengths, token_batches(lengths, config["batch_tokens"]))
+        assert 1.0 <= ratio <= 1.05, (name, ratio)
+        assert statistics.pstdev(lengths) > 0  # a real spread of lengths, not a trivial corpus
+
+
+def test_a_budget_below_one_longest_sequence_is_a_named_config_error(tiny_backbones):
+    encoding = {"prompts": {"query": 'Q: "{text}"', "passage": 'P: "{text}"', "assistant_prefill": 'W: "'},
+                "normalize": True, "dtype": "float32", "batch_tokens": 40,
+                "max_text_tokens": {"query": 16, "passage": 32}}
+    with pytest.raises(BatchBudgetError, match=r"encoding.batch_tokens: 40 .* longest passage sequence"):
+        Encoder(EncoderSpec(tiny_backbones["qwen2"], encoding), "cpu")
+    assert issubclass(BatchBudgetError, ConfigError)
+    config = load_study(ROOT / "config/demo.yaml").config
+    config["encoding"]["batch_tokens"] = 100  # below max_text_tokens.passage (192): caught at DAG build
+    with pytest.raises(ConfigError, match="encoding.batch_tokens: 100"):
+        Study(config)
+
+
+def test_shard_count_follows_the_estimated_token_volume():
+    study = load_study(ROOT / "config/config.yaml")
+    shards = {c: study.corpus_shards(c) for c in study.used_collections()}
+    assert shards["nfcorpus"] == 1 and shards["msmarco"] > 1  # 3.6K documents vs 8.8M passages
+    docs, tokens = study.corpus_size("msmarco")
+    assert docs == 8_841_823 and tokens > 100 * docs  # ~56 words each plus the prompt template
+    study.config["encoding"]["shard_tokens"] //= 4
+    assert study.corpus_shards("msmarco") >= 4 * shards["msmarco"] - 3
+    study.collections["fiqa"]["source"] = {"type": "beir", "name": "not-a-beir-set"}
+    with pytest.raises(ConfigError, match=r"collections.fiqa: no size estimate for source 'beir:not-a-beir-set'"):
+        study.corpus_shards("fiqa")
+
+
+def test_every_paper_corpus_has_a_published_size():
+    table = SizeTable()
+    study = load_study(ROOT / "config/config.yaml")
+    for collection in study.used_collections():
+        documents, mean_tokens = table.mean_tokens(collection, study.collection(collection))
+        assert documents > 0 and mean_tokens > 0, collection
+
+
+def test_a_corpus_much_larger_than_its_estimate_is_reported(caplog):
+    logger = logging.getLogger("size-check")
+    with caplog.at_level(logging.WARNING, logger="size-check"):
+        assert not check_actual_size("fiqa", 57_700, 57_638, logger)
+        assert check_actual_size("fiqa", 200_000, 57_638, logger)
+    assert len(caplog.records) == 1 and "fiqa has 200000 documents, 3.5x its estimate" in caplog.text

@@ -1,0 +1,19 @@
+import json
+
+import torch
+
+from llm_retrieval.encode import EncoderSpec, QueriesTask, encode_corpus_shard
+from llm_retrieval.joblog import job_log
+
+torch.set_num_threads(snakemake.threads)  # torch takes every core otherwise, whatever Snakemake granted
+
+with job_log(snakemake.log[0]) as log:
+    adapter = snakemake.input.adapter[0] if snakemake.input.adapter else None
+    spec = EncoderSpec(json.load(open(snakemake.input.backbone)), snakemake.params.encoding, adapter,
+                       snakemake.params.max_length)
+    queries = QueriesTask(snakemake.input.queries, snakemake.output.queries, tuple(snakemake.params.query_sets))
+    count = encode_corpus_shard(snakemake.input.corpus, 0, snakemake.params.num_shards, snakemake.output.shard,
+                                spec, snakemake.params.use_title, chunk_rows=snakemake.params.encoding["chunk_rows"],
+                                queries=queries,
+                                estimated_documents=snakemake.params.estimated_documents)
+    log.info("encoded %d documents (shard 0 of %s)", count, snakemake.params.num_shards)
