@@ -55,9 +55,14 @@ onstart:
         raise WorkflowError(str(err)) from None
 
 
+# snakemake --report results/report.html: the first page (summary, missing tables), then every
+# table, figure and page flagged by all_report() with its caption from workflow/report/.
+report: report_front_page()
+
+
 rule all:
     default_target: True
     input:
-        all_tables(),
+        all_report(),
         all_metrics(),
         all_embeddings(),

@@ -23,3 +23,14 @@ def tiny_backbones(tmp_path_factory):
     return {arch: resolve_backbone({"architecture": arch, "build": TINY_BUILD}, root / arch / "model",
                                    root / arch / "backbone.json")
             for arch in ("qwen2", "qwen2_5_vl")}
+
+
+@pytest.fixture(scope="session")
+def finished_mini(tmp_path_factory):
+    """The mini slice of the demo study (tests/fixtures/mini.yaml), run to the end once per test session
+    and shared by every test that reads a finished study (the workflow and report tests)."""
+    from workflow_helpers import scratch_copy, snakemake
+
+    workdir = scratch_copy(tmp_path_factory.mktemp("mini"))
+    snakemake(workdir, "--cores", "2", "--configfile", "config/mini.yaml")
+    return workdir

@@ -177,3 +177,61 @@ def test_fidelity_reports_differences_and_rank_agreement(tmp_path):
     assert result["kendall_tau_per_dataset"]["Quora"]["kendall_tau"] == pytest.approx(1.0)
     assert 0.9 < result["kendall_tau_per_dataset"]["FiQA"]["kendall_tau"] < 1.0
     assert "| Base | FiQA |" in fidelity.to_markdown(result)
+
+
+BENCH_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+
+
+def test_cost_sums_benchmarks_per_stage_and_backbone_times_the_gpus_each_job_holds(tmp_path):
+    from llm_retrieval.report import cost
+
+    config = yaml.safe_load(open(ROOT / "config/config.yaml"))
+    for rel, seconds in [("encode_corpus_shard/zeroshot/base/fiqa/shard-0.tsv", 3600),
+                         ("encode_corpus_shard/zeroshot/coder/fiqa/shard-0.tsv", 1800),
+                         ("train_lora/base.tsv", 900), ("bm25_index/fiqa.tsv", 7200)]:
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(BENCH_HEADER + f"{seconds}\t-\t1234.5\t0\t0\t0\t0\t0\t0\t{seconds / 2}\n")
+    jobs = cost.measured(config, tmp_path)
+    by_rule = {r["rule"]: r for r in cost.summarise(jobs, "rule")}
+    assert by_rule["encode_corpus_shard"]["gpu_h"] == pytest.approx(1.5)  # one GPU each
+    assert by_rule["train_lora"]["gpu_h"] == pytest.approx(0.25 * config["training"]["world_size"])
+    assert by_rule["bm25_index"]["gpu_h"] == 0 and by_rule["bm25_index"]["cpu_h"] == pytest.approx(2 * 16)
+    by_backbone = {r["backbone"]: r for r in cost.summarise(jobs, "backbone")}
+    assert set(by_backbone) == {"base", "coder", "bm25"}
+    assert by_backbone["base"]["gpu_h"] == pytest.approx(1 + 0.25 * 8)
+    assert by_backbone["base"]["max_rss_mb"] == pytest.approx(1234.5)
+    projected = cost.projection(config, cost.read_sizes(ROOT / "resources/reference/corpus_sizes.csv"))
+    assert {r["label"] for r in projected} == {"estimate"}
+    assert {r["stage"] for r in projected} == {"encode (zeroshot)", "encode (supervised)", "train (LoRA, 6N)"}
+    markdown = cost.to_markdown(jobs, projected)
+    assert "| encode_corpus_shard | 2 | 5400.0 |" in markdown and "**estimate**" in markdown
+
+
+def test_summary_names_the_winner_the_margin_and_the_demo_caveat(tmp_path):
+    from llm_retrieval.report import summary
+
+    study = paper_study()
+    shifts = {"coder": 0.1, "math": -0.1}
+    noisy_runs(tmp_path, study, lambda unit: shifts.get(unit.retriever, 0.0))
+    table = build(study, "beir", lambda u: metrics_path(u, str(tmp_path)))
+    text = summary.opening([table], [fidelity.fidelity(table)])
+    assert re.search(r"Coder has the highest average ndcg_cut_10 \(0\.\d{3}, \+0\.\d{3} over \S+\) and leads on "
+                     r"6 of 6 datasets", text)
+    assert "6 cells significantly above Base (Coder) and 6 significantly below (Math)" in text
+    assert "Demo caveat" not in text  # hub models, not random weights
+    table.random_weights = True
+    assert "Demo caveat" in summary.opening([table], [fidelity.fidelity(table)])
+
+
+def test_figures_are_written_as_svg_and_png_for_every_kind(tmp_path):
+    from llm_retrieval.report import FIGURE_KINDS
+    from llm_retrieval.report.figures import draw_all
+
+    study = paper_study()
+    noisy_runs(tmp_path, study, lambda unit: 0.05 if unit.retriever == "coder" else 0.0)
+    written = draw_all(build(study, "supervised", lambda u: metrics_path(u, str(tmp_path))), tmp_path / "fig")
+    assert sorted(p.name for p in written) == sorted(f"{k}.{f}" for k in FIGURE_KINDS for f in ("svg", "png"))
+    assert all(p.stat().st_size > 2000 for p in written)
+    assert (tmp_path / "fig/heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Kendall" in (tmp_path / "fig/scatter.svg").read_text()

@@ -34,6 +34,9 @@ def expected_counts(study: Study) -> Counter:
         "dense_search": dense,
         "evaluate_run": dense + bm25,
         "comparison_table": len(config["tables"]),
+        "report_figures": len(config["tables"]),
+        "cost_table": 1,
+        "report_summary": 1,
         "train_lora": len(study.backbones_of("supervised")),
         "training_groups": 1 if "supervised" in study.settings else 0,
     })
@@ -90,14 +93,6 @@ def test_bad_config_stops_the_dag_build_naming_the_key(workdir, edit, message):
     assert message in proc.stdout + proc.stderr
 
 
-@pytest.fixture(scope="module")
-def finished_mini(tmp_path_factory):
-    """The mini slice of the demo study, run to the end once for the tests below."""
-    workdir = scratch_copy(tmp_path_factory.mktemp("mini"))
-    snakemake(workdir, "--cores", "2", "--configfile", "config/mini.yaml")
-    return workdir
-
-
 @pytest.mark.slow
 def test_mini_study_runs_every_rule_and_writes_the_tables(finished_mini):
     study = load_study(finished_mini / "config/mini.yaml")
@@ -126,7 +121,8 @@ def test_deleting_one_shard_reruns_only_it_and_its_dependents(finished_mini):
     shard.unlink()
     proc = snakemake(finished_mini, "-n", "--configfile", "config/mini.yaml")
     jobs = planned_jobs(proc.stdout + proc.stderr)
-    assert job_counts(jobs) == Counter(encode_corpus_shard=1, dense_search=1, evaluate_run=1, comparison_table=1)
+    assert job_counts(jobs) == Counter(encode_corpus_shard=1, dense_search=1, evaluate_run=1, comparison_table=1,
+                                       report_figures=1, cost_table=1, report_summary=1)
     assert all(w.get("backbone", "base") == "base" for _, w in jobs)
     snakemake(finished_mini, "--cores", "2", "--configfile", "config/mini.yaml")
     assert shard.exists()
@@ -157,7 +153,7 @@ def test_single_backbone_rerun_plans_that_backbone_and_the_tables_only(finished_
                      "--forcerun", "results/models/vl-i/backbone.json")
     jobs = planned_jobs(proc.stdout + proc.stderr)
     assert {w.get("backbone") or w.get("retriever") for rule, w in jobs
-            if rule not in ("comparison_table", "all")} == {"vl-i"}
+            if rule not in ("comparison_table", "report_figures", "cost_table", "report_summary", "all")} == {"vl-i"}
     study = load_study(finished_mini / "config/mini.yaml")
     vl_encodings = sum(len(study.collections_of(s)) for s in study.settings if "vl-i" in study.backbones_of(s))
     counts = job_counts(jobs)

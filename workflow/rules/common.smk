@@ -1,8 +1,10 @@
+import glob
 import json
+import os
 import sys
 
 from llm_retrieval.pins import UnpinnedError, apply_lock, check_pins, read_lock
-from llm_retrieval.report import table_units
+from llm_retrieval.report import FIGURE_KINDS, PIN_FILES, table_units
 from llm_retrieval.study import BM25, LEXICAL, ConfigError, Study, metrics_path
 
 # Hub revisions pinned by `python -m llm_retrieval.pins`: the lock's commit hashes replace the
@@ -75,8 +77,60 @@ def all_embeddings():
 
 
 def all_tables():
-    exts = ["md", "csv", "html", "json", "fidelity.md", "fidelity.json"]
+    exts = ["md", "csv", "html", "json", "fidelity.md", "fidelity.json", "fidelity.html"]
     return expand(f"{R}/tables/{{table}}.{{ext}}", table=list(config.get("tables", {})), ext=exts)
+
+
+# --- the HTML report (snakemake --report) -------------------------------------------
+
+SETTING_CATEGORY = {"zeroshot": "Zero-shot", "supervised": "Supervised"}
+REPORT_PAGES = ["summary.html", "fidelity.html", "cost.html", "cost.csv", "provenance.html"]
+
+
+def table_figures(table):
+    return [f"{R}/report/figures/{table}/{kind}.{ext}" for kind in FIGURE_KINDS for ext in ("svg", "png")]
+
+
+def report_items():
+    """(path, caption, category, subcategory) of every file the HTML report shows."""
+    items = [(f"{R}/report/{page}", page.replace(".", "_") + ".rst", "Overview", None) for page in REPORT_PAGES]
+    for name, spec in config.get("tables", {}).items():
+        where = (SETTING_CATEGORY[spec["setting"]], spec["title"])
+        items += [
+            (f"{R}/tables/{name}.html", "table.rst", *where),
+            (f"{R}/tables/{name}.csv", "table_csv.rst", *where),
+            (f"{R}/tables/{name}.fidelity.html", "fidelity.rst", *where),
+        ]
+        items += [(f"{R}/report/figures/{name}/{kind}.svg", f"{kind}.rst", *where) for kind in FIGURE_KINDS]
+    return items
+
+
+def all_report():
+    """Every table, figure and report page; those made already are flagged for `snakemake --report`.
+
+    A file not made yet stays unflagged (Snakemake refuses to report a missing file): the report
+    then builds from what exists, and its first page lists the tables that are missing.
+    """
+    flagged = {}
+    for path, caption, category, subcategory in report_items():
+        if os.path.exists(path):
+            flagged[path] = report(
+                path, caption=f"workflow/report/{caption}", category=category, subcategory=subcategory
+            )
+    plain = all_tables() + [f for t in config.get("tables", {}) for f in table_figures(t)]
+    plain += [f"{R}/report/{name}" for name in ["summary.md", "workflow.rst", "cost.md", "cost.json"]]
+    wanted = list(dict.fromkeys(plain + [path for path, *_ in report_items()]))
+    return [flagged.get(path, path) for path in wanted]
+
+
+def report_front_page():
+    """The report's first page: the generated one once the summary exists, else the template."""
+    made = f"{R}/report/workflow.rst"
+    return made if os.path.exists(made) else "workflow/report/workflow.rst"
+
+
+def pin_files():
+    return [p for p in PIN_FILES if os.path.exists(p)] + sorted(glob.glob("*.lock"))
 
 
 def backbone_record(wildcards):

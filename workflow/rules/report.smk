@@ -12,6 +12,7 @@ rule comparison_table:
         json=f"{R}/tables/{{table}}.json",
         fidelity_md=f"{R}/tables/{{table}}.fidelity.md",
         fidelity_json=f"{R}/tables/{{table}}.fidelity.json",
+        fidelity_html=f"{R}/tables/{{table}}.fidelity.html",
     log:
         f"{R}/logs/comparison_table/{{table}}.log",
     benchmark:
@@ -25,3 +26,75 @@ rule comparison_table:
         table=lambda wc: wc.table,
     script:
         "../scripts/comparison_table.py"
+
+
+rule report_figures:
+    input:
+        f"{R}/tables/{{table}}.json",
+    output:
+        table_figures("{table}"),
+    log:
+        f"{R}/logs/report_figures/{{table}}.log",
+    benchmark:
+        f"{R}/benchmarks/report_figures/{{table}}.tsv"
+    conda:
+        ENV
+    threads: rule_threads("report")
+    resources:
+        **rule_resources("report"),
+    script:
+        "../scripts/report_figures.py"
+
+
+rule cost_table:
+    input:
+        tables=all_tables(),
+        metrics=all_metrics(),
+        paper_config="config/config.yaml",
+        sizes="resources/reference/corpus_sizes.csv",
+    output:
+        md=f"{R}/report/cost.md",
+        csv=f"{R}/report/cost.csv",
+        html=f"{R}/report/cost.html",
+        json=f"{R}/report/cost.json",
+    log:
+        f"{R}/logs/cost_table/cost.log",
+    benchmark:
+        f"{R}/benchmarks/cost_table/cost.tsv"
+    conda:
+        ENV
+    threads: rule_threads("report")
+    resources:
+        **rule_resources("report"),
+    params:
+        benchmarks=f"{R}/benchmarks",
+    script:
+        "../scripts/cost_table.py"
+
+
+rule report_summary:
+    input:
+        tables=expand(f"{R}/tables/{{table}}.json", table=list(config["tables"])),
+        fidelity=expand(f"{R}/tables/{{table}}.fidelity.json", table=list(config["tables"])),
+        cost=f"{R}/report/cost.json",
+        backbones=expand(f"{R}/models/{{backbone}}/backbone.json", backbone=study.used_backbones()),
+        template="workflow/report/workflow.rst",
+    output:
+        md=f"{R}/report/summary.md",
+        html=f"{R}/report/summary.html",
+        fidelity=f"{R}/report/fidelity.html",
+        front_page=f"{R}/report/workflow.rst",
+        provenance=f"{R}/report/provenance.html",
+    log:
+        f"{R}/logs/report_summary/summary.log",
+    benchmark:
+        f"{R}/benchmarks/report_summary/summary.tsv"
+    conda:
+        ENV
+    threads: rule_threads("report")
+    resources:
+        **rule_resources("report"),
+    params:
+        pins=pin_files(),
+    script:
+        "../scripts/report_summary.py"

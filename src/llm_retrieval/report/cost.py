@@ -1,0 +1,182 @@
+"""What the run cost, from Snakemake's benchmark TSVs, and what the paper's study would cost.
+
+Measured: every ``results/benchmarks/<rule>/...tsv`` (wall seconds ``s``, ``max_rss`` in MB,
+``cpu_time``) times what the job holds on the cluster (``llm_retrieval.cluster``: GPUs for the
+GPU kinds, CPUs = threads), summed per stage (rule) and per backbone, as GPU-hours and CPU-hours.
+On a machine without GPUs the GPU-hours are what the same jobs would have held, not GPU work done.
+
+Projection for the paper study: corpus and query tokens (at most the configured token cap per
+text, plus the prompt) × 2N FLOPs per token for encoding, 6N per token for LoRA training with
+recomputation (docs/training.md), at an assumed MFU on an H100-class peak of 989 TFLOP/s. Every
+projected row is labelled "estimate": no GPU measurement exists for it.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from .. import cluster
+
+PEAK_FLOPS = 989e12
+N_MATMUL = 6.53e9  # Qwen2.5-7B matmul parameters without the token embedding (PROTOCOL.md)
+ASSUMED_MFU = 0.4
+PROMPT_TOKENS = 40  # chat template + PromptReps instruction around each text (approximate)
+TRAIN_QUERIES = 500_000  # MS MARCO training queries, ~500K (PROTOCOL.md)
+# Old job-kind names, for checkouts where kinds and rules are not yet named alike.
+KIND_OF_RULE = {"resolve_backbone": "build_backbone", "training_groups": "mine_negatives", "train_lora": "train",
+                "prepare_collection": "data", "build_stdlib_codesearch": "data", "build_synthetic_text": "data",
+                "bm25_index": "bm25", "bm25_search": "bm25", "dense_search": "search", "evaluate_run": "evaluate",
+                "comparison_table": "report"}
+
+
+class BenchmarkError(ValueError):
+    """A benchmark TSV that is not Snakemake's format."""
+
+
+def held(config: dict, rule: str) -> tuple[int, int]:
+    """(GPUs, CPUs) a job of ``rule`` holds on the cluster; rules of no known kind count as 1 CPU."""
+    kinds = cluster.slurm_settings(config)["kinds"]
+    kind = rule if rule in kinds else KIND_OF_RULE.get(rule, "report" if "report" in kinds else None)
+    if kind not in kinds:
+        return 0, 1
+    threads = cluster.rule_threads(config, kind)
+    if kind not in cluster.GPU_KINDS:
+        return 0, threads
+    if kind.startswith("train"):
+        ranks = int((config.get("training") or {}).get("world_size", 1))
+        return ranks, threads * ranks
+    return int(kinds[kind].get("gpus", 1)), threads
+
+
+def read_benchmark(path: Path) -> dict:
+    with open(path, encoding="utf-8", newline="") as stream:
+        rows = list(csv.DictReader(stream, delimiter="\t"))
+    if not rows or "s" not in rows[0]:
+        raise BenchmarkError(f"{path}: not a Snakemake benchmark file (expected a header with 's' and rows)")
+
+    def mean(key):
+        values = [float(r[key]) for r in rows if r.get(key) not in (None, "", "NA", "-")]
+        return sum(values) / len(values) if values else 0.0
+
+    return {"s": mean("s"), "max_rss": max((float(r["max_rss"]) for r in rows
+                                            if r.get("max_rss") not in (None, "", "NA", "-")), default=0.0),
+            "cpu_time": mean("cpu_time")}
+
+
+def measured(config: dict, benchmarks: str | Path) -> list[dict]:
+    """One record per benchmark TSV: rule, backbone, wall s, max RSS, GPUs/CPUs held, GPU-h, CPU-h."""
+    root = Path(benchmarks)
+    names = set(config.get("backbones", {}))
+    jobs = []
+    for path in sorted(root.rglob("*.tsv")):
+        rel = path.relative_to(root)
+        rule = rel.parts[0].removesuffix(".tsv")
+        parts = [p.removesuffix(".tsv") for p in rel.parts[1:]]
+        backbone = next((p for p in parts if p in names), "bm25" if "bm25" in parts or rule.startswith("bm25")
+                        else "shared")
+        bench = read_benchmark(path)
+        gpus, cpus = held(config, rule)
+        jobs.append({"rule": rule, "job": str(rel), "backbone": backbone, "wall_s": bench["s"],
+                     "max_rss_mb": bench["max_rss"], "cpu_time_s": bench["cpu_time"], "gpus": gpus, "cpus": cpus,
+                     "gpu_h": bench["s"] * gpus / 3600, "cpu_h": bench["s"] * cpus / 3600})
+    return jobs
+
+
+def summarise(jobs: list[dict], key: str) -> list[dict]:
+    groups: dict[str, dict] = defaultdict(lambda: {"jobs": 0, "wall_s": 0.0, "gpu_h": 0.0, "cpu_h": 0.0,
+                                                    "max_rss_mb": 0.0})
+    for job in jobs:
+        g = groups[job[key]]
+        g["jobs"] += 1
+        g["wall_s"] += job["wall_s"]
+        g["gpu_h"] += job["gpu_h"]
+        g["cpu_h"] += job["cpu_h"]
+        g["max_rss_mb"] = max(g["max_rss_mb"], job["max_rss_mb"])
+    return [{key: name, **values} for name, values in sorted(groups.items())]
+
+
+def read_sizes(path: str | Path) -> dict[str, dict[str, int]]:
+    with open(path, encoding="utf-8", newline="") as stream:
+        return {r["collection"]: {"documents": int(r["documents"]), "queries": int(r["queries"])}
+                for r in csv.DictReader(stream)}
+
+
+def projection(paper: dict, sizes: dict[str, dict[str, int]], mfu: float = ASSUMED_MFU) -> list[dict]:
+    """Estimated GPU-hours of the paper study per stage and backbone (no GPU measurement: estimates)."""
+    caps = paper["encoding"]["max_text_tokens"]
+    rows = []
+
+    def sized(collection):
+        source = paper["collections"][collection]["source"]
+        return source.get("name", source["type"])
+
+    settings = paper.get("settings", {})
+    for setting, spec in settings.items():
+        names = list(dict.fromkeys(sized(c) for c in spec["collections"]))  # per-language sets share one size
+        missing = [n for n in names if n not in sizes]
+        if missing:
+            raise ValueError(f"no corpus size for {', '.join(missing)} (resources/reference/corpus_sizes.csv)")
+        if setting == "supervised":
+            lengths = paper["training"]["max_length"]
+            q_cap, p_cap = lengths["query"], lengths["passage"]
+        else:
+            q_cap, p_cap = caps["query"], caps["passage"]
+        tokens = sum(sizes[n]["documents"] * (p_cap + PROMPT_TOKENS) + sizes[n]["queries"] * (q_cap + PROMPT_TOKENS)
+                     for n in names)
+        gpu_h = 2 * N_MATMUL * tokens / (PEAK_FLOPS * mfu) / 3600
+        for backbone in spec["backbones"]:
+            rows.append({"stage": f"encode ({setting})", "backbone": backbone, "tokens": tokens, "gpu_h": gpu_h,
+                         "label": "estimate"})
+    if "supervised" in settings:
+        t = paper["training"]
+        tokens = TRAIN_QUERIES * t.get("epochs", 1) * (t["max_length"]["query"] + t["group_size"]
+                                                        * t["max_length"]["passage"])
+        gpu_h = 6 * N_MATMUL * tokens / (PEAK_FLOPS * mfu) / 3600
+        for backbone in settings["supervised"]["backbones"]:
+            rows.append({"stage": "train (LoRA, 6N)", "backbone": backbone, "tokens": tokens, "gpu_h": gpu_h,
+                         "label": "estimate"})
+    return rows
+
+
+def _h(value: float) -> str:
+    return f"{value:.4f}" if value < 10 else f"{value:,.1f}"
+
+
+def to_markdown(jobs: list[dict], projected: list[dict], mfu: float = ASSUMED_MFU) -> str:
+    lines = ["## Cost", "", "Measured (Snakemake benchmark files; GPU-h = wall time × GPUs the job holds on the "
+             "cluster, CPU-h = wall time × CPUs held):", ""]
+    for key, title in (("rule", "stage"), ("backbone", "backbone")):
+        lines += [f"| {title} | jobs | wall s | max RSS MB | GPU-h | CPU-h |", "|---|---|---|---|---|---|"]
+        for row in summarise(jobs, key):
+            lines.append(f"| {row[key]} | {row['jobs']} | {row['wall_s']:.1f} | {row['max_rss_mb']:.0f} | "
+                         f"{_h(row['gpu_h'])} | {_h(row['cpu_h'])} |")
+        lines.append("")
+    total = {k: sum(j[k] for j in jobs) for k in ("wall_s", "gpu_h", "cpu_h")}
+    lines += [f"Total: {len(jobs)} jobs, {total['wall_s']:.1f} s of job wall time, {_h(total['gpu_h'])} GPU-h, "
+              f"{_h(total['cpu_h'])} CPU-h.", ""]
+    if projected:
+        by_stage = summarise([{**r, "wall_s": 0.0, "cpu_h": 0.0, "max_rss_mb": 0.0} for r in projected], "stage")
+        lines += ["Projection for the paper study (config/config.yaml), **estimate**: no GPU measurement exists. "
+                  f"Tokens at the configured caps (+{PROMPT_TOKENS} prompt tokens per text, an upper bound), "
+                  f"2N FLOPs per token to encode and 6N to train, N = {N_MATMUL:.3g}, at an assumed MFU of {mfu} "
+                  f"of {PEAK_FLOPS:.3g} FLOP/s:", "",
+                  "| stage | backbones | GPU-h (all backbones) | label |", "|---|---|---|---|"]
+        lines += [f"| {r['stage']} | {r['jobs']} | {r['gpu_h']:,.0f} | estimate |" for r in by_stage]
+        lines += ["", f"Total: {sum(r['gpu_h'] for r in projected):,.0f} GPU-h (estimate).", ""]
+    return "\n".join(lines)
+
+
+def write_csv(jobs: list[dict], projected: list[dict]) -> str:
+    out = ["kind,rule_or_stage,job,backbone,wall_s,max_rss_mb,gpus,cpus,gpu_h,cpu_h,label"]
+    for j in jobs:
+        out.append(f"measured,{j['rule']},{j['job']},{j['backbone']},{j['wall_s']:.3f},{j['max_rss_mb']:.1f},"
+                   f"{j['gpus']},{j['cpus']},{j['gpu_h']:.6f},{j['cpu_h']:.6f},measured")
+    for r in projected:
+        out.append(f"projected,{r['stage']},,{r['backbone']},,,,,{r['gpu_h']:.3f},,estimate")
+    return "\n".join(out) + "\n"
+
+
+def total_gpu_h(rows) -> float:
+    return math.fsum(r["gpu_h"] for r in rows)

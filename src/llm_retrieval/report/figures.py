@@ -1,0 +1,153 @@
+"""The report's figures, per comparison table, from the table's JSON (``tables.write_table``).
+
+- heatmap: retriever × dataset, our value, the published value and the difference;
+- scatter: ours vs published, the y = x line, Pearson r and Kendall tau;
+- averages: per-retriever averages as bars with their bootstrap 95% CIs;
+- win/tie/loss: per query, each retriever against the anchor (Base), per dataset or column.
+
+Each is written as SVG and PNG (matplotlib, Agg backend, no display needed).
+"""
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..atomic import atomic_path  # noqa: E402
+from .fidelity import fidelity  # noqa: E402
+from .tables import Table  # noqa: E402
+
+from . import FIGURE_KINDS as KINDS  # noqa: E402
+FORMATS = ("svg", "png")
+plt.rcParams.update({"svg.hashsalt": "llm-retrieval", "font.size": 9})  # reproducible SVG ids
+
+
+def _save(fig, stem: Path) -> None:
+    for fmt in FORMATS:
+        with atomic_path(stem.with_suffix(f".{fmt}")) as tmp:
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format=fmt, dpi=110, bbox_inches="tight",
+                        metadata={"Date": None} if fmt == "svg" else None)
+            Path(tmp).write_bytes(buffer.getvalue())
+    plt.close(fig)
+
+
+def _matrix(table: Table, attr: str) -> np.ndarray:
+    """Rows: retrievers; columns: datasets (or the column table's columns)."""
+    return np.array([[getattr(table.cells[(r, i)], attr) if getattr(table.cells[(r, i)], attr) is not None
+                      else np.nan for i in table.items] for r in table.retrievers], dtype=float)
+
+
+def heatmap(table: Table, stem: Path) -> None:
+    ours, paper = _matrix(table, "ours"), _matrix(table, "paper")
+    panels = [("ours", ours, "viridis"), ("published", paper, "viridis"), ("ours − published", ours - paper, "RdBu")]
+    width = max(6.0, 0.55 * len(table.items) + 2)
+    fig, axes = plt.subplots(1, 3, figsize=(3 * width * 0.5 + 2, 0.4 * len(table.retrievers) + 2.2), squeeze=False,
+                             layout="constrained")
+    vmax = np.nanmax(np.abs(ours - paper)) if np.isfinite(ours - paper).any() else 1.0
+    for ax, (title, values, cmap) in zip(axes[0], panels):
+        kwargs = {"vmin": -vmax, "vmax": vmax} if cmap == "RdBu" else {}
+        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, aspect="auto", **kwargs)
+        ax.set_title(title)
+        ax.set_xticks(range(len(table.items)), table.items, rotation=60, ha="right")
+        ax.set_yticks(range(len(table.retrievers)), table.retrievers)
+        for (y, x), value in np.ndenumerate(values):
+            ax.text(x, y, "–" if math.isnan(value) else f"{value:.2f}", ha="center", va="center", fontsize=6,
+                    color="white" if cmap == "viridis" else "black")
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.suptitle(f"{table.title}: ours, published, difference ('–': no published value)")
+    _save(fig, stem)
+
+
+def scatter(table: Table, stem: Path) -> None:
+    result = fidelity(table)
+    compared = [c for c in table.cells.values() if c.paper is not None]
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    for retriever in table.retrievers:
+        cells = [c for c in compared if c.retriever == retriever]
+        if cells:
+            ax.scatter([c.paper for c in cells], [c.ours for c in cells], label=retriever, s=18)
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="y = x")
+    ax.set_xlim(0, 1), ax.set_ylim(0, 1)
+    ax.set_xlabel("published"), ax.set_ylabel("ours")
+
+    def fmt(value):
+        return "n/a" if value is None else f"{value:.3f}"
+
+    if compared:
+        ax.set_title(f"{table.title}\nPearson r = {fmt(result['pearson_r_overall'])}, "
+                     f"Kendall τ = {fmt(result['kendall_tau_overall'])} ({len(compared)} cells)", fontsize=8)
+        ax.legend(fontsize=6, loc="upper left")
+    else:
+        ax.set_title(f"{table.title}\nno cell has a published counterpart", fontsize=8)
+        ax.text(0.5, 0.5, "not compared", ha="center", va="center", color="grey")
+    _save(fig, stem)
+
+
+def averages(table: Table, stem: Path) -> None:
+    """Bars with bootstrap 95% CIs: the Avg row (measure tables) or every column (column tables)."""
+    if table.layout == "measure":
+        series = {"Avg": [table.averages[r] for r in table.retrievers]}
+    else:
+        series = {item: [table.cells[(r, item)] for r in table.retrievers] for item in table.items}
+    fig, ax = plt.subplots(figsize=(min(11.0, max(4.5, 0.5 * len(table.retrievers) * len(series) + 2)), 3.4))
+    width = 0.8 / len(series)
+    x = np.arange(len(table.retrievers))
+    for k, (name, cells) in enumerate(series.items()):
+        means = np.array([c.ours for c in cells])
+        low = np.array([c.ci[0] if c.ci else c.ours for c in cells])
+        high = np.array([c.ci[1] if c.ci else c.ours for c in cells])
+        ax.bar(x + k * width - 0.4 + width / 2, means, width, yerr=[means - low, high - means], capsize=3,
+               label=name)
+    ax.set_xticks(x, table.retrievers, rotation=30, ha="right")
+    ax.set_ylabel(table.measure or "value")
+    ax.set_title(f"{table.title}: averages with bootstrap 95% CIs", fontsize=8)
+    if len(series) > 1:
+        ax.legend(fontsize=6)
+    _save(fig, stem)
+
+
+def win_tie_loss(table: Table, stem: Path) -> None:
+    others = [r for r in table.retrievers if r != table.anchor]
+    n = len(table.items)
+    cols = min(n, 4)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 0.3 * len(others) * rows + 1.4 * rows),
+                             squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, item in zip(axes.flat, table.items):
+        counts = np.array([table.cells[(r, item)].win_tie_loss or (0, 0, 0) for r in others], dtype=float)
+        totals = counts.sum(axis=1, keepdims=True)
+        share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+        left = np.zeros(len(others))
+        for k, (name, color) in enumerate((("win", "#4c9f50"), ("tie", "#cccccc"), ("loss", "#d1495b"))):
+            ax.barh(others, share[:, k], left=left, color=color, label=name)
+            left += share[:, k]
+        ax.set_xlim(0, 1)
+        ax.set_title(item, fontsize=8)
+        ax.invert_yaxis()
+    axes.flat[0].legend(fontsize=6, loc="lower right")
+    fig.suptitle(f"{table.title}: per-query win / tie / loss against {table.anchor}", fontsize=9)
+    fig.tight_layout()
+    _save(fig, stem)
+
+
+def draw_all(table: Table, folder: str | Path) -> list[Path]:
+    """Every figure of ``table`` into ``folder`` as <kind>.svg and <kind>.png."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind, draw in zip(KINDS, (heatmap, scatter, averages, win_tie_loss)):
+        if kind == "win_tie_loss" and table.anchor is None:
+            fig, ax = plt.subplots(figsize=(3, 1))
+            ax.text(0.5, 0.5, "no anchor backbone", ha="center"), ax.axis("off")
+            _save(fig, folder / kind)
+            continue
+        draw(table, folder / kind)
+    return [folder / f"{k}.{f}" for k in KINDS for f in FORMATS]

@@ -1,0 +1,108 @@
+"""The report's opening paragraph, generated from the numbers, and its provenance page.
+
+The paragraph says, per table, which retriever wins where and by how much, how many cells differ
+significantly from Base, and how close the numbers came to the published ones; a study whose
+backbones are built random-weight models (the offline demo) carries a caveat saying so.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from .tables import DROP_MARK, UP_MARK, Table
+
+CAVEAT = ("**Demo caveat:** the backbones here are tiny models with random weights, so the dense numbers are "
+          "near chance and say nothing about how specialization changes retrieval; the demo exercises the "
+          "machinery (tables, tests, figures, cost), the published study answers the question.")
+
+
+def _best(values: dict[str, float]) -> tuple[str, float, str | None, float | None]:
+    ranked = sorted(values.items(), key=lambda kv: -kv[1])
+    first = ranked[0]
+    second = ranked[1] if len(ranked) > 1 else (None, None)
+    return first[0], first[1], second[0], second[1]
+
+
+def _marks(table: Table) -> str:
+    up = sorted({c.retriever for c in table.cells.values() if c.mark == UP_MARK})
+    down = sorted({c.retriever for c in table.cells.values() if c.mark == DROP_MARK})
+    n_up = sum(c.mark == UP_MARK for c in table.cells.values())
+    n_down = sum(c.mark == DROP_MARK for c in table.cells.values())
+    if not n_up and not n_down:
+        return f"no cell differs significantly from {table.anchor}"
+    parts = []
+    if n_up:
+        parts.append(f"{n_up} cell{'s' * (n_up != 1)} significantly above {table.anchor} ({', '.join(up)})")
+    if n_down:
+        parts.append(f"{n_down} significantly below ({', '.join(down)})")
+    return " and ".join(parts)
+
+
+def table_sentence(table: Table) -> str:
+    if table.layout == "measure":
+        averages = {r: c.ours for r, c in table.averages.items()}
+        best, value, second, value2 = _best(averages)
+        leads = sum(max(table.retrievers, key=lambda r: table.cells[(r, item)].ours) == best for item in table.items)
+        text = (f"On *{table.title}*, {best} has the highest average {table.measure} ({value:.3f}"
+                + (f", {value - value2:+.3f} over {second}" if second else "") + ")"
+                + f" and leads on {leads} of {len(table.items)} dataset{'s' * (len(table.items) != 1)}")
+    else:
+        column = table.items[0]
+        best, value, second, value2 = _best({r: table.cells[(r, column)].ours for r in table.retrievers})
+        text = (f"In *{table.title}*, {best} leads on {column} ({value:.3f}"
+                + (f", {value - value2:+.3f} over {second}" if second else "") + ")")
+        if table.anchor and best != table.anchor:
+            text += f", {value - table.cells[(table.anchor, column)].ours:+.3f} over {table.anchor}"
+    if table.anchor:
+        text += f"; {_marks(table)} (Holm-corrected)"
+    return text + "."
+
+
+def fidelity_sentence(results: list[dict]) -> str:
+    compared = [r for r in results if r["compared_cells"]]
+    if not compared:
+        return ("No dataset or column of this study is in the published tables, so no cell is compared with the "
+                "paper (the paper's names are listed as 'not compared').")
+    parts = []
+    for r in compared:
+        tau = r["kendall_tau_overall"]
+        parts.append(f"*{r['title']}*: mean absolute difference {r['mean_abs_diff']:.3f}, max {r['max_abs_diff']:.3f}, "
+                     f"{len(r['cells_over_threshold'])} of {r['compared_cells']} cells off by more than "
+                     f"{r['threshold']}" + (f", Kendall τ {tau:.2f}" if tau is not None else ""))
+    return "Against the published numbers: " + "; ".join(parts) + "."
+
+
+def opening(tables: list[Table], fidelities: list[dict], cost_line: str | None = None) -> str:
+    sentences = [table_sentence(t) for t in tables] + [fidelity_sentence(fidelities)]
+    if cost_line:
+        sentences.append(cost_line)
+    text = " ".join(sentences)
+    if any(t.random_weights for t in tables):
+        text += "\n\n" + CAVEAT
+    return text
+
+
+def provenance(config: dict, pin_files: list[str | Path], backbone_records: list[str | Path] = ()) -> str:
+    """Markdown: the config used (defaults filled), the backbones' pinned revisions, the pinned packages."""
+    lines = ["# Provenance", "", "## Backbones and their revisions", "",
+             "| backbone | label | model | revision | resolved |", "|---|---|---|---|---|"]
+    resolved = {}
+    for record in backbone_records:
+        path = Path(record)
+        if path.exists():
+            resolved[path.parent.name] = yaml.safe_load(path.read_text()) or {}
+    for name, spec in config["backbones"].items():
+        model = spec.get("hub_id") or f"built (random weights, seed {spec.get('build', {}).get('seed')})"
+        rec = resolved.get(name, {})
+        snapshot = Path(rec.get("path", "")).name if "/snapshots/" in rec.get("path", "") else ""
+        commit = rec.get("commit") or snapshot or rec.get("revision") or ""
+        lines.append(f"| {name} | {spec['label']} | {model} | {spec.get('revision', '') if spec.get('hub_id') else '–'} "
+                     f"| {commit} |")
+    for path in pin_files:
+        path = Path(path)
+        if path.exists():
+            lines += ["", f"## {path.name}", "", "```", path.read_text().rstrip(), "```"]
+    lines += ["", "## Config used (defaults filled in)", "", "```",
+              yaml.safe_dump(config, sort_keys=False, allow_unicode=True).rstrip(), "```", ""]
+    return "\n".join(lines)
