@@ -130,7 +130,9 @@ def report_front_page():
 
 
 def pin_files():
-    return [p for p in PIN_FILES if os.path.exists(p)] + sorted(glob.glob("*.lock"))
+    """Files whose pins the report shows: the hub-revision lock and the package pins, where present."""
+    files = [PINS_LOCK, *PIN_FILES, *sorted(glob.glob("*.lock"))]
+    return [p for p in dict.fromkeys(files) if os.path.exists(p)]
 
 
 def backbone_record(wildcards):

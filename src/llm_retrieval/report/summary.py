@@ -52,7 +52,7 @@ def table_sentence(table: Table) -> str:
         best, value, second, value2 = _best({r: table.cells[(r, column)].ours for r in table.retrievers})
         text = (f"In *{table.title}*, {best} leads on {column} ({value:.3f}"
                 + (f", {value - value2:+.3f} over {second}" if second else "") + ")")
-        if table.anchor and best != table.anchor:
+        if table.anchor and table.anchor not in (best, second):
             text += f", {value - table.cells[(table.anchor, column)].ours:+.3f} over {table.anchor}"
     if table.anchor:
         text += f"; {_marks(table)} (Holm-corrected)"
