@@ -87,7 +87,7 @@ def test_report_renders_in_headless_chromium_with_its_figures(finished_mini, min
     assert proc.returncode == 0 and (tmp_path / "report.png").exists(), proc.stderr[-2000:]
     assert distinct_colours(tmp_path / "report.png") > 20  # not a blank page
     # Every figure the report embeds, drawn by the browser from the report's own data.
-    figures = re.findall(r"data:image/svg\+xml;charset=utf8;filename=[\w.-]+\.svg;base64,([A-Za-z0-9+/=]+)", mini_report)
+    figures = re.findall(r"data:image/svg\+xml;charset=utf8;filename=(?:heatmap|scatter|averages|win_tie_loss)\.svg;base64,([A-Za-z0-9+/=]+)", mini_report)
     assert len(figures) >= 12, "the report embeds every table's four figures"
     page = tmp_path / "figures.html"
     page.write_text("<html><body style='margin:0;background:#fff'>" + "".join(

@@ -140,9 +140,9 @@ def test_deleting_the_first_shard_reruns_its_job_with_the_queries_and_their_depe
         aside.rename(shard)  # the same file, mtime kept: the finished study stays complete
     jobs = planned_jobs(proc.stdout + proc.stderr)
     assert job_counts(jobs) == Counter(encode_queries_and_first_shard=1, dense_search=1, evaluate_run=1,
-                                       comparison_table=1)
+                                       comparison_table=1, report_figures=1, cost_table=1, report_summary=1)
     planned = {(w.get("backbone", w.get("retriever")), w["collection"]) for r, w in jobs
-               if r not in ("comparison_table", "all")}
+               if r not in ("comparison_table", "report_figures", "cost_table", "report_summary", "all")}
     assert planned == {("base", "synth-text")}
 
 

@@ -24,11 +24,12 @@ N_MATMUL = 6.53e9  # Qwen2.5-7B matmul parameters without the token embedding (P
 ASSUMED_MFU = 0.4
 PROMPT_TOKENS = 40  # chat template + PromptReps instruction around each text (approximate)
 TRAIN_QUERIES = 500_000  # MS MARCO training queries, ~500K (PROTOCOL.md)
-# Old job-kind names, for checkouts where kinds and rules are not yet named alike.
-KIND_OF_RULE = {"resolve_backbone": "build_backbone", "training_groups": "mine_negatives", "train_lora": "train",
-                "prepare_collection": "data", "build_stdlib_codesearch": "data", "build_synthetic_text": "data",
+# The kind of job each rule asks for where it is not the rule's own name (workflow/rules/*.smk);
+# rules named after their kind (resolve_backbone, training_groups, train_lora, encode_*) need no entry.
+KIND_OF_RULE = {"prepare_collection": "data", "build_stdlib_codesearch": "data", "build_synthetic_text": "data",
                 "bm25_index": "bm25", "bm25_search": "bm25", "dense_search": "search", "evaluate_run": "evaluate",
-                "comparison_table": "report"}
+                "comparison_table": "report", "report_figures": "report", "cost_table": "report",
+                "report_summary": "report"}
 
 
 class BenchmarkError(ValueError):
@@ -38,7 +39,7 @@ class BenchmarkError(ValueError):
 def held(config: dict, rule: str) -> tuple[int, int]:
     """(GPUs, CPUs) a job of ``rule`` holds on the cluster; rules of no known kind count as 1 CPU."""
     kinds = cluster.slurm_settings(config)["kinds"]
-    kind = rule if rule in kinds else KIND_OF_RULE.get(rule, "report" if "report" in kinds else None)
+    kind = rule if rule in kinds else KIND_OF_RULE.get(rule)
     if kind not in kinds:
         return 0, 1
     threads = cluster.rule_threads(config, kind)
