@@ -42,6 +42,7 @@ include: "workflow/rules/search.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/axes.smk"
 
 
 # Strict pins (the paper config) refuse to run jobs with unpinned hub revisions; others warn.
@@ -66,3 +67,4 @@ rule all:
         all_report(),
         all_metrics(),
         all_embeddings(),
+        all_axis_tables(),

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(900)]
 RULES = {
     "build_stdlib_codesearch", "build_synthetic_text", "resolve_backbone", "prepare_collection",
     "bm25_index", "bm25_search", "encode_queries_and_first_shard", "encode_corpus_shard", "dense_search",
-    "training_groups", "train_lora", "evaluate_run", "comparison_table",
+    "training_groups", "train_lora", "evaluate_run", "comparison_table", "axis_table",
 }
 GPU_RULES = {"encode_queries_and_first_shard", "encode_corpus_shard", "train_lora"}
 # The users' profile plus the CI overlay; the CI cluster settings come last.

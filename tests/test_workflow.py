@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 import yaml
 
+from llm_retrieval import axes
 from llm_retrieval.study import Study
 from workflow_helpers import ROOT, job_counts, load_study, planned_jobs, scratch_copy, snakemake
 
@@ -18,11 +19,12 @@ def expected_counts(study: Study) -> Counter:
     training = config.get("training", {})
     mined = [training["data"]["collection"]] if "supervised" in study.settings and \
         training["data"]["type"] == "bm25_mined" else []
-    encodings = sum(len(study.backbones_of(s)) * len(study.collections_of(s)) for s in study.settings)
+    settings = study.dense_settings()  # the settings and their axis variants
+    encodings = sum(len(study.backbones_of(s)) * len(study.collections_of(s)) for s in settings)
     extra_shards = sum(len(study.backbones_of(s)) * (study.corpus_shards(c, s) - 1)
-                       for s in study.settings for c in study.collections_of(s))
+                       for s in settings for c in study.collections_of(s))
     dense = sum(len(study.backbones_of(s)) * sum(len(study.eval_query_sets(c)) for c in study.collections_of(s))
-                for s in study.settings)
+                for s in settings)
     bm25 = sum(len(study.eval_query_sets(c)) for c in dict.fromkeys(evaluated))
     counts = Counter({
         "prepare_collection": len(study.used_collections()),
@@ -39,6 +41,7 @@ def expected_counts(study: Study) -> Counter:
         "report_summary": 1,
         "train_lora": len(study.backbones_of("supervised")),
         "training_groups": 1 if "supervised" in study.settings else 0,
+        "axis_table": len(axes.axis_tables(config)),
     })
     if any(c["source"]["type"] == "stdlib_codesearch" for c in study.collections.values()):
         counts["build_stdlib_codesearch"] = 1
@@ -106,6 +109,11 @@ def test_mini_study_runs_every_rule_and_writes_the_tables(finished_mini):
     log_root = finished_mini / "results/logs"
     logged_rules = {p.relative_to(log_root).parts[0].removesuffix(".log") for p in log_root.rglob("*.log")}
     assert logged_rules >= set(expected_counts(study))  # every rule ran, each with its own log
+    # the learning curve: the adapter exported at step 2 evaluated as its own setting, then the final one
+    curve = (finished_mini / "results/tables/axes/supervised.steps.csv").read_text().splitlines()
+    assert curve[0] == "backbone,collection,query_set,steps,mrr_10,ndcg_cut_10"
+    assert [row.split(",")[3] for row in curve[1:]] == ["2", "4"]
+    assert (finished_mini / "results/tables/axes/supervised.steps.svg").read_text().lstrip().startswith("<?xml")
 
 
 @pytest.mark.slow

@@ -49,7 +49,7 @@ def tiny_config(architecture: str, build: dict, tokenizer: PreTrainedTokenizerFa
     text = dict(hidden_size=build["hidden_size"], intermediate_size=build["intermediate_size"],
                 num_hidden_layers=build["num_hidden_layers"], num_attention_heads=build["num_attention_heads"],
                 num_key_value_heads=build["num_key_value_heads"], vocab_size=len(tokenizer),
-                max_position_embeddings=4096, bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+                max_position_embeddings=build.get("max_position_embeddings", 4096), bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
     if architecture == "qwen2":
         return Qwen2Config(**text)

@@ -67,10 +67,14 @@ class EncoderSpec:
     max_length: dict | None = None
 
     def formatter_and_budgets(self, tokenizer) -> tuple[Formatter, dict[str, int]]:
+        instruction = self.encoding.get("instruction")  # the instruction axis: the collection's task sentence
         if self.max_length is not None:
-            formatter = PrefixEosFormatter(tokenizer)
-            return formatter, {kind: formatter.text_budget(kind, n) for kind, n in self.max_length.items()}
-        formatter = PromptRepsFormatter(tokenizer, self.encoding["prompts"], self.backbone.get("strip_think", False))
+            # An instruction does not take from the text's budget: limits count as without one.
+            plain = PrefixEosFormatter(tokenizer)
+            budgets = {kind: plain.text_budget(kind, n) for kind, n in self.max_length.items()}
+            return (PrefixEosFormatter(tokenizer, instruction) if instruction else plain), budgets
+        formatter = PromptRepsFormatter(tokenizer, self.encoding["prompts"], self.backbone.get("strip_think", False),
+                                        instruction)
         return formatter, dict(self.encoding["max_text_tokens"])
 
 

@@ -39,8 +39,21 @@ class _PrefixSuffixFormatter:
         return [prefix + body + suffix for body in bodies]
 
 
+def instructed_prompts(prompts: dict, instruction: str | None) -> dict:
+    """Zero-shot with a task instruction: the sentence opens the user turn, before ``Query: "{text}"``.
+    Passages never get one."""
+    return {**prompts, "query": f"{instruction}\n{prompts['query']}"} if instruction else prompts
+
+
+def instructed_query_prefix(instruction: str | None) -> str:
+    """Supervised with a task instruction: ``Instruct: {task}\nQuery: `` replaces ``Query: ``."""
+    return f"Instruct: {instruction}\nQuery: " if instruction else "Query: "
+
+
 class PromptRepsFormatter(_PrefixSuffixFormatter):
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, prompts: dict, strip_think: bool = False):
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, prompts: dict, strip_think: bool = False,
+                 instruction: str | None = None):
+        prompts = instructed_prompts(prompts, instruction)
         pieces = {}
         for kind in ("query", "passage"):
             user_turn = prompts[kind].replace("{text}", SENTINEL)
@@ -54,10 +67,10 @@ class PromptRepsFormatter(_PrefixSuffixFormatter):
 
 
 class PrefixEosFormatter(_PrefixSuffixFormatter):
-    def __init__(self, tokenizer: PreTrainedTokenizerBase):
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, instruction: str | None = None):
         if tokenizer.eos_token is None:
             raise ValueError("the tokenizer has no EOS token to pool on")
-        super().__init__(tokenizer, {"query": ("Query: ", ""), "passage": ("Passage: ", "")})
+        super().__init__(tokenizer, {"query": (instructed_query_prefix(instruction), ""), "passage": ("Passage: ", "")})
         eos = [tokenizer.eos_token_id]
         self.pieces = {kind: (prefix, suffix + eos) for kind, (prefix, suffix) in self.pieces.items()}
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Iterator
 
-from . import sizes
+from . import axes, sizes
 
 SETTINGS = ("zeroshot", "supervised")
 LEXICAL = "lexical"  # the setting name BM25 runs are filed under
@@ -58,6 +58,8 @@ class Study:
         self.settings: dict[str, dict] = config.get("settings", {})
         self._check_references()
         self._check_encoding()
+        axes.check(config, ConfigError)
+        self.variants: list[axes.Variant] = axes.variants(self.settings)
 
     def _check_references(self) -> None:
         self._check_settings()
@@ -132,12 +134,12 @@ class Study:
             documents, mean_tokens = self.size_table.mean_tokens(collection, self.collection(collection))
         except sizes.SizeEstimateError as err:
             raise ConfigError(str(err)) from None
-        if setting == "supervised":
-            whole = self.config["training"]["max_length"]["passage"]
+        if axes.base_of(setting) == "supervised":  # a setting variant: its own passage length (axes.py)
+            whole = axes.max_length_for(self.config, setting)["passage"]
             template = sizes.SUPERVISED_TEMPLATE_TOKENS
             return documents, sizes.encoded_tokens(documents, mean_tokens, max(1, whole - template), template)
-        tokens = sizes.encoded_tokens(documents, mean_tokens, self.config["encoding"]["max_text_tokens"]["passage"],
-                                      self.size_table.template_tokens)
+        passage = axes.encoding_for(self.config, setting, collection)["max_text_tokens"]["passage"]
+        tokens = sizes.encoded_tokens(documents, mean_tokens, passage, self.size_table.template_tokens)
         return documents, tokens
 
     def corpus_shards(self, collection: str, setting: str = "zeroshot") -> int:
@@ -147,10 +149,17 @@ class Study:
     # --- what the DAG expands -------------------------------------------------
 
     def backbones_of(self, setting: str) -> list[str]:
+        """Backbones of a setting or of a setting variant (``supervised.steps-200``: its setting's)."""
+        setting = axes.base_of(setting)
         return list(self.settings[setting]["backbones"]) if setting in self.settings else []
 
     def collections_of(self, setting: str) -> list[str]:
+        setting = axes.base_of(setting)
         return list(self.settings[setting]["collections"]) if setting in self.settings else []
+
+    def dense_settings(self) -> list[str]:
+        """The settings and their axis variants, each a full encode -> search -> evaluate pass."""
+        return [s for s in SETTINGS if s in self.settings] + [v.name for v in self.variants]
 
     def used_collections(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -177,7 +186,7 @@ class Study:
             if collection in evaluated:
                 for query_set in self.eval_query_sets(collection):
                     yield EvalUnit(LEXICAL, BM25, collection, query_set)
-        for setting in SETTINGS:
+        for setting in self.dense_settings():
             for backbone in self.backbones_of(setting):
                 for collection in self.collections_of(setting):
                     for query_set in self.eval_query_sets(collection):

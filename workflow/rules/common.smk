@@ -3,6 +3,7 @@ import json
 import os
 import sys
 
+from llm_retrieval import axes
 from llm_retrieval.pins import UnpinnedError, apply_lock, check_pins, read_lock
 from llm_retrieval.report import FIGURE_KINDS, PIN_FILES, table_units
 from llm_retrieval.study import BM25, LEXICAL, ConfigError, Study, metrics_path
@@ -31,7 +32,7 @@ def regex_of(names):
 wildcard_constraints:
     backbone=regex_of(study.backbones),
     collection=regex_of(study.collections),
-    setting="zeroshot|supervised",
+    setting=regex_of(study.dense_settings()),
     retriever=regex_of([BM25, *study.backbones]),
     query_set=r"[a-z0-9][a-z0-9_.-]*",
     shard=r"\d+",
@@ -67,7 +68,7 @@ def all_embeddings():
     """Every query and corpus-shard embedding file: study products in their own right, and as
     targets a deleted one is recomputed (and what depends on it), not silently skipped."""
     files = []
-    for setting in ("zeroshot", "supervised"):
+    for setting in study.dense_settings():
         for backbone in study.backbones_of(setting):
             for collection in study.collections_of(setting):
                 stem = f"{R}/embeddings/{setting}/{backbone}/{collection}"
@@ -140,13 +141,47 @@ def backbone_record(wildcards):
 
 
 def supervised_max_length(wildcards):
-    """Supervised encoding formats and truncates exactly as training did."""
-    return config["training"]["max_length"] if wildcards.setting == "supervised" else None
+    """Supervised encoding formats and truncates exactly as training did (a length variant: its own limit)."""
+    return axes.max_length_for(config, wildcards.setting)
+
+
+def encoding_of(wildcards):
+    """The `encoding` section as this setting or axis variant uses it."""
+    return axes.encoding_for(config, wildcards.setting, wildcards.collection)
 
 
 def adapter_of(wildcards):
-    """The supervised setting encodes with the trained LoRA adapter; zero-shot with none."""
-    return [f"{R}/train/{wildcards.backbone}/adapter"] if wildcards.setting == "supervised" else []
+    """The supervised setting encodes with the trained LoRA adapter (a steps variant: the one exported
+    at that step); zero-shot with none."""
+    if axes.base_of(wildcards.setting) != "supervised":
+        return []
+    step = axes.adapter_step(config, wildcards.setting)
+    return [snapshot_dir(wildcards.backbone, step) if step is not None else f"{R}/train/{wildcards.backbone}/adapter"]
+
+
+def snapshot_dir(backbone, step):
+    return f"{R}/train/{backbone}/adapter-step-{step}"
+
+
+def snapshot_outputs():
+    """train_lora's outputs for the learning curve: one adapter folder per step of settings.supervised.axes.steps."""
+    return {f"step_{n}": directory(snapshot_dir("{backbone}", n)) for n in axes.snapshot_steps(config)}
+
+
+def all_axis_tables():
+    return [
+        f"{R}/tables/axes/{base}.{axis}.{ext}"
+        for base, axis in axes.axis_tables(config)
+        for ext in ("md", "csv", "svg")
+    ]
+
+
+def axis_table_metrics(wildcards):
+    return [
+        metrics_file(unit)
+        for unit in study.eval_units()
+        if unit.setting in [s for s, _ in axes.axis_points(config, wildcards.base, wildcards.axis)]
+    ]
 
 
 # --- input functions ---------------------------------------------------------------

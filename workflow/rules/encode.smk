@@ -22,7 +22,7 @@ rule encode_queries_and_first_shard:
     resources:
         **rule_resources("encode_queries_and_first_shard"),
     params:
-        encoding=config["encoding"],
+        encoding=encoding_of,
         max_length=supervised_max_length,
         num_shards=lambda wc: study.corpus_shards(wc.collection, wc.setting),
         query_sets=lambda wc: study.eval_query_sets(wc.collection),
@@ -50,7 +50,7 @@ rule encode_corpus_shard:
     resources:
         **rule_resources("encode_corpus_shard"),
     params:
-        encoding=config["encoding"],
+        encoding=encoding_of,
         max_length=supervised_max_length,
         num_shards=lambda wc: study.corpus_shards(wc.collection, wc.setting),
         use_title=lambda wc: study.collection(wc.collection)["use_title"],

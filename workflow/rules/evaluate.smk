@@ -12,7 +12,7 @@ rule evaluate_run:
     benchmark:
         f"{R}/benchmarks/evaluate_run/{{run_setting}}/{{retriever}}/{{collection}}/{{query_set}}.tsv"
     wildcard_constraints:
-        run_setting=f"{LEXICAL}|zeroshot|supervised",
+        run_setting=regex_of([LEXICAL, *study.dense_settings()]),
     conda:
         ENV
     threads: rule_threads("evaluate")

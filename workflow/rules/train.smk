@@ -30,6 +30,7 @@ rule train_lora:
         groups=f"{R}/train/groups.parquet",
         deepspeed=config.get("training", {}).get("deepspeed_config", []),
     output:
+        **snapshot_outputs(),
         adapter=directory(f"{R}/train/{{backbone}}/adapter"),
         report=f"{R}/train/{{backbone}}/training.json",
     log:
@@ -49,7 +50,12 @@ rule train_lora:
         # The interpreter running this job, as for the script: rules (also when no venv is active).
         python=sys.executable,
         script=f"{workflow.basedir}/workflow/scripts/train_lora.py",
+        # The learning curve: adapters exported at settings.supervised.axes.steps.
+        snapshots=lambda wc, output: " ".join(
+            f"--snapshot {name[len('step_'):]}={path}" for name, path in output.items() if name.startswith("step_")
+        ),
     shell:
         "{params.launcher} {params.python} {params.script} --backbone {input.backbone} --groups {input.groups}"
         " --training {params.training:q} --deepspeed-config {input.deepspeed}"
         " --adapter {output.adapter} --report {output.report} --checkpoints {params.checkpoints} --log {log}"
+        " {params.snapshots}"

@@ -29,6 +29,8 @@ def _from_command_line() -> tuple[TrainJob, str | None]:
     parser.add_argument("--checkpoints", required=True, help="checkpoint folder (resumed from if present)")
     parser.add_argument("--deepspeed-config", help="overrides training.deepspeed_config")
     parser.add_argument("--fail-at-step", type=int, help="raise after this optimizer step (failure drill)")
+    parser.add_argument("--snapshot", action="append", default=[], metavar="STEP=DIR",
+                        help="also export the adapter after STEP optimizer steps to DIR (learning curve)")
     parser.add_argument("--log")
     args = parser.parse_args()
     if args.training:
@@ -44,7 +46,8 @@ def _from_command_line() -> tuple[TrainJob, str | None]:
         training = config["training"]
     backbone = json.load(open(args.backbone, encoding="utf-8"))
     job = TrainJob(backbone["path"], backbone["architecture"], args.groups, args.adapter, args.checkpoints,
-                   args.report, training, args.deepspeed_config, args.fail_at_step)
+                   args.report, training, args.deepspeed_config, args.fail_at_step,
+                   snapshots={int(step): path for step, path in (s.split("=", 1) for s in args.snapshot)})
     return job, args.log
 
 

@@ -40,6 +40,7 @@ class TrainJob:
     training: dict                      # the config's `training` section
     deepspeed_config: str | None = None  # defaults to training.deepspeed_config
     fail_at_step: int | None = None      # raise after this optimizer step (1-based), for tests
+    snapshots: dict = field(default_factory=dict)  # step -> output folder of the adapter after it (learning curve)
 
 
 # --- starting the ranks ------------------------------------------------------------------

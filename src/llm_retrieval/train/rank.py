@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ..atomic import write_json
 from ..modeling import load_tokenizer
-from . import checkpoint, preemption
+from . import checkpoint, preemption, snapshots
 from .adapter import save_adapter
 from .dataset import GroupSchedule, read_groups, sample_group
 from .engine import build_engine, check_batch, deepspeed_config, init_process_group
@@ -68,6 +68,7 @@ def train_rank(job: TrainJob) -> dict | None:
         path = check_attention(model.backbone.config._attn_implementation)
         if rank == 0:
             print(f"packing: one padding-free row per micro-step, attention via {path}", flush=True)
+    snapshots.check_steps(job.snapshots, schedule.total_steps)
     engine = build_engine(deepspeed, model, ds_config, schedule.total_steps, cfg["warmup_ratio"])  # default: the schema
     torch.manual_seed(cfg["seed"] * 1000 + rank)  # dropout streams differ per rank
 
@@ -82,6 +83,7 @@ def train_rank(job: TrainJob) -> dict | None:
     run_log = _loop(engine, job, schedule, groups, batcher, state, rank, world, fail_at)
     save_adapter(engine, job.adapter_dir, rank, deepspeed)
     if rank == 0:
+        snapshots.export(job)
         run_log.update(wall_seconds_this_process=time.time() - started, optimizer_steps=engine.global_steps,
                        zero_stage=engine.zero_optimization_stage(), dtype=str(next(engine.module.parameters()).dtype))
         write_json(job.log_path, run_log)
@@ -118,6 +120,7 @@ def _loop(engine, job, schedule, groups, batcher, state, rank, world, fail_at) -
     start = state["step"]
     bar = tqdm(range(start, schedule.total_steps), initial=start, total=schedule.total_steps,
                desc="train", unit="step", disable=rank != 0 or None, mininterval=5)
+    snapshots.maybe_save(engine, job, start, rank)
     for step in bar:
         t0 = time.time()
         micro_losses = []
@@ -133,6 +136,7 @@ def _loop(engine, job, schedule, groups, batcher, state, rank, world, fail_at) -
         bar.set_postfix(loss=f"{state['losses'][-1]:.4f}")
         if every and state["step"] % every == 0 and state["step"] < schedule.total_steps:
             checkpoint.save(engine, job.checkpoint_dir, state["step"], state)
+        snapshots.maybe_save(engine, job, state["step"], rank)
         if state["step"] < schedule.total_steps and preemption.stop_requested():  # SIGTERM: time limit
             checkpoint.save(engine, job.checkpoint_dir, state["step"], state)
             preemption.exit_for_retry(state["step"])

@@ -1,0 +1,126 @@
+"""Study axes: each value is a config entry that becomes a setting variant, checked at DAG build."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from llm_retrieval import axes
+from llm_retrieval.study import ConfigError, Study
+from llm_retrieval.train import snapshots
+from workflow_helpers import ROOT
+
+
+def mini() -> dict:
+    config = yaml.safe_load(open(ROOT / "tests/fixtures/mini.yaml"))
+    validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
+    return config
+
+
+def with_axes(config: dict, setting: str, **values) -> dict:
+    config = copy.deepcopy(config)
+    config["settings"][setting]["axes"] = values
+    return config
+
+
+def test_each_axis_value_is_a_setting_variant_with_its_own_evaluations():
+    config = with_axes(mini(), "supervised", steps=[0, 2], passage_tokens=[16])
+    study = Study(config)
+    assert study.dense_settings() == ["zeroshot", "supervised", "supervised.steps-0", "supervised.steps-2",
+                                      "supervised.passage_tokens-16"]
+    units = {(u.setting, u.retriever) for u in study.eval_units()}
+    assert ("supervised.steps-2", "base") in units and ("supervised.passage_tokens-16", "base") in units
+    assert axes.snapshot_steps(config) == [0, 2]
+    assert axes.adapter_step(config, "supervised.steps-2") == 2 and axes.adapter_step(config, "supervised") is None
+    assert axes.max_length_for(config, "supervised.passage_tokens-16")["passage"] == 16
+    assert axes.max_length_for(config, "zeroshot") is None
+    # the learning curve ends at the final adapter, the length curve is sorted by length
+    assert axes.axis_points(config, "supervised", "steps")[-1] == ("supervised", 4)
+    assert [x for _, x in axes.axis_points(config, "supervised", "passage_tokens")] == [16, 48]
+
+
+def test_a_variant_reencodes_only_what_its_knob_changes():
+    config = with_axes(mini(), "zeroshot", passage_tokens=[128], instruction=[True])
+    for name in ("stdlib-t2c", "synth-text"):
+        config["collections"][name]["instruction"] = "Given a question, retrieve the answer"
+    Study(config)
+    length, instructed = "zeroshot.passage_tokens-128", "zeroshot.instruction-on"
+    assert axes.embeddings_setting(config, length, "queries") == "zeroshot"
+    assert axes.embeddings_setting(config, length, "corpus") == length
+    assert axes.embeddings_setting(config, instructed, "corpus") == "zeroshot"
+    assert axes.embeddings_setting(config, instructed, "queries") == instructed
+    assert axes.encoding_for(config, length, "synth-text")["max_text_tokens"]["passage"] == 128
+    assert axes.encoding_for(config, instructed, "synth-text")["instruction"] == "Given a question, retrieve the answer"
+    assert "instruction" not in axes.encoding_for(config, "zeroshot", "synth-text")
+
+
+@pytest.mark.parametrize("setting, values, edit, message", [
+    ("supervised", {"steps": [2, 9]}, None, "settings.supervised.axes.steps: steps [9] exceed training.max_steps=4"),
+    ("zeroshot", {"steps": [1]}, None, "settings.zeroshot.axes.steps: the steps axis applies to supervised only"),
+    ("zeroshot", {"passage_tokens": [512, 8192]}, lambda c: c["backbones"]["base"]["build"].update(
+        max_position_embeddings=4096), "settings.zeroshot.axes.passage_tokens: [8192] exceed backbone 'base'"),
+    ("zeroshot", {"instruction": [True]}, None,
+     "settings.zeroshot.axes.instruction: collections without an `instruction`: stdlib-t2c, synth-text"),
+])
+def test_an_axis_value_nothing_supports_is_a_config_error_naming_the_key(setting, values, edit, message):
+    config = with_axes(mini(), setting, **values)
+    if edit:
+        edit(config)
+    with pytest.raises(ConfigError) as err:
+        Study(config)
+    assert message in str(err.value)
+
+
+def test_unknown_axis_is_refused_by_the_schema():
+    config = with_axes(mini(), "zeroshot", temperature=[0.1])
+    with pytest.raises(Exception, match="temperature"):
+        validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
+
+
+def test_snapshot_steps_beyond_the_run_and_lost_snapshots_are_named(tmp_path):
+    with pytest.raises(ValueError, match=r"settings.supervised.axes.steps: \[50\] exceed the run's 40"):
+        snapshots.check_steps({10: "a", 50: "b"}, 40)
+
+    class Job:
+        checkpoint_dir = str(tmp_path / "ckpt")
+        snapshots = {10: str(tmp_path / "out")}
+
+    with pytest.raises(RuntimeError, match="adapter of step 10 is missing"):
+        snapshots.export(Job)
+    kept = snapshots.kept_path(Job.checkpoint_dir, 10)
+    kept.mkdir(parents=True)
+    (kept / "adapter_config.json").write_text("{}")
+    snapshots.export(Job)
+    assert (tmp_path / "out/adapter_config.json").read_text() == "{}"
+
+
+PROMPTS = {
+    "query": 'Query: "{text}". Use one word to represent the query in a retrieval task.',
+    "passage": 'Passage: "{text}". Use one word to represent the passage in a retrieval task.',
+    "assistant_prefill": 'The word is: "',
+}
+TASK = "Given a docstring, retrieve the function it describes"
+
+
+def test_an_instruction_sits_where_each_format_reads_it_and_never_on_documents(tiny_backbones):
+    from llm_retrieval.encode import EncoderSpec
+    from llm_retrieval.modeling import load_tokenizer
+
+    tok = load_tokenizer(tiny_backbones["qwen2"]["path"])
+    encoding = {"prompts": PROMPTS, "max_text_tokens": {"query": 16, "passage": 16}, "instruction": TASK}
+    zero_shot, _ = EncoderSpec(tiny_backbones["qwen2"], encoding).formatter_and_budgets(tok)
+    query = tok.decode(zero_shot.token_ids("query", ["sort a list"], 16)[0])
+    assert query.startswith(f'<|im_start|>user\n{TASK}\nQuery: "sort a list". Use one word')
+    assert TASK not in tok.decode(zero_shot.token_ids("passage", ["def f(): pass"], 16)[0])
+
+    supervised, budgets = EncoderSpec(tiny_backbones["qwen2"], encoding, None,
+                                      {"query": 12, "passage": 16}).formatter_and_budgets(tok)
+    ids = supervised.token_ids("query", ["sort a list"], budgets["query"])[0]
+    assert tok.decode(ids).startswith(f"Instruct: {TASK}\nQuery: sort a list") and ids[-1] == tok.eos_token_id
+    assert tok.decode(supervised.token_ids("passage", ["def f(): pass"], budgets["passage"])[0]).startswith(
+        "Passage: def f(): pass")
+    plain, plain_budgets = EncoderSpec(tiny_backbones["qwen2"], {**encoding, "instruction": None}, None,
+                                       {"query": 12, "passage": 16}).formatter_and_budgets(tok)
+    assert budgets == plain_budgets  # the instruction does not take from the text's budget
