@@ -69,6 +69,18 @@ def test_paper_dry_run_plans_every_backbone_dataset_setting(workdir):
     assert elapsed < 30, f"dry run took {elapsed:.1f} s"
 
 
+def test_scaling_dry_run_plans_every_size(workdir):
+    start = time.monotonic()
+    proc = snakemake(workdir, "-n", "--configfile", "config/scaling.yaml")
+    elapsed = time.monotonic() - start
+    jobs = planned_jobs(proc.stdout + proc.stderr)
+    study = load_study(ROOT / "config/scaling.yaml")
+    assert job_counts(jobs) == expected_counts(study)
+    planned = {w["backbone"] for rule, w in jobs if rule in ("encode_queries", "train_lora")}
+    assert planned == set(study.backbones) and len(planned) == 10  # Qwen2.5 0.5B-14B, base and instruct
+    assert elapsed < 20, f"dry run took {elapsed:.1f} s"
+
+
 def test_paper_config_matches_the_protocol():
     study = load_study(ROOT / "config/config.yaml")
     labels = {b["label"] for b in study.backbones.values()}

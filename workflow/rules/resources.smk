@@ -2,7 +2,7 @@
 # cluster settings: `slurm:` in the config, see docs/slurm.md). Each rule states
 # `threads: rule_threads(KIND)` and unpacks `**rule_resources(KIND)` into its resources.
 
-from llm_retrieval import cluster
+from llm_retrieval import cluster, sizing
 
 
 def rule_threads(kind):
@@ -10,7 +10,10 @@ def rule_threads(kind):
 
 
 def rule_resources(kind):
-    return cluster.rule_resources(config, kind)
+    """Per-kind resources; encoding and training scale with the backbone's parameter count (sizing.py)."""
+    return sizing.sized_resources(
+        config, kind, cluster.rule_resources(config, kind), lambda backbone: f"results/models/{backbone}/backbone.json"
+    )
 
 
 def rank_launcher():
