@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from . import beir, coir, demo, msmarco
+from . import beir, coir, demo, longembed, msmarco
 from .canonical import DataError
 
 Preparer = Callable[[dict, list, Path, Path], dict]
@@ -23,6 +23,7 @@ PREPARERS: dict[str, Preparer] = {
     "beir": beir.prepare_beir,
     "beir_local": beir.prepare_beir_local,
     "coir": coir.prepare_coir,
+    "longembed": longembed.prepare_longembed,  # long documents: the input-length axis
     "msmarco": msmarco.prepare_msmarco,
     "stdlib_codesearch": demo.prepare_stdlib_codesearch,  # the offline demo's text-to-code source
 }
