@@ -56,6 +56,19 @@ def test_a_variant_reencodes_only_what_its_knob_changes():
     assert "instruction" not in axes.encoding_for(config, "zeroshot", "synth-text")
 
 
+def test_an_axis_can_run_on_part_of_its_setting():
+    config = with_axes(mini(), "zeroshot", passage_tokens={"values": [16, 128], "backbones": ["base"],
+                                                           "collections": ["stdlib-t2c"]})
+    validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
+    study = Study(config)
+    assert study.backbones_of("zeroshot.passage_tokens-16") == ["base"]
+    assert study.collections_of("zeroshot.passage_tokens-128") == ["stdlib-t2c"]
+    assert study.backbones_of("zeroshot") == ["base", "vl-i"]  # the setting itself is unchanged
+    bad = with_axes(mini(), "zeroshot", passage_tokens={"values": [16], "backbones": ["coder"]})
+    with pytest.raises(ConfigError, match=r"settings.zeroshot.axes.passage_tokens.backbones: \['coder'\] not among"):
+        Study(bad)
+
+
 @pytest.mark.parametrize("setting, values, edit, message", [
     ("supervised", {"steps": [2, 9]}, None, "settings.supervised.axes.steps: steps [9] exceed training.max_steps=4"),
     ("zeroshot", {"steps": [1]}, None, "settings.zeroshot.axes.steps: the steps axis applies to supervised only"),

@@ -37,6 +37,16 @@ class Variant:
     base: str     # supervised
     axis: str     # steps
     value: Any    # 200
+    backbones: tuple | None = None    # a narrower scope than the setting's (None: all of them)
+    collections: tuple | None = None
+
+
+def axis_spec(raw) -> dict:
+    """An axis is a list of values, or ``{values: [...], backbones: [...], collections: [...]}`` to run
+    it on part of the setting only."""
+    if isinstance(raw, dict):
+        return {"values": list(raw["values"]), "backbones": raw.get("backbones"), "collections": raw.get("collections")}
+    return {"values": list(raw), "backbones": None, "collections": None}
 
 
 def value_name(value: Any) -> str:
@@ -48,10 +58,25 @@ def value_name(value: Any) -> str:
 def variants(settings: dict) -> list[Variant]:
     out = []
     for base, spec in settings.items():
-        for axis, values in (spec.get("axes") or {}).items():
-            for value in values:
-                out.append(Variant(f"{base}.{axis}-{value_name(value)}", base, axis, value))
+        for axis, raw in (spec.get("axes") or {}).items():
+            scope = axis_spec(raw)
+            for value in scope["values"]:
+                out.append(Variant(f"{base}.{axis}-{value_name(value)}", base, axis, value,
+                                   tuple(scope["backbones"]) if scope["backbones"] else None,
+                                   tuple(scope["collections"]) if scope["collections"] else None))
     return out
+
+
+def scope(config: dict, setting: str) -> tuple[list[str], list[str]]:
+    """(backbones, collections) a setting or variant runs on."""
+    spec = config["settings"][base_of(setting)]
+    backbones, collections = list(spec["backbones"]), list(spec["collections"])
+    variant = variant_of(config, setting)
+    if variant and variant.backbones:
+        backbones = [b for b in backbones if b in variant.backbones]
+    if variant and variant.collections:
+        collections = [c for c in collections if c in variant.collections]
+    return backbones, collections
 
 
 def base_of(setting: str) -> str:
@@ -62,8 +87,15 @@ def check(config: dict, error=AxisError) -> None:
     """Config-level checks of every axis value (raised as ``error`` naming the key)."""
     training = config.get("training") or {}
     for base, spec in (config.get("settings") or {}).items():
-        for axis, values in (spec.get("axes") or {}).items():
+        for axis, raw in (spec.get("axes") or {}).items():
             key = f"settings.{base}.axes.{axis}"
+            narrowed = axis_spec(raw)
+            values = narrowed["values"]
+            for part in ("backbones", "collections"):
+                outside = [x for x in narrowed[part] or [] if x not in spec[part]]
+                if outside:
+                    raise error(f"{key}.{part}: {outside} not among settings.{base}.{part}")
+            spec = {**spec, **{part: narrowed[part] for part in ("backbones", "collections") if narrowed[part]}}
             if axis not in AXES:
                 raise error(f"{key}: unknown axis (known: {', '.join(AXES)})")
             if base not in AXES[axis]["settings"]:
@@ -147,7 +179,7 @@ def axis_tables(config: dict) -> list[tuple[str, str]]:
 
 def axis_points(config: dict, base: str, axis: str) -> list[tuple[str, Any]]:
     """(setting name, x value) along one axis, the setting itself included where it is a point."""
-    values = config["settings"][base]["axes"][axis]
+    values = axis_spec(config["settings"][base]["axes"][axis])["values"]
     points = [(f"{base}.{axis}-{value_name(v)}", v) for v in values]
     if axis == "steps":
         final = (config.get("training") or {}).get("max_steps")
@@ -166,8 +198,11 @@ def axis_rows(study, base: str, axis: str, load) -> list[dict]:
     """One row per (backbone, collection, query set, x): the curve measures. ``load(setting, backbone,
     collection, query_set)`` returns a metrics dict."""
     rows = []
-    for backbone in study.backbones_of(base):
-        for collection in study.collections_of(base):
+    first_variant = axis_points(study.config, base, axis)[0][0]
+    first_variant = first_variant if first_variant != base else axis_points(study.config, base, axis)[1][0]
+    backbones, collections = scope(study.config, first_variant)  # the axis's scope (all variants share it)
+    for backbone in backbones:
+        for collection in collections:
             for query_set in study.eval_query_sets(collection):
                 for setting, x in axis_points(study.config, base, axis):
                     aggregate = load(setting, backbone, collection, query_set)["aggregate"]

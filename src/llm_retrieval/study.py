@@ -150,12 +150,14 @@ class Study:
 
     def backbones_of(self, setting: str) -> list[str]:
         """Backbones of a setting or of a setting variant (``supervised.steps-200``: its setting's)."""
-        setting = axes.base_of(setting)
-        return list(self.settings[setting]["backbones"]) if setting in self.settings else []
+        if axes.base_of(setting) not in self.settings:
+            return []
+        return axes.scope(self.config, setting)[0]
 
     def collections_of(self, setting: str) -> list[str]:
-        setting = axes.base_of(setting)
-        return list(self.settings[setting]["collections"]) if setting in self.settings else []
+        if axes.base_of(setting) not in self.settings:
+            return []
+        return axes.scope(self.config, setting)[1]
 
     def dense_settings(self) -> list[str]:
         """The settings and their axis variants, each a full encode -> search -> evaluate pass."""
