@@ -93,10 +93,16 @@ def fetch_hub_backbone(hub_id: str, revision: str, architecture: str) -> dict:
 
 def resolve_backbone(spec: dict, model_dir: str | Path, record_path: str | Path) -> dict:
     """Make the backbone available locally and record where it is (``backbone.json``)."""
-    if "build" in spec:
+    if "build" in spec and spec["architecture"] == "bert":
+        from .encoders import build_tiny_bert
+
+        record = build_tiny_bert(spec["build"], stdlib_texts(), model_dir)
+    elif "build" in spec:
         record = build_tiny_backbone(spec["architecture"], spec["build"], model_dir)
     else:
         record = fetch_hub_backbone(spec["hub_id"], spec.get("revision", "main"), spec["architecture"])
     record["strip_think"] = spec.get("strip_think", False)
+    if spec.get("pooling"):
+        record["pooling"] = spec["pooling"]
     write_json(record_path, record)
     return record

@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from .embeddings import merge_embeddings, write_embeddings
 from .data.canonical import CORPUS_SCHEMA, QUERIES_SCHEMA, check_schema, read_table
-from .modeling import last_token_pool, load_text_model, load_tokenizer
+from . import encoders
+from .modeling import load_text_model, load_tokenizer
 from .prompts import Formatter, PrefixEosFormatter, PromptRepsFormatter, document_text
 from .sizes import check_actual_size
 from .study import ConfigError
@@ -68,6 +69,9 @@ class EncoderSpec:
 
     def formatter_and_budgets(self, tokenizer) -> tuple[Formatter, dict[str, int]]:
         instruction = self.encoding.get("instruction")  # the instruction axis: the collection's task sentence
+        if self.max_length is not None and encoders.family(self.backbone["architecture"]).bidirectional:
+            formatter = encoders.ClsSepFormatter(tokenizer)  # [CLS] text [SEP]; no instruction format of its own
+            return formatter, {kind: formatter.text_budget(kind, n) for kind, n in self.max_length.items()}
         if self.max_length is not None:
             # An instruction does not take from the text's budget: limits count as without one.
             plain = PrefixEosFormatter(tokenizer)
@@ -193,27 +197,32 @@ class Encoder:
         return self._cached_prefix[1]
 
     def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor, prefix_cache=None) -> torch.Tensor:
-        if prefix_cache is None:
-            hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
-        else:
-            from transformers import DynamicCache
-
-            rows, width = input_ids.shape
-            start = prefix_cache[0][0].shape[-2]
-            # Expanded views, no copy: the model concatenates each batch's own keys after them.
-            past = DynamicCache(ddp_cache_data=[(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1))
-                                                for k, v in prefix_cache])
-            full_mask = torch.cat([mask.new_ones(rows, start), mask], dim=1)
-            positions = torch.arange(start, start + width, device=input_ids.device).expand(rows, -1)
-            if self.spec.backbone["architecture"] == "qwen2_5_vl":
-                # Multimodal rotary positions (temporal, height, width): for text all three are the 1-D position.
-                positions = positions[None].expand(3, -1, -1)
-            hidden = self.model(input_ids=input_ids, attention_mask=full_mask, position_ids=positions,
-                                past_key_values=past, use_cache=True).last_hidden_state
-        pooled = last_token_pool(hidden, mask).float()
+        with encoders.memory_guard(f"a batch of {input_ids.shape[0]} texts x {input_ids.shape[1]} tokens",
+                                   "lower encoding.batch_tokens, or the input length (encoding.max_text_tokens, "
+                                   "training.max_length for supervised, settings.<setting>.axes.passage_tokens)"):
+            hidden = self._hidden(input_ids, mask, prefix_cache)
+        pooled = encoders.pool(hidden, mask, encoders.pooling_of(self.spec.backbone)).float()
         if self.spec.encoding["normalize"]:
             pooled = F.normalize(pooled, dim=-1)
         return pooled
+
+    def _hidden(self, input_ids: torch.Tensor, mask: torch.Tensor, prefix_cache=None) -> torch.Tensor:
+        if prefix_cache is None:
+            return self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        from transformers import DynamicCache
+
+        rows, width = input_ids.shape
+        start = prefix_cache[0][0].shape[-2]
+        # Expanded views, no copy: the model concatenates each batch's own keys after them.
+        past = DynamicCache(ddp_cache_data=[(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1))
+                                            for k, v in prefix_cache])
+        full_mask = torch.cat([mask.new_ones(rows, start), mask], dim=1)
+        positions = torch.arange(start, start + width, device=input_ids.device).expand(rows, -1)
+        if self.spec.backbone["architecture"] == "qwen2_5_vl":
+            # Multimodal rotary positions (temporal, height, width): for text all three are the 1-D position.
+            positions = positions[None].expand(3, -1, -1)
+        return self.model(input_ids=input_ids, attention_mask=full_mask, position_ids=positions,
+                          past_key_values=past, use_cache=True).last_hidden_state
 
 
 @dataclass

@@ -12,9 +12,10 @@ is a config error naming the key.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import torch
+if TYPE_CHECKING:  # torch stays out of the DAG build (study.py imports this module)
+    import torch
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,8 @@ def build_tiny_bert(build: dict, texts, out_dir) -> dict:
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
+    import torch
+
     from .atomic import atomic_path
 
     torch.manual_seed(build["seed"])
@@ -142,3 +145,30 @@ def build_tiny_bert(build: dict, texts, out_dir) -> dict:
         fast.save_pretrained(tmp)
     return {"path": str(out_dir), "revision": None, "architecture": "bert", "built": build,
             "parameters": sum(p.numel() for p in model.parameters())}
+
+
+# --- inputs too long for the memory ------------------------------------------------------------
+
+class InputMemoryError(MemoryError):
+    """A batch of long inputs ran out of (GPU or host) memory; says which setting to change."""
+
+
+OOM_MARKERS = ("out of memory", "can't allocate memory", "not enough memory")
+
+
+class memory_guard:
+    """Turn an out-of-memory failure inside the block into :class:`InputMemoryError` with ``advice``."""
+
+    def __init__(self, what: str, advice: str):
+        self.what, self.advice = what, advice
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, tb):
+        if err is None or isinstance(err, InputMemoryError):
+            return False
+        message = str(err).lower()
+        if isinstance(err, MemoryError) or (isinstance(err, RuntimeError) and any(m in message for m in OOM_MARKERS)):
+            raise InputMemoryError(f"{self.what} ran out of memory ({type(err).__name__}); {self.advice}") from err
+        return False

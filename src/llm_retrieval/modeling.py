@@ -10,7 +10,7 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from .data.canonical import DataError
 
-ARCHITECTURES = ("qwen2", "qwen2_5_vl")
+ARCHITECTURES = ("qwen2", "qwen2_5_vl", "bert")  # families: encoders.py
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 log = logging.getLogger(__name__)

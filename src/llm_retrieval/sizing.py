@@ -64,14 +64,14 @@ def sizes(spec: dict, record_path: str | Path | None = None) -> tuple[int, int] 
     """(matmul body, token embedding) parameters of a backbone, or None when nothing says."""
     if record_path is not None and Path(record_path).is_file():
         record = json.loads(Path(record_path).read_text(encoding="utf-8"))
+        if record.get("parameters"):  # a built model counted itself
+            return int(record["parameters"]), 0
         config = Path(record.get("path", "")) / "config.json"
         if config.is_file():
             try:
                 return decoder_parameters(json.loads(config.read_text(encoding="utf-8")))
             except KeyError:
                 pass  # not a decoder layout this formula knows
-        if record.get("parameters"):
-            return int(record["parameters"]), 0
     shape = known_shape(spec.get("hub_id", ""))
     if shape:
         return int(shape["params_encoder"]), int(shape["params_embedding"])

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Iterator
 
-from . import axes, sizes
+from . import axes, encoders, sizes
 
 SETTINGS = ("zeroshot", "supervised")
 LEXICAL = "lexical"  # the setting name BM25 runs are filed under
@@ -59,6 +59,7 @@ class Study:
         self._check_references()
         self._check_encoding()
         axes.check(config, ConfigError)
+        encoders.check(config, ConfigError)
         self.variants: list[axes.Variant] = axes.variants(self.settings)
 
     def _check_references(self) -> None:

@@ -47,6 +47,7 @@ def _from_command_line() -> tuple[TrainJob, str | None]:
     backbone = json.load(open(args.backbone, encoding="utf-8"))
     job = TrainJob(backbone["path"], backbone["architecture"], args.groups, args.adapter, args.checkpoints,
                    args.report, training, args.deepspeed_config, args.fail_at_step,
+                   pooling=backbone.get("pooling"),
                    snapshots={int(step): path for step, path in (s.split("=", 1) for s in args.snapshot)})
     return job, args.log
 

@@ -40,6 +40,7 @@ class TrainJob:
     training: dict                      # the config's `training` section
     deepspeed_config: str | None = None  # defaults to training.deepspeed_config
     fail_at_step: int | None = None      # raise after this optimizer step (1-based), for tests
+    pooling: str | None = None            # the backbone's pooling (encoders.py); None: its family's default
     snapshots: dict = field(default_factory=dict)  # step -> output folder of the adapter after it (learning curve)
 
 

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..modeling import last_token_pool, load_text_model
+from .. import encoders
+from ..modeling import load_text_model
 from ..prompts import PrefixEosFormatter, document_text
 from .packing import FLASH, PackedBatch, pack
 
@@ -19,8 +20,9 @@ class Batcher:
     text is cut, never the prefix or the EOS that is pooled.
     """
 
-    def __init__(self, tokenizer, max_length: dict[str, int]):
-        self.tokenizer, self.formatter = tokenizer, PrefixEosFormatter(tokenizer)
+    def __init__(self, tokenizer, max_length: dict[str, int], architecture: str = "qwen2"):
+        # A BERT-style encoder reads ``[CLS] text [SEP]`` instead (encoders.py).
+        self.tokenizer, self.formatter = tokenizer, encoders.supervised_formatter(tokenizer, architecture)
         self.text_budget = {kind: self.formatter.text_budget(kind, total) for kind, total in max_length.items()}
 
     def tensors(self, kind: str, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,16 +46,16 @@ class Batcher:
 class Retriever(nn.Module):
     """Unit-length EOS embeddings of queries and passages from one (LoRA-wrapped) backbone."""
 
-    def __init__(self, backbone: nn.Module, multimodal_positions: bool = False):
+    def __init__(self, backbone: nn.Module, multimodal_positions: bool = False, pooling: str = "last"):
         super().__init__()
-        self.backbone = backbone
+        self.backbone, self.pooling = backbone, pooling
         # Qwen2.5-VL's language model takes [4, B, T] positions: text positions first (they
         # define the packed-sequence mask), then the three M-RoPE rows, equal for text.
         self.multimodal_positions = multimodal_positions
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return F.normalize(last_token_pool(hidden, attention_mask).float(), dim=-1)
+        return F.normalize(encoders.pool(hidden, attention_mask, self.pooling).float(), dim=-1)
 
     def embed_packed(self, batch: PackedBatch) -> torch.Tensor:
         """Unit-length EOS embeddings of every sequence of a packed row."""
@@ -101,7 +103,7 @@ def _pad_right(t: torch.Tensor, width: int, value: int) -> torch.Tensor:
 
 
 def trainable_retriever(backbone_path: str, architecture: str, lora: dict, dtype: str = "float32",
-                        gradient_checkpointing: bool = False) -> Retriever:
+                        gradient_checkpointing: bool = False, pooling: str | None = None) -> Retriever:
     """Backbone (on CPU; DeepSpeed places and partitions it) with fresh LoRA adapters."""
     from peft import LoraConfig, get_peft_model
 
@@ -110,5 +112,6 @@ def trainable_retriever(backbone_path: str, architecture: str, lora: dict, dtype
         # Non-reentrant checkpointing needs no input grads, which the frozen embeddings lack.
         backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     config = LoraConfig(r=lora["rank"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                        target_modules=list(lora["target_modules"]), bias="none")
-    return Retriever(get_peft_model(backbone, config), multimodal_positions=architecture == "qwen2_5_vl")
+                        target_modules=encoders.lora_targets(architecture, lora["target_modules"]), bias="none")
+    return Retriever(get_peft_model(backbone, config), multimodal_positions=architecture == "qwen2_5_vl",
+                     pooling=pooling or encoders.family(architecture).poolings[0])

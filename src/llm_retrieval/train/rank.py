@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from ..atomic import write_json
 from ..modeling import load_tokenizer
+from .. import encoders
 from . import checkpoint, preemption, snapshots
 from .adapter import save_adapter
 from .dataset import GroupSchedule, read_groups, sample_group
@@ -55,15 +56,16 @@ def train_rank(job: TrainJob) -> dict | None:
     schedule = GroupSchedule(len(groups), cfg["per_device_batch"], cfg["gradient_accumulation"], world,
                              cfg["seed"], cfg.get("epochs", 1), cfg.get("max_steps"))
     tokenizer = load_tokenizer(job.backbone_path)
-    batcher = Batcher(tokenizer, cfg["max_length"])
+    batcher = Batcher(tokenizer, cfg["max_length"], job.architecture)
 
     torch.manual_seed(cfg["seed"])  # identical LoRA initialisation on every rank
     model = trainable_retriever(job.backbone_path, job.architecture, cfg["lora"],
                                 "bfloat16" if on_gpu else "float32",
-                                bool(cfg.get("gradient_checkpointing")) and on_gpu)
+                                bool(cfg.get("gradient_checkpointing")) and on_gpu, job.pooling)
     ds_config = deepspeed_config(job.deepspeed_config or cfg["deepspeed_config"], cfg, world, on_gpu,
                                  model.backbone.config.hidden_size)
-    packing = bool(cfg.get("packing"))
+    # Packing derives causal per-sequence masks from positions: decoders only; an encoder runs padded.
+    packing = bool(cfg.get("packing")) and not encoders.family(job.architecture).bidirectional
     if packing:
         path = check_attention(model.backbone.config._attn_implementation)
         if rank == 0:
@@ -105,11 +107,14 @@ def micro_batch(groups, batcher, cfg, epoch, indices, device, where: str = "micr
 
 def micro_step(engine, inputs, cfg: dict, world: int) -> float:
     """Forward (one pass), InfoNCE over the gathered micro-step, backward, engine step; returns the loss."""
-    q, p = engine(*inputs)
-    loss = info_nce(q, p, cfg["temperature"])
-    # The engine averages gradients over ranks; every rank's loss already
-    # covers the global batch, so scale back to the full gradient.
-    engine.backward(loss * world)
+    with encoders.memory_guard(f"a micro-step of {cfg['per_device_batch']} queries x {cfg['group_size']} passages",
+                               "lower training.per_device_batch (raising gradient_accumulation keeps the global batch) "
+                               "or training.max_length, or set gradient_checkpointing: true"):
+        q, p = engine(*inputs)
+        loss = info_nce(q, p, cfg["temperature"])
+        # The engine averages gradients over ranks; every rank's loss already
+        # covers the global batch, so scale back to the full gradient.
+        engine.backward(loss * world)
     engine.step()  # updates only at the accumulation boundary
     return loss.item()
 
