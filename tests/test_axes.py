@@ -64,6 +64,8 @@ def test_an_axis_can_run_on_part_of_its_setting():
     assert study.backbones_of("zeroshot.passage_tokens-16") == ["base"]
     assert study.collections_of("zeroshot.passage_tokens-128") == ["stdlib-t2c"]
     assert study.backbones_of("zeroshot") == ["base", "vl-i"]  # the setting itself is unchanged
+    scoped = with_axes(mini(), "supervised", steps={"values": [3, 1], "backbones": ["base"]})
+    assert axes.snapshot_steps(scoped) == [1, 3]
     bad = with_axes(mini(), "zeroshot", passage_tokens={"values": [16], "backbones": ["coder"]})
     with pytest.raises(ConfigError, match=r"settings.zeroshot.axes.passage_tokens.backbones: \['coder'\] not among"):
         Study(bad)

@@ -168,7 +168,8 @@ def adapter_step(config: dict, setting: str) -> int | None:
 def snapshot_steps(config: dict) -> list[int]:
     """Steps at which training exports an adapter (the supervised learning curve)."""
     spec = (config.get("settings") or {}).get("supervised") or {}
-    return sorted((spec.get("axes") or {}).get("steps", []))
+    steps = (spec.get("axes") or {}).get("steps")
+    return sorted(axis_spec(steps)["values"]) if steps else []
 
 
 def axis_tables(config: dict) -> list[tuple[str, str]]:
