@@ -139,3 +139,17 @@ def test_an_instruction_sits_where_each_format_reads_it_and_never_on_documents(t
     plain, plain_budgets = EncoderSpec(tiny_backbones["qwen2"], {**encoding, "instruction": None}, None,
                                        {"query": 12, "passage": 16}).formatter_and_budgets(tok)
     assert budgets == plain_budgets  # the instruction does not take from the text's budget
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml", "scaling.yaml", "axes.yaml"])
+def test_every_shipped_config_validates_with_its_axes(name):
+    config = yaml.safe_load(open(ROOT / "config" / name))
+    validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
+    study = Study(config)
+    if name == "axes.yaml":  # the long-document length sweep up to 8192 tokens, BERT supervised only
+        assert "zeroshot.passage_tokens-8192" in study.dense_settings()
+        assert study.collections_of("zeroshot.passage_tokens-8192") == ["narrativeqa"]
+        assert "bert-base" in study.backbones_of("supervised") and "bert-base" not in study.backbones_of("zeroshot")
+    if name == "demo.yaml":  # the demo shows every axis
+        assert {v.axis for v in study.variants} == {"steps", "passage_tokens", "instruction"}
+        assert any(b["architecture"] == "bert" for b in config["backbones"].values())

@@ -65,6 +65,9 @@ def mini_with_bert() -> dict:
      "backbones.bert.pooling: 'last' is not a pooling of architecture 'bert'"),
     (lambda c: c["backbones"]["base"].update(pooling="cls"),
      "backbones.base.pooling: 'cls' is not a pooling of architecture 'qwen2'"),
+    (lambda c: (c["settings"]["supervised"]["backbones"].append("bert"),
+                c["backbones"]["bert"]["build"].update(max_position_embeddings=32)),
+     "training.max_length.passage: 48 exceeds the position limit of backbone 'bert', 32 tokens"),
 ])
 def test_a_pooling_or_setting_the_architecture_lacks_is_a_config_error(edit, message):
     config = mini_with_bert()

@@ -95,7 +95,7 @@ def check(config: dict, error=AxisError) -> None:
                 outside = [x for x in narrowed[part] or [] if x not in spec[part]]
                 if outside:
                     raise error(f"{key}.{part}: {outside} not among settings.{base}.{part}")
-            spec = {**spec, **{part: narrowed[part] for part in ("backbones", "collections") if narrowed[part]}}
+            scoped = {**spec, **{part: narrowed[part] for part in ("backbones", "collections") if narrowed[part]}}
             if axis not in AXES:
                 raise error(f"{key}: unknown axis (known: {', '.join(AXES)})")
             if base not in AXES[axis]["settings"]:
@@ -109,11 +109,11 @@ def check(config: dict, error=AxisError) -> None:
             if axis == "instruction":
                 if values != [True]:
                     raise error(f"{key}: list [true] (the setting itself is the run without instructions)")
-                missing = [c for c in spec["collections"] if not config["collections"][c].get("instruction")]
+                missing = [c for c in scoped["collections"] if not config["collections"][c].get("instruction")]
                 if missing:
                     raise error(f"{key}: collections without an `instruction`: {', '.join(missing)}")
             if axis == "passage_tokens":
-                for backbone in spec["backbones"]:
+                for backbone in scoped["backbones"]:
                     limit = position_limit(config["backbones"][backbone])
                     over = [v for v in values if limit is not None and v > limit]
                     if over:

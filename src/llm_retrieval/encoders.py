@@ -54,6 +54,16 @@ def check(config: dict, error=ValueError) -> None:
         if spec.get("pooling") and spec["pooling"] not in fam.poolings:
             raise error(f"backbones.{name}.pooling: {spec['pooling']!r} is not a pooling of architecture "
                         f"{spec['architecture']!r} (it has: {', '.join(fam.poolings)})")
+    supervised = (config.get("settings") or {}).get("supervised")
+    max_length = (config.get("training") or {}).get("max_length") or {}
+    for name in (supervised or {}).get("backbones", []):
+        from .axes import position_limit
+
+        limit = position_limit(config["backbones"][name])
+        for kind, length in max_length.items():
+            if limit is not None and length > limit:
+                raise error(f"training.max_length.{kind}: {length} exceeds the position limit of backbone {name!r}, "
+                            f"{limit} tokens")
     zero_shot = (config.get("settings") or {}).get("zeroshot")
     for name in (zero_shot or {}).get("backbones", []):
         if not family(config["backbones"][name]["architecture"]).zero_shot:
