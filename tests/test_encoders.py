@@ -27,7 +27,7 @@ def tiny_bert(tmp_path_factory):
 
 def test_a_bert_reads_cls_text_sep_and_pools_cls_or_mean(tiny_bert):
     tok = load_tokenizer(tiny_bert["path"])
-    spec = EncoderSpec(tiny_bert, {"normalize": True, "dtype": "float32", "batch_size": 4},
+    spec = EncoderSpec(tiny_bert, {"normalize": True, "dtype": "float32", "batch_tokens": 256},
                        None, {"query": 16, "passage": 16})
     formatter, budgets = spec.formatter_and_budgets(tok)
     ids = formatter.token_ids("query", ["sort a list " * 20], budgets["query"])[0]
@@ -97,7 +97,7 @@ def test_a_tiny_bert_trains_with_lora_on_its_own_modules_and_encodes_with_the_ad
     weights = load_file(str(tmp_path / "adapter/adapter_model.safetensors"))
     assert any("attention.self.query" in k for k in weights) and any("intermediate.dense" in k for k in weights)
     assert (tmp_path / "adapter-step-3/adapter_model.safetensors").is_file()
-    spec = EncoderSpec({**record, "pooling": "mean"}, {"normalize": True, "dtype": "float32", "batch_size": 4},
+    spec = EncoderSpec({**record, "pooling": "mean"}, {"normalize": True, "dtype": "float32", "batch_tokens": 256},
                        str(tmp_path / "adapter"), training["max_length"])
     trained = Encoder(spec, "cpu").encode("query", ["where is x"])
     untrained = Encoder(EncoderSpec(spec.backbone, spec.encoding, None, spec.max_length), "cpu").encode(
@@ -106,7 +106,7 @@ def test_a_tiny_bert_trains_with_lora_on_its_own_modules_and_encodes_with_the_ad
 
 
 def test_inputs_too_long_for_memory_name_the_setting_to_change(tiny_bert, monkeypatch):
-    spec = EncoderSpec(tiny_bert, {"normalize": True, "dtype": "float32", "batch_size": 4}, None,
+    spec = EncoderSpec(tiny_bert, {"normalize": True, "dtype": "float32", "batch_tokens": 256}, None,
                        {"query": 16, "passage": 16})
     encoder = Encoder(spec, "cpu")
 
@@ -114,5 +114,5 @@ def test_inputs_too_long_for_memory_name_the_setting_to_change(tiny_bert, monkey
         raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     monkeypatch.setattr(encoder, "model", exhausted)
-    with pytest.raises(encoders.InputMemoryError, match="lower encoding.batch_size, or the input length"):
+    with pytest.raises(encoders.InputMemoryError, match="lower encoding.batch_tokens, or the input length"):
         encoder.encode("passage", ["a long text"])

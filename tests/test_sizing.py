@@ -34,8 +34,8 @@ def test_runtime_and_memory_grow_with_the_model_and_follow_its_parameter_count()
         assert sized[3]["runtime"] == cluster.rule_resources(SCALING, kind)["runtime"](None, 1)  # 7B: as configured
         assert [r["mem_mb"] for r in sized] == sorted(r["mem_mb"] for r in sized)
     # an instruct model has its base's shape
-    assert resources_of(SCALING, "encode_queries", "q14b-i") == resources_of(SCALING, "encode_queries", "q14b")
-    assert resources_of(SCALING, "encode_queries", "q14b")["gpu"] == 1  # 14B bf16 fits one 80 GB GPU
+    assert resources_of(SCALING, "encode_queries_and_first_shard", "q14b-i") == resources_of(SCALING, "encode_queries_and_first_shard", "q14b")
+    assert resources_of(SCALING, "encode_queries_and_first_shard", "q14b")["gpu"] == 1  # 14B bf16 fits one 80 GB GPU
 
 
 def test_the_resolved_config_json_overrides_the_published_shape(tmp_path):

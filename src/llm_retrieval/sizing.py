@@ -26,7 +26,7 @@ INSTRUCT_SUFFIX = "-Instruct"
 REFERENCE_MODEL = "Qwen/Qwen2.5-7B"  # the size SLURM_DEFAULTS' runtimes are meant for
 BYTES_PER_PARAM = 2                    # bf16 weights on GPU
 MIN_RUNTIME_FRACTION = 0.1             # small models still pay start-up and I/O
-SIZED_KINDS = ("encode_queries", "encode_corpus_shard", "train_lora")
+SIZED_KINDS = ("encode_queries_and_first_shard", "encode_corpus_shard", "train_lora")
 
 
 class SizingError(ValueError):
