@@ -86,6 +86,19 @@ def test_an_axis_value_nothing_supports_is_a_config_error_naming_the_key(setting
     assert message in str(err.value)
 
 
+def test_a_backbone_may_train_fewer_steps_but_not_fewer_than_the_curve_needs():
+    config = with_axes(mini(), "supervised", steps=[2])
+    config["settings"]["supervised"]["backbones"].append("vl-i")
+    config["backbones"]["vl-i"]["training"] = {"max_steps": 3}
+    validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
+    Study(config)
+    assert axes.training_for(config, "vl-i")["max_steps"] == 3 and axes.training_for(config, "base")["max_steps"] == 4
+    config["backbones"]["vl-i"]["training"] = {"max_steps": 1}
+    with pytest.raises(ConfigError, match=r"settings.supervised.axes.steps: steps \[2\] exceed "
+                                          r"backbones.vl-i.training.max_steps=1"):
+        Study(config)
+
+
 def test_unknown_axis_is_refused_by_the_schema():
     config = with_axes(mini(), "zeroshot", temperature=[0.1])
     with pytest.raises(Exception, match="temperature"):

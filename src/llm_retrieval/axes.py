@@ -102,10 +102,15 @@ def check(config: dict, error=AxisError) -> None:
                 raise error(f"{key}: the {axis} axis applies to {' / '.join(AXES[axis]['settings'])} only")
             if len(set(map(value_name, values))) != len(values):
                 raise error(f"{key}: repeated value")
-            if axis == "steps" and training.get("max_steps") is not None:
-                over = [v for v in values if v > training["max_steps"]]
-                if over:
-                    raise error(f"{key}: steps {over} exceed training.max_steps={training['max_steps']}")
+            if axis == "steps":
+                # Every supervised backbone's run exports the adapters at these steps.
+                for backbone in spec["backbones"]:
+                    steps = training_for(config, backbone).get("max_steps") if training else None
+                    over = [v for v in values if steps is not None and v > steps]
+                    if over:
+                        where = ("training.max_steps" if "max_steps" not in (config["backbones"][backbone].get("training")
+                                                                             or {}) else f"backbones.{backbone}.training.max_steps")
+                        raise error(f"{key}: steps {over} exceed {where}={steps}")
             if axis == "instruction":
                 if values != [True]:
                     raise error(f"{key}: list [true] (the setting itself is the run without instructions)")
@@ -163,6 +168,11 @@ def max_length_for(config: dict, setting: str) -> dict | None:
 def adapter_step(config: dict, setting: str) -> int | None:
     variant = variant_of(config, setting)
     return variant.value if variant and variant.axis == "steps" else None
+
+
+def training_for(config: dict, backbone: str) -> dict:
+    """The ``training`` section for one backbone: its own overrides (``backbones.<b>.training``) applied."""
+    return {**config["training"], **(config["backbones"][backbone].get("training") or {})}
 
 
 def snapshot_steps(config: dict) -> list[int]:

@@ -43,7 +43,8 @@ rule train_lora:
     resources:
         **rule_resources("train_lora"),
     params:
-        training=lambda wc: json.dumps(config["training"]),
+        # The training section, with the backbone's own overrides (backbones.<b>.training, e.g. max_steps).
+        training=lambda wc: json.dumps(axes.training_for(config, wc.backbone)),
         checkpoints=lambda wc: f"{R}/checkpoints/{wc.backbone}",
         # One rank per GPU; on Slurm, srun starts them on every node of the allocation.
         launcher=rank_launcher(),
