@@ -29,7 +29,7 @@ TRAIN_QUERIES = 500_000  # MS MARCO training queries, ~500K (PROTOCOL.md)
 KIND_OF_RULE = {"prepare_collection": "data", "build_stdlib_codesearch": "data", "build_synthetic_text": "data",
                 "bm25_index": "bm25", "bm25_search": "bm25", "dense_search": "search", "evaluate_run": "evaluate",
                 "comparison_table": "report", "report_figures": "report", "cost_table": "report",
-                "report_summary": "report"}
+                "report_summary": "report", "axis_table": "report"}
 
 
 class BenchmarkError(ValueError):
