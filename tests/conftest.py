@@ -28,7 +28,8 @@ def tiny_backbones(tmp_path_factory):
 @pytest.fixture(scope="session")
 def finished_mini(tmp_path_factory):
     """The mini slice of the demo study (tests/fixtures/mini.yaml), run to the end once per test session
-    and shared by every test that reads a finished study (the workflow and report tests)."""
+    and shared by every test that reads a finished study (the workflow and report tests); the fault
+    tests (tests/test_faults.py) copy it as the uninterrupted reference."""
     from workflow_helpers import scratch_copy, snakemake
 
     workdir = scratch_copy(tmp_path_factory.mktemp("mini"))

@@ -64,6 +64,81 @@ def same_file(a: Path, b: Path) -> None:
         assert a.read_bytes() == b.read_bytes(), a
 
 
+@pytest.mark.slow
+def test_kill_9_in_bm25_encoding_search_evaluation_and_training_then_the_same_command_finishes(
+        finished_mini, tmp_path):
+    """Five jobs, each killed once (SIGKILL) in one run: BM25 search as it commits its run file,
+    a corpus shard as it starts its third chunk, a dense search and an evaluation as they
+    commit, training in the middle of optimizer step 3 (checkpoint at step 2)."""
+    work = copy_of(finished_mini, tmp_path / "study")
+    targets = {
+        "bm25_search": "results/runs/lexical/bm25/stdlib-t2c/test.trec",
+        "encode_corpus_shard": "results/embeddings/zeroshot/base/synth-text/corpus/shard-1.parquet",
+        "dense_search": "results/runs/zeroshot/vl-i/stdlib-t2c/test.trec",
+        "evaluate_run": "results/metrics/zeroshot/vl-i/synth-text/test.json",
+        "train_lora": "results/train/base/training.json",
+    }
+    faults = [f"replace:*{targets['bm25_search']}=kill",
+              "call:llm_retrieval.encode:Encoder.run@3=kill",
+              f"replace:*{targets['dense_search']}=kill",
+              f"replace:*{targets['evaluate_run']}=kill",
+              "call:llm_retrieval.train.rank:micro_step@3=kill"]
+    for target in targets.values():
+        (work / target).unlink()
+    shutil.rmtree(work / "results/train/base/adapter")
+    shutil.rmtree(work / "results/checkpoints/base", ignore_errors=True)
+
+    killed = run_with_faults(work, faults, *targets.values(), "results/train/base/adapter")
+    assert killed.returncode != 0 and fired(work) == len(faults), killed.stderr[-3000:]
+    assert not any((work / t).exists() for t in targets.values())
+    parts = list((work / (targets["encode_corpus_shard"] + ".parts")).glob("*.parquet"))
+    assert 1 <= len(parts) <= 2  # chunk 1 written, chunk 2 perhaps (its writer thread races the kill)
+
+    again = run_with_faults(work, faults, *targets.values(), "results/train/base/adapter")
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert jobs_run(again) == Counter(list(targets))  # the killed jobs, nothing else
+    assert leftovers(work) == []
+    shard_logs = " ".join(p.read_text() for p in (work / "results/logs/encode_corpus_shard").rglob("*.log"))
+    assert re.search(rf"resuming shard-1\.parquet: {len(parts)} of [3-9] chunks already encoded", shard_logs)
+    report = json.loads((work / targets["train_lora"]).read_text())
+    reference = json.loads((finished_mini / targets["train_lora"]).read_text())
+    assert report["resumed_from"] == [2] and report["steps_this_process"] == 2 and report["steps"] == 4
+    assert report["losses"] == pytest.approx(reference["losses"], abs=1e-6)
+
+    for rule, target in targets.items():
+        if rule != "train_lora":
+            same_file(work / target, finished_mini / target)
+    a = load_file(str(work / "results/train/base/adapter/adapter_model.safetensors"))
+    b = load_file(str(finished_mini / "results/train/base/adapter/adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_kill_9_in_data_preparation_and_the_report_then_the_same_command_finishes(finished_mini, tmp_path):
+    """The preparation is killed after moving corpus and queries into place but before qrels and the
+    manifest (a half collection); the report between writing its CSV and its Markdown."""
+    work = copy_of(finished_mini, tmp_path / "study")
+    collection = [f"results/data/stdlib-t2c/{name}" for name in
+                  ("corpus.parquet", "queries.parquet", "qrels.parquet", "manifest.json")]
+    table = ["results/tables/beir.csv", "results/tables/beir.md"]
+    for target in collection + table:
+        (work / target).unlink()
+    faults = ["replace:*results/data/stdlib-t2c/qrels.parquet=kill", "replace:*results/tables/beir.md=kill"]
+
+    killed = run_with_faults(work, faults, *collection, *table)
+    assert killed.returncode != 0 and fired(work) == 2, killed.stderr[-3000:]
+    assert not any((work / t).exists() for t in collection + table)  # no half collection, no half table
+
+    again = run_with_faults(work, faults, *collection, *table)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert jobs_run(again) == Counter(prepare_collection=1, comparison_table=1)
+    assert leftovers(work) == []
+    for target in collection + table:
+        same_file(work / target, finished_mini / target)
+
+
 def test_sigterm_mid_step_checkpoints_that_step_and_the_retry_loses_none(tmp_path):
     """Slurm's time limit sends SIGTERM (then SIGKILL after KillWait): the training job finishes
     the step it is in, checkpoints it although checkpoint_every is far off, and exits with the
