@@ -131,6 +131,10 @@ def test_cancelled_and_timed_out_jobs_are_retried(toy):
     assert "runtime=1" in train[0] and "runtime=2" in train[1]  # grown for the retry
     resumed = [int(x) for x in (toy / "markers/train.resumes").read_text().split()]
     assert resumed[0] == 0 and 0 < resumed[1] < 40, resumed
+    # SIGTERM before the kill: the loop checkpointed the step it was at (not only every
+    # 10th), and the retry resumed exactly there: no step lost to the time limit.
+    preempted = [int(x) for x in (toy / "markers/train.preempted").read_text().split()]
+    assert preempted == [resumed[1]], (preempted, resumed)
     assert "resumed at" in (toy / "out/model.txt").read_text()
     assert_ran_under_slurm(out.split("SLURM-job")[-1], ("report",))
 
