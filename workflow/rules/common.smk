@@ -104,6 +104,12 @@ def report_items():
             (f"{R}/tables/{name}.fidelity.html", "fidelity.rst", *where),
         ]
         items += [(f"{R}/report/figures/{name}/{kind}.svg", f"{kind}.rst", *where) for kind in FIGURE_KINDS]
+    for base, axis in axes.axis_tables(config):  # study axes (docs/axes.md): the curve and its table
+        where = (SETTING_CATEGORY[base], f"Axis: {axes.AXES[axis]['label']}")
+        items += [
+            (f"{R}/tables/axes/{base}.{axis}.svg", "axis_curve.rst", *where),
+            (f"{R}/tables/axes/{base}.{axis}.csv", "axis_table.rst", *where),
+        ]
     return items
 
 
