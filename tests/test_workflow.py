@@ -76,8 +76,9 @@ def test_scaling_dry_run_plans_every_size(workdir):
     jobs = planned_jobs(proc.stdout + proc.stderr)
     study = load_study(ROOT / "config/scaling.yaml")
     assert job_counts(jobs) == expected_counts(study)
-    planned = {w["backbone"] for rule, w in jobs if rule in ("encode_queries", "train_lora")}
-    assert planned == set(study.backbones) and len(planned) == 10  # Qwen2.5 0.5B-14B, base and instruct
+    for rule in ("encode_queries_and_first_shard", "train_lora"):  # every size, zero-shot and supervised
+        planned = {w["backbone"] for r, w in jobs if r == rule}
+        assert planned == set(study.backbones) and len(planned) == 10, rule  # Qwen2.5 0.5B-14B, base + instruct
     assert elapsed < 20, f"dry run took {elapsed:.1f} s"
 
 
