@@ -7,7 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from llm_retrieval.data.canonical import DataError, read_qrels, write_corpus, write_qrels, write_queries
-from llm_retrieval.data.validate import finish_collection, staged_collection, validate_collection
+from llm_retrieval.data.staging import finish_collection, staged_collection
+from llm_retrieval.data.validate import CHECKS, validate_collection
 
 DOCS = [{"id": "d1", "title": "", "text": "one"}, {"id": "d2", "title": "t", "text": "two"},
         {"id": "d3", "title": "", "text": "three"}]
@@ -153,3 +154,15 @@ def test_staged_collection_is_all_or_nothing(tmp_path):
         with staged_collection(tmp_path / "other") as stage:
             collection(stage)
     assert not (tmp_path / "other").exists()
+
+
+def test_each_policy_row_is_one_small_named_check():
+    import inspect
+
+    from llm_retrieval.data import validate
+
+    lines = validate.__doc__.splitlines()
+    rules = [i for i, line in enumerate(lines) if line.startswith("=====")]
+    assert len(CHECKS) == len(lines[rules[1] + 1:rules[2]])  # one check per row of the policy table
+    for check in CHECKS:
+        assert len(inspect.getsource(check).splitlines()) <= 20, check.__name__

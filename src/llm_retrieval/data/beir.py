@@ -18,7 +18,7 @@ from tqdm import tqdm
 from .canonical import CORPUS_FILE, QRELS_FILE, QUERIES_FILE, DataError, write_corpus, write_qrels, write_queries
 from .download import fetch, pinned_checksum, safe_extract
 from .textfiles import iter_json_records, iter_lines, require_id
-from .validate import finish_collection, staged_collection
+from .staging import finish_collection, staged_collection
 
 BEIR_BASE_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets"
 BASE_URL_ENV = "LLM_RETRIEVAL_BEIR_URL"  # e.g. a mirror, or a local test server

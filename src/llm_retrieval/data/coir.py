@@ -35,7 +35,7 @@ from tqdm import tqdm
 from .canonical import CORPUS_FILE, QRELS_FILE, QUERIES_FILE, DataError, write_corpus, write_qrels, write_queries
 from .download import SHA, check_columns, iter_rows
 from .textfiles import require_id
-from .validate import finish_collection, staged_collection
+from .staging import finish_collection, staged_collection
 
 HUB_ROOT = "CoIR-Retrieval"
 LANGUAGES = ("go", "java", "javascript", "ruby", "python", "php")

@@ -24,7 +24,7 @@ import pyarrow as pa
 from ..atomic import atomic_path, write_parquet
 from .canonical import (CORPUS_FILE, QRELS_FILE, QUERIES_FILE, DataError, read_table, write_corpus, write_qrels,
                         write_queries)
-from .validate import finish_collection, staged_collection
+from .staging import finish_collection, staged_collection
 
 PAIRS_SCHEMA = pa.schema([("id", pa.string()), ("module", pa.string()), ("qualname", pa.string()),
                           ("docstring", pa.string()), ("query", pa.string()), ("code", pa.string()),

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from .canonical import CORPUS_FILE, QRELS_FILE, QUERIES_FILE, DataError, write_corpus, write_qrels, write_queries
 from .download import JsonFiles, check_columns, fetch, iter_rows, pinned_checksum
 from .textfiles import iter_lines, require_id
-from .validate import finish_collection, staged_collection
+from .staging import finish_collection, staged_collection
 
 CORPUS_REPO = "Tevatron/msmarco-passage-corpus"
 QUERIES_REPO = "Tevatron/msmarco-passage"

@@ -1,4 +1,4 @@
-"""Checks every collection passes, whatever its source, and the manifest that records them.
+"""Checks every collection passes, whatever its source (the manifest and staging: staging.py).
 
 Policy (also in docs/data.md, "Data validation"):
 
@@ -16,34 +16,37 @@ duplicate qrels row (set, query, doc)  counted warning, highest label kept
 query with no qrels                    counted warning, query kept
 =====================================  =========================================
 
-Errors name the file and the first few offending ids. Only id columns are held in
-memory (a 9M-passage corpus's ids take ~100 MB as Arrow strings); texts are scanned
+Each row is one small function in :data:`CHECKS` (run on a :class:`Collection`:
+corpus first, then queries, then qrels). Errors name the file and the first few
+offending ids. Only id columns are held in memory (a 9M-passage corpus's ids take ~100 MB as Arrow strings); texts are scanned
 batch by batch.
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
+from functools import cached_property
 from pathlib import Path
-from typing import Iterator
+from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..atomic import write_json, write_parquet
-from .canonical import (CORPUS_FILE, CORPUS_SCHEMA, MANIFEST_FILE, QRELS_FILE, QRELS_SCHEMA, QUERIES_FILE,
-                        QUERIES_SCHEMA, DataError, check_schema, first_few, read_table)
+from ..atomic import write_parquet
+from .canonical import (CORPUS_FILE, CORPUS_SCHEMA, QRELS_FILE, QRELS_SCHEMA, QUERIES_FILE, QUERIES_SCHEMA,
+                        DataError, check_schema, first_few, read_table)
 
 EXAMPLES = 5
 COLLECTION_FILES = (CORPUS_FILE, QUERIES_FILE, QRELS_FILE)
-_STAGED: dict[Path, Path] = {}  # staging folder -> the output folder it becomes
+SEP = "\x1f"  # joins query_set and id into one key
 
 
-def _warning(check: str, count: int, examples, file: str) -> dict:
-    return {"check": check, "file": file, "count": int(count), "examples": [str(e) for e in list(examples)[:EXAMPLES]]}
+def _flat(values) -> pa.Array:
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def _counts(column) -> dict[str, int]:
+    counts = pc.value_counts(_flat(column))
+    return {v: int(c) for v, c in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())}
 
 
 def _duplicates(values) -> list:
@@ -56,26 +59,145 @@ def _duplicates(values) -> list:
     return pc.unique(pc.filter(ordered.slice(1), same)).to_pylist()
 
 
-def _corpus_ids(path: Path) -> pa.Array:
-    check_schema(path, CORPUS_SCHEMA)
-    return pq.read_table(path, columns=["id"]).column("id").combine_chunks()
+def _blank(texts) -> pa.Array:
+    """True where a text is null, empty or whitespace."""
+    return pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(pc.fill_null(texts, ""))), 0)
 
 
-def _count_empty_texts(path: Path) -> tuple[int, list]:
-    """Documents whose text is empty or whitespace, scanned in batches (texts never all in memory)."""
+def _query_keys(query_sets, ids) -> pa.Array:
+    return _flat(pc.binary_join_element_wise(query_sets, ids, SEP))
+
+
+class Collection:
+    """One canonical collection folder as the checks see it: read lazily, in check order.
+
+    Checks read ``doc_ids``, ``queries`` and ``qrels``, add warnings with :meth:`warn`,
+    and replace ``qrels`` (via :meth:`set_qrels`) when the policy fixes rows.
+    """
+
+    def __init__(self, folder: str | Path, query_sets: list[str] | None):
+        self.folder = Path(folder)
+        self.corpus_path, self.queries_path, self.qrels_path = (self.folder / f for f in COLLECTION_FILES)
+        self.query_sets = list(query_sets or [])
+        self.warnings: list[dict] = []
+        self.qrels_changed = False
+
+    def warn(self, check: str, count: int, examples, file: str) -> None:
+        self.warnings.append({"check": check, "file": file, "count": int(count),
+                              "examples": [str(e) for e in list(examples)[:EXAMPLES]]})
+
+    @cached_property
+    def doc_ids(self) -> pa.Array:
+        check_schema(self.corpus_path, CORPUS_SCHEMA)
+        return pq.read_table(self.corpus_path, columns=["id"]).column("id").combine_chunks()
+
+    @cached_property
+    def queries(self) -> pa.Table:
+        return read_table(self.queries_path, QUERIES_SCHEMA)
+
+    @cached_property
+    def query_keys(self) -> pa.Array:
+        return _query_keys(self.queries.column("query_set"), self.queries.column("id"))
+
+    @cached_property
+    def qrels(self) -> pa.Table:
+        return read_table(self.qrels_path, QRELS_SCHEMA)
+
+    def qrels_keys(self) -> pa.Array:
+        return _query_keys(self.qrels.column("query_set"), self.qrels.column("query_id"))
+
+    def set_qrels(self, qrels: pa.Table) -> None:
+        self.qrels, self.qrels_changed = qrels, True
+
+
+# --- the checks, in the order they run ------------------------------------------------
+
+def unique_document_ids(c: Collection) -> None:
+    dups = _duplicates(c.doc_ids)
+    if dups:
+        raise DataError(c.corpus_path, f"{len(dups)} duplicate document id(s): {first_few(dups)}")
+
+
+def empty_document_text(c: Collection) -> None:
+    """Scanned one row group at a time, one thread: texts are never all in memory."""
     count, examples = 0, []
-    # One row group at a time, one thread: peak memory stays near one row group's worth of text.
-    parquet = pq.ParquetFile(path)
+    parquet = pq.ParquetFile(c.corpus_path)
     for group in range(parquet.metadata.num_row_groups):
         batch = parquet.read_row_group(group, columns=["id", "text"], use_threads=False)
-        empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(pc.fill_null(batch.column("text"), ""))), 0)
+        empty = _blank(batch.column("text"))
         n = pc.sum(empty).as_py() or 0
         if n:
             count += n
             if len(examples) < EXAMPLES:
                 examples += pc.filter(batch.column("id"), empty).to_pylist()[:EXAMPLES - len(examples)]
         del batch, empty
-    return count, examples
+    if count:
+        c.warn("empty_document_text", count, examples, CORPUS_FILE)
+
+
+def unique_query_ids(c: Collection) -> None:
+    dups = _duplicates(c.query_keys)
+    if dups:
+        shown = [d.replace(SEP, ":") for d in dups]
+        raise DataError(c.queries_path, f"{len(dups)} duplicate query id(s) (query_set:id): {first_few(shown)}")
+
+
+def empty_query_text(c: Collection) -> None:
+    empty = _blank(c.queries.column("text"))
+    count = pc.sum(empty).as_py()
+    if count:
+        c.warn("empty_query_text", count, pc.filter(c.queries.column("id"), empty).to_pylist(), QUERIES_FILE)
+
+
+def qrels_known_queries(c: Collection) -> None:
+    """Qrels rows naming an unknown query are dropped."""
+    known = pc.is_in(c.qrels_keys(), value_set=c.query_keys)
+    unknown = pc.invert(known)
+    if pc.sum(unknown).as_py():
+        dropped = pc.filter(c.qrels.column("query_id"), unknown)
+        c.warn("qrels_unknown_query_dropped", len(dropped), pc.unique(dropped).to_pylist(), QRELS_FILE)
+        c.set_qrels(c.qrels.filter(known))
+
+
+def qrels_known_documents(c: Collection) -> None:
+    """Qrels rows naming an unknown document are counted and kept."""
+    unknown = pc.invert(pc.is_in(c.qrels.column("doc_id"), value_set=c.doc_ids))
+    if pc.sum(unknown).as_py():
+        c.warn("qrels_unknown_document", pc.sum(unknown).as_py(),
+               pc.unique(pc.filter(c.qrels.column("doc_id"), unknown)).to_pylist(), QRELS_FILE)
+
+
+def qrels_unique_rows(c: Collection) -> None:
+    """Duplicate (query_set, query_id, doc_id) rows: the highest label is kept."""
+    deduped = c.qrels.group_by(["query_set", "query_id", "doc_id"], use_threads=False).aggregate(
+        [("relevance", "max")]).rename_columns(["query_set", "query_id", "doc_id", "relevance"])
+    if deduped.num_rows != c.qrels.num_rows:
+        c.warn("qrels_duplicate_row_max_kept", c.qrels.num_rows - deduped.num_rows, [], QRELS_FILE)
+        c.set_qrels(deduped.select(QRELS_SCHEMA.names).cast(QRELS_SCHEMA))
+
+
+def queries_have_qrels(c: Collection) -> None:
+    unjudged = pc.invert(pc.is_in(c.query_keys, value_set=pc.unique(c.qrels_keys())))
+    if pc.sum(unjudged).as_py():
+        c.warn("query_without_qrels", pc.sum(unjudged).as_py(),
+               pc.filter(c.queries.column("id"), unjudged).to_pylist(), QUERIES_FILE)
+
+
+def query_sets_not_empty(c: Collection) -> None:
+    """Every requested (or present) query set has queries and, after the fixes above, qrels."""
+    query_counts, qrels_counts = _counts(c.queries.column("query_set")), _counts(c.qrels.column("query_set"))
+    for name in sorted(set(c.query_sets) | set(query_counts)):
+        if not query_counts.get(name):
+            raise DataError(c.queries_path, f"query set {name!r} has no queries")
+        if not qrels_counts.get(name):
+            raise DataError(c.qrels_path,
+                            f"query set {name!r} has no qrels (none left after dropping unknown queries)")
+
+
+CHECKS: tuple[Callable[[Collection], None], ...] = (
+    unique_document_ids, empty_document_text, unique_query_ids, empty_query_text,
+    qrels_known_queries, qrels_known_documents, qrels_unique_rows, queries_have_qrels, query_sets_not_empty,
+)
 
 
 def validate_collection(folder: str | Path, query_sets: list[str] | None = None) -> dict:
@@ -83,130 +205,13 @@ def validate_collection(folder: str | Path, query_sets: list[str] | None = None)
 
     Raises :class:`DataError` on the hard errors. May rewrite ``qrels.parquet`` (dropped rows).
     """
-    folder = Path(folder)
-    corpus_path, queries_path, qrels_path = (folder / f for f in COLLECTION_FILES)
-    warnings: list[dict] = []
-
-    doc_ids = _corpus_ids(corpus_path)
-    dups = _duplicates(doc_ids)
-    if dups:
-        raise DataError(corpus_path, f"{len(dups)} duplicate document id(s): {first_few(dups)}")
-    empty, examples = _count_empty_texts(corpus_path)
-    if empty:
-        warnings.append(_warning("empty_document_text", empty, examples, CORPUS_FILE))
-
-    queries = read_table(queries_path, QUERIES_SCHEMA)
-    qkeys = _flat(pc.binary_join_element_wise(queries.column("query_set"), queries.column("id"), "\x1f"))
-    dups = _duplicates(qkeys)
-    if dups:
-        shown = [d.replace("\x1f", ":") for d in dups]
-        raise DataError(queries_path, f"{len(dups)} duplicate query id(s) (query_set:id): {first_few(shown)}")
-    empty_q = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(pc.fill_null(queries.column("text"), ""))), 0)
-    if pc.sum(empty_q).as_py():
-        warnings.append(_warning("empty_query_text", pc.sum(empty_q).as_py(),
-                                 pc.filter(queries.column("id"), empty_q).to_pylist(), QUERIES_FILE))
-
-    qrels = read_table(qrels_path, QRELS_SCHEMA)
-    rkeys = pc.binary_join_element_wise(qrels.column("query_set"), qrels.column("query_id"), "\x1f")
-    known_query = pc.is_in(rkeys, value_set=qkeys)
-    qrels_changed = False
-    unknown_q = pc.invert(known_query)
-    if pc.sum(unknown_q).as_py():
-        dropped = pc.filter(qrels.column("query_id"), unknown_q)
-        warnings.append(_warning("qrels_unknown_query_dropped", len(dropped),
-                                 pc.unique(dropped).to_pylist(), QRELS_FILE))
-        qrels, rkeys, qrels_changed = qrels.filter(known_query), pc.filter(rkeys, known_query), True
-    unknown_d = pc.invert(pc.is_in(qrels.column("doc_id"), value_set=doc_ids))
-    if pc.sum(unknown_d).as_py():
-        warnings.append(_warning("qrels_unknown_document", pc.sum(unknown_d).as_py(),
-                                 pc.unique(pc.filter(qrels.column("doc_id"), unknown_d)).to_pylist(), QRELS_FILE))
-    deduped = qrels.group_by(["query_set", "query_id", "doc_id"], use_threads=False).aggregate(
-        [("relevance", "max")]).rename_columns(["query_set", "query_id", "doc_id", "relevance"])
-    if deduped.num_rows != qrels.num_rows:
-        warnings.append(_warning("qrels_duplicate_row_max_kept", qrels.num_rows - deduped.num_rows, [], QRELS_FILE))
-        qrels, qrels_changed = deduped.select(QRELS_SCHEMA.names).cast(QRELS_SCHEMA), True
-        rkeys = pc.binary_join_element_wise(qrels.column("query_set"), qrels.column("query_id"), "\x1f")
-
-    judged = pc.is_in(qkeys, value_set=pc.unique(_flat(rkeys)))
-    if pc.sum(pc.invert(judged)).as_py():
-        warnings.append(_warning("query_without_qrels", pc.sum(pc.invert(judged)).as_py(),
-                                 pc.filter(queries.column("id"), pc.invert(judged)).to_pylist(), QUERIES_FILE))
-
-    query_counts = _counts(queries.column("query_set"))
-    qrels_counts = _counts(qrels.column("query_set"))
-    for name in sorted(set(query_sets or []) | set(query_counts)):
-        if not query_counts.get(name):
-            raise DataError(queries_path, f"query set {name!r} has no queries")
-        if not qrels_counts.get(name):
-            raise DataError(qrels_path, f"query set {name!r} has no qrels (none left after dropping unknown queries)")
-    if qrels_changed:
-        write_parquet(qrels_path, qrels)
+    collection = Collection(folder, query_sets)
+    for check in CHECKS:
+        check(collection)
+    if collection.qrels_changed:
+        write_parquet(collection.qrels_path, collection.qrels)
     return {
-        "counts": {"documents": len(doc_ids), "queries": query_counts, "qrels": qrels_counts},
-        "warnings": warnings,
+        "counts": {"documents": len(collection.doc_ids), "queries": _counts(collection.queries.column("query_set")),
+                   "qrels": _counts(collection.qrels.column("query_set"))},
+        "warnings": collection.warnings,
     }
-
-
-def _flat(values) -> pa.Array:
-    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-
-
-def _counts(column) -> dict[str, int]:
-    counts = pc.value_counts(_flat(column))
-    return {v: int(c) for v, c in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())}
-
-
-def finish_collection(out_dir: str | Path, provenance: dict, query_sets: list[str] | None = None,
-                      origins: dict[str, str] | None = None) -> dict:
-    """Validate the collection written in ``out_dir`` and write ``manifest.json`` atomically.
-
-    Every preparer ends with this. The manifest holds the provenance (source, URL or
-    dataset id, revision, checksum), the counts and the counted validation warnings.
-    ``provenance["warnings"]`` (a list of strings), if any, is carried over.
-
-    A validation error names where the data came from, not the scratch folder it was
-    converted in: ``origins`` maps a collection file name (``corpus.parquet``...) to its
-    source file or dataset; without an entry the error names the final output path.
-    """
-    out_dir = Path(out_dir)
-    try:
-        report = validate_collection(out_dir, query_sets)
-    except DataError as err:
-        name = Path(err.path).name
-        origin = (origins or {}).get(name) or str(_STAGED.get(out_dir, out_dir) / name)
-        raise DataError(origin, f"{err.problem} (found when validating the converted {name}; fix the source "
-                                "and rerun)") from err
-    provenance = dict(provenance)
-    notes = provenance.pop("warnings", [])
-    manifest = {"provenance": provenance, "counts": report["counts"],
-                "validation": {"warnings": report["warnings"], "notes": list(notes)}}
-    write_json(out_dir / MANIFEST_FILE, manifest)
-    return manifest
-
-
-@contextlib.contextmanager
-def staged_collection(out_dir: str | Path) -> Iterator[Path]:
-    """A scratch folder beside ``out_dir``; its collection files move into ``out_dir`` on success.
-
-    Write corpus/queries/qrels into the yielded folder and call :func:`finish_collection`
-    on it. If anything raises, ``out_dir`` is left as it was. On success the old
-    manifest is removed first and the new one moved last, so a folder with a manifest
-    always holds the files that manifest describes.
-    """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.parent.glob(f".{out_dir.name}.staging-*"):  # left by a killed preparation
-        shutil.rmtree(stale, ignore_errors=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
-    _STAGED[stage] = out_dir
-    try:
-        yield stage
-        if not (stage / MANIFEST_FILE).exists():
-            raise DataError(stage, "staged collection has no manifest.json (call finish_collection)")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
-        for name in (*COLLECTION_FILES, MANIFEST_FILE):
-            os.replace(stage / name, out_dir / name)
-    finally:
-        _STAGED.pop(stage, None)
-        shutil.rmtree(stage, ignore_errors=True)
