@@ -1,19 +1,21 @@
 import json
-from functools import partial
-from pathlib import Path
 
 from llm_retrieval.atomic import write_text
 from llm_retrieval.joblog import job_log
-from llm_retrieval.report import fidelity, write_table
+from llm_retrieval.report import fidelity, table_units, write_table
 from llm_retrieval.report.html import markdown_to_html, page
-from llm_retrieval.study import Study, metrics_path
+from llm_retrieval.study import Study
 
 with job_log(snakemake.log[0]) as log:
     out = snakemake.output
-    root = str(Path(out.md).parent.parent)  # results/
     study = Study(snakemake.config)
-    table = write_table(study, snakemake.params.table, partial(metrics_path, root=root),
-                        out.md, out.csv, out.html, out.json)
+    # The rule's input is the metrics file of each of table_units(...), in that order
+    # (common.smk: table_metrics); the table reads those files and no others.
+    units = table_units(study, snakemake.params.table)
+    if len(units) != len(snakemake.input):
+        raise RuntimeError(f"{len(snakemake.input)} metrics inputs for {len(units)} runs of table {snakemake.params.table}")
+    metrics_of = dict(zip(units, snakemake.input)).__getitem__
+    table = write_table(study, snakemake.params.table, metrics_of, out.md, out.csv, out.html, out.json)
     result = fidelity.fidelity(table, study.config["report"]["fidelity_threshold"])
     write_text(out.fidelity_json, json.dumps(result, indent=1))
     markdown = fidelity.to_markdown(result)
