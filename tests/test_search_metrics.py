@@ -23,10 +23,11 @@ def test_sharded_search_equals_one_exact_search(tmp_path):
     docs = rng.normal(size=(300, 16)).astype(np.float32)
     queries = rng.normal(size=(20, 16)).astype(np.float32)
     ids = [f"d{i}" for i in range(300)]
-    sharded = search_shards(queries, _write_shards(tmp_path, docs, ids, 4), depth=10)
-    exact = np.argsort(-(queries @ docs.T), axis=1)[:, :10]
-    for hits, best in zip(sharded, exact):
-        assert [doc for doc, _ in hits] == [ids[i] for i in best]
+    hits, doc_ids = search_shards(queries, _write_shards(tmp_path, docs, ids, 4), depth=10)
+    stored = docs.astype(np.float16).astype(np.float32)
+    exact = np.argsort(-(queries @ stored.T), axis=1)[:, :10]
+    for rows, best in zip(hits.rows, exact):
+        assert [doc_ids[r] for r in rows] == [ids[i] for i in best]
 
 
 def test_self_hit_is_dropped_and_depth_kept(tmp_path):

@@ -41,7 +41,7 @@ CLUSTER = {
 
 def test_cpu_kinds_stay_on_the_cpu_partition():
     ns = load({"slurm": CLUSTER})
-    for kind in ("data", "bm25", "resolve_backbone", "search", "evaluate", "report", "training_groups"):
+    for kind in ("data", "bm25", "resolve_backbone", "evaluate", "report", "training_groups"):
         res = evaluate(ns["rule_resources"](kind))
         assert res["slurm_partition"] == "cpu-long", kind
         assert res["slurm_account"] == "proj42"
@@ -86,9 +86,17 @@ def test_training_world_size_must_fill_whole_nodes():
         ns["rule_resources"]("train_lora")
 
 
+def test_search_is_a_gpu_job_whose_gpu_count_the_user_sets():
+    ns = load({"slurm": {**CLUSTER, "kinds": {"search": {"gpus": 2}}}})
+    res = evaluate(ns["rule_resources"]("search"))
+    assert res["slurm_partition"] == "gpu-h100"
+    assert (res["gpu"], res["gpu_model"], res["mem_mb"]) == (2, "h100", 200000)
+    assert ns["rule_threads"]("search") == 24
+
+
 def test_runtime_and_memory_grow_with_the_attempt_within_caps():
-    ns = load({"slurm": {"kinds": {"search": {"runtime": 100, "mem_mb": 1000}}, "max_runtime": 300}})
-    first, second, third = (evaluate(ns["rule_resources"]("search"), a) for a in (1, 2, 3))
+    ns = load({"slurm": {"kinds": {"bm25": {"runtime": 100, "mem_mb": 1000}}, "max_runtime": 300}})
+    first, second, third = (evaluate(ns["rule_resources"]("bm25"), a) for a in (1, 2, 3))
     assert (first["runtime"], second["runtime"], third["runtime"]) == (100, 200, 300)
     assert first["mem_mb"] < second["mem_mb"] < third["mem_mb"]
 

@@ -23,8 +23,8 @@ def expected_counts(study: Study) -> Counter:
     encodings = sum(len(study.backbones_of(s)) * len(study.collections_of(s)) for s in settings)
     extra_shards = sum(len(study.backbones_of(s)) * (study.corpus_shards(c, s) - 1)
                        for s in settings for c in study.collections_of(s))
-    dense = sum(len(study.backbones_of(s)) * sum(len(study.eval_query_sets(c)) for c in study.collections_of(s))
-                for s in settings)
+    dense_runs = sum(len(study.backbones_of(s)) * sum(len(study.eval_query_sets(c)) for c in study.collections_of(s))
+                     for s in settings)
     bm25 = sum(len(study.eval_query_sets(c)) for c in dict.fromkeys(evaluated))
     counts = Counter({
         "prepare_collection": len(study.used_collections()),
@@ -33,8 +33,8 @@ def expected_counts(study: Study) -> Counter:
         "bm25_search": bm25,
         "encode_queries_and_first_shard": encodings,
         "encode_corpus_shard": extra_shards,
-        "dense_search": dense,
-        "evaluate_run": dense + bm25,
+        "dense_search": encodings,  # one search job per (setting, backbone, collection): all its query sets
+        "evaluate_run": dense_runs + bm25,
         "comparison_table": len(config["tables"]),
         "report_figures": len(config["tables"]),
         "cost_table": 1,

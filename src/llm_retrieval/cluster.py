@@ -39,18 +39,20 @@ SLURM_DEFAULTS = {
         "data": {"threads": 4, "mem_mb": 32000, "runtime": 180},
         "bm25": {"threads": 16, "mem_mb": 96000, "runtime": 360},
         "resolve_backbone": {"threads": 4, "mem_mb": 64000, "runtime": 120},
-        "search": {"threads": 16, "mem_mb": 192000, "runtime": 240},
         "evaluate": {"threads": 1, "mem_mb": 8000, "runtime": 30},
         "report": {"threads": 1, "mem_mb": 4000, "runtime": 15},
         "training_groups": {"threads": 16, "mem_mb": 96000, "runtime": 480},
         "encode_queries_and_first_shard": {"gpus": 1, "runtime": 480},
         "encode_corpus_shard": {"gpus": 1, "runtime": 480},
+        # Exact search of one collection for all its query sets. On GPUs the whole corpus is held
+        # as fp16 (MS MARCO 8.8M x 3584: 63 GB); more GPUs shard it (docs/search.md).
+        "search": {"gpus": 1, "runtime": 120},
         # GPUs for training come from training.world_size, one rank per GPU.
         "train_lora": {"runtime": 2880},
     },
 }
 
-GPU_KINDS = ("encode_queries_and_first_shard", "encode_corpus_shard", "train_lora")
+GPU_KINDS = ("encode_queries_and_first_shard", "encode_corpus_shard", "search", "train_lora")
 
 # Kinds are named after the rule they serve (or the stage, where several rules share one).
 # Old names in a user's slurm.kinds are refused with the new one.

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .atomic import parquet_writer
+from .atomic import atomic_path
 from .data.canonical import DataError
 
 DTYPES = ("float16", "float32")
@@ -93,8 +93,14 @@ def embeddings_writer(path: str | Path, schema: pa.Schema) -> Iterator[callable]
     """Stream tables of ``schema`` into ``path`` in ~64 MB row groups; the file appears only when complete."""
     dim, dtype = _dim_dtype(schema, path)
     group = rows_per_group(dim, dtype)
-    with parquet_writer(path, schema) as writer:
-        yield lambda table: writer.write_table(table.cast(schema), row_group_size=group)
+    with atomic_path(path) as tmp:
+        # Vectors do not compress (float bits): stored plain, read without a decompression copy.
+        writer = pq.ParquetWriter(tmp, schema, compression={name: "snappy" for name in schema.names} | {
+            "embedding": "none"}, use_dictionary=[n for n in schema.names if n != "id" and n != "embedding"])
+        try:
+            yield lambda table: writer.write_table(table.cast(schema), row_group_size=group)
+        finally:
+            writer.close()
 
 
 def write_embeddings(path: str | Path, ids: Sequence[str], vectors: np.ndarray,
@@ -156,7 +162,7 @@ def read_embeddings(path: str | Path, dtype=np.float32) -> tuple[list[str], np.n
     ids: list[str] = []
     offset = 0
     try:
-        reader = pq.ParquetFile(path)
+        reader = pq.ParquetFile(path, memory_map=True)
         for index in range(reader.num_row_groups):
             group = reader.read_row_group(index, columns=["id", "embedding"])
             n = group.num_rows

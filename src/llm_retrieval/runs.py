@@ -15,12 +15,17 @@ def drop_self_hits(query_id: str, hits: Iterable[tuple[str, float]]) -> list[tup
     return [(doc, score) for doc, score in hits if doc != query_id]
 
 
+def format_run_lines(ranked: dict[str, list[tuple[str, float]]], tag: str) -> str:
+    """Run file text. Scores with 9 significant digits: two different float32 scores never print
+    equal, so trec_eval sees the retrieval order rather than re-sorting printed ties by doc id."""
+    return "".join(f"{qid} Q0 {doc} {rank} {float(score):.9g} {tag}\n"
+                   for qid, hits in ranked.items() for rank, (doc, score) in enumerate(hits, start=1))
+
+
 def write_run(path: str | Path, ranked: dict[str, list[tuple[str, float]]], tag: str) -> None:
     """``ranked`` maps each query to its hits, best first."""
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
-        for qid, hits in ranked.items():
-            for rank, (doc, score) in enumerate(hits, start=1):
-                out.write(f"{qid} Q0 {doc} {rank} {float(score):.6f} {tag}\n")
+    with atomic_path(path) as tmp:
+        tmp.write_text(format_run_lines(ranked, tag), encoding="utf-8")
 
 
 def read_run(path: str | Path) -> Run:

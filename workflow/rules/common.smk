@@ -211,5 +211,18 @@ def training_group_inputs(wildcards):
     return {}
 
 
+def run_of(wildcards):
+    """The search job's output a query set's run comes from: a dense search writes one folder per
+    (setting, backbone, collection) holding every query set's run; BM25 one file per query set."""
+    stem = f"{R}/runs/{wildcards.run_setting}/{wildcards.retriever}/{wildcards.collection}"
+    return f"{stem}/{wildcards.query_set}.trec" if wildcards.run_setting == LEXICAL else stem
+
+
+def run_file_of(wildcards):
+    """The run file itself, inside the folder for dense runs."""
+    stem = f"{R}/runs/{wildcards.run_setting}/{wildcards.retriever}/{wildcards.collection}"
+    return f"{stem}/{wildcards.query_set}.trec"
+
+
 def table_metrics(wildcards):
     return [metrics_file(unit) for unit in table_units(study, wildcards.table)]

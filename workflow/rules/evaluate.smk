@@ -3,7 +3,7 @@
 
 rule evaluate_run:
     input:
-        run=f"{R}/runs/{{run_setting}}/{{retriever}}/{{collection}}/{{query_set}}.trec",
+        run=run_of,
         qrels=f"{R}/data/{{collection}}/qrels.parquet",
     output:
         f"{R}/metrics/{{run_setting}}/{{retriever}}/{{collection}}/{{query_set}}.json",
@@ -19,6 +19,7 @@ rule evaluate_run:
     resources:
         **rule_resources("evaluate"),
     params:
+        run_file=run_file_of,
         relevance_level=lambda wc: study.collection(wc.collection)["query_sets"][wc.query_set]["relevance_level"],
     script:
         "../scripts/evaluate_run.py"

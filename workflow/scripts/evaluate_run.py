@@ -6,7 +6,7 @@ from llm_retrieval.runs import read_run
 
 with job_log(snakemake.log[0]) as log:
     qrels = read_qrels(snakemake.input.qrels, snakemake.wildcards.query_set)
-    result = evaluate(read_run(snakemake.input.run), qrels, snakemake.params.relevance_level)
+    result = evaluate(read_run(snakemake.params.run_file), qrels, snakemake.params.relevance_level)
     result.update({k: snakemake.wildcards[k] for k in ("run_setting", "retriever", "collection", "query_set")})
     write_json(snakemake.output[0], result)
     log.info("aggregate: %s", result["aggregate"])
