@@ -18,7 +18,7 @@ RULES = {
     "bm25_index", "bm25_search", "encode_queries_and_first_shard", "encode_corpus_shard", "dense_search",
     "training_groups", "train_lora", "evaluate_run", "comparison_table", "axis_table",
 }
-GPU_RULES = {"encode_queries_and_first_shard", "encode_corpus_shard", "train_lora"}
+GPU_RULES = {"encode_queries_and_first_shard", "encode_corpus_shard", "dense_search", "train_lora"}
 # The users' profile plus the CI overlay; the CI cluster settings come last.
 PROFILE = ["--profile", "slurm", "--profile", "profiles/slurm-ci"]
 CONFIG = ["--configfile", "config/mini.yaml", "slice.yaml", "profiles/slurm-ci/cluster.yaml"]

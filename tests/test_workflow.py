@@ -184,3 +184,55 @@ def test_single_backbone_rerun_plans_that_backbone_and_the_tables_only(finished_
                                                 if "vl-i" in study.backbones_of(s) for c in study.collections_of(s))
     assert counts["bm25_search"] == counts["prepare_collection"] == 0
     assert counts["comparison_table"] == 2  # the zero-shot tables vl-i appears in
+
+
+@pytest.mark.slow
+def test_fp16_shards_rank_as_float32_apart_from_near_ties_and_metrics_agree(finished_mini):
+    """The mini study's synth-text run (fp16 shards) against an exact float32 search of the same encoder's
+    vectors: hits may swap only where their float32 scores differ by less than fp16 rounding."""
+    import json
+
+    import numpy as np
+
+    from llm_retrieval.data.canonical import CORPUS_SCHEMA, read_qrels, read_queries, read_table
+    from llm_retrieval.embeddings import read_embeddings
+    from llm_retrieval.encode import Encoder, EncoderSpec
+    from llm_retrieval.metrics import evaluate
+    from llm_retrieval.runs import read_run
+
+    results = finished_mini / "results"
+    study = load_study(finished_mini / "config/mini.yaml")
+    collection = study.collection("synth-text")
+    backbone = json.loads((results / "models/base/backbone.json").read_text())
+    encoder = Encoder(EncoderSpec(backbone, study.config["encoding"]), "cpu")
+    corpus = read_table(results / "data/synth-text/corpus.parquet", CORPUS_SCHEMA).to_pydict()
+    texts = [f"{t} {x}" if collection["use_title"] and t else x for t, x in zip(corpus["title"], corpus["text"])]
+    docs = encoder.encode("passage", texts)
+    queries = read_queries(results / "data/synth-text/queries.parquet", "test")
+    query_vectors = encoder.encode("query", list(queries.values()))
+    stored = np.concatenate([read_embeddings(results / f"embeddings/zeroshot/base/synth-text/corpus/shard-{i}.parquet")[1]
+                             for i in range(study.config["encoding"]["corpus_shards"])])
+    np.testing.assert_allclose(stored, docs, atol=2e-3)  # the workflow's shards hold these vectors in fp16
+
+    exact = query_vectors @ docs.T
+    top_k = collection["top_k"]
+    fp32_run, swapped = {}, 0
+    run16 = read_run(results / "runs/zeroshot/base/synth-text/test.trec")
+    index = {doc: i for i, doc in enumerate(corpus["id"])}
+    for qi, qid in enumerate(queries):
+        scores = exact[qi].copy()
+        if collection["drop_self_hits"] and qid in index:
+            scores[index[qid]] = -np.inf
+        order = sorted(range(len(scores)), key=lambda d: corpus["id"][d], reverse=True)
+        order = sorted(order, key=lambda d: -scores[d])[:top_k]  # trec_eval's order: score desc, doc id desc
+        fp32_run[qid] = {corpus["id"][d]: float(scores[d]) for d in order}
+        got = list(run16[qid])
+        assert len(got) == len(order)
+        gaps = np.abs(scores[[index[d] for d in got]] - scores[order])
+        assert gaps.max() <= 2e-3, (qid, gaps.max())  # a different doc only where scores agree to fp16 precision
+        swapped += sum(a != corpus["id"][b] for a, b in zip(got, order))
+    assert swapped < 0.1 * top_k * len(queries)
+    qrels = read_qrels(results / "data/synth-text/qrels.parquet", "test")
+    m32, m16 = evaluate(fp32_run, qrels)["aggregate"], evaluate(run16, qrels)["aggregate"]
+    for measure in ("ndcg_cut_10", "mrr_10", "recall_100"):
+        assert abs(m32[measure] - m16[measure]) <= 0.001, (measure, m32[measure], m16[measure])
