@@ -133,6 +133,11 @@ def test_faiss_gpu_path_builds_an_fp16_index_sharded_over_the_gpus_when_one_is_t
             (tmp_path / "cpu" / f"{query_set}.trec").read_text()
 
 
+def test_faiss_gpu_asked_for_where_faiss_has_no_gpu_says_what_to_install():
+    with pytest.raises(ValueError, match="requirements-gpu.txt"):
+        search.choose_backend("faiss-gpu")
+
+
 def test_corpus_fitting_one_gpu_uses_one_and_too_big_a_corpus_says_what_to_set():
     gib = 2**30
     assert gpu_memory_plan(1_000_000, 3584, [80 * gib] * 4) == 1

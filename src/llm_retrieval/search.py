@@ -125,11 +125,15 @@ def cuda_devices() -> int:
 def choose_backend(requested: str = "auto") -> str:
     if requested not in BACKENDS:
         raise ValueError(f"search backend {requested!r}: expected one of {', '.join(BACKENDS)}")
+    faiss_gpus = getattr(faiss, "get_num_gpus", lambda: 0)()
+    if requested == "faiss-gpu" and faiss_gpus == 0:
+        raise ValueError("search.backend: faiss-gpu, but the faiss installed here sees no GPU (faiss-cpu, or no "
+                         "GPU in this job); install requirements-gpu.txt (docs/search.md) or set search.backend: auto")
     if requested != "auto":
         return requested
     if cuda_devices() == 0:
         return "faiss-cpu"
-    return "faiss-gpu" if getattr(faiss, "get_num_gpus", lambda: 0)() > 0 else "torch"
+    return "faiss-gpu" if faiss_gpus > 0 else "torch"
 
 
 def gpu_memory_plan(rows: int, dim: int, gpu_bytes: Sequence[int], what: str = "corpus") -> int:
