@@ -113,20 +113,19 @@ def test_faiss_gpu_path_builds_an_fp16_index_sharded_over_the_gpus_when_one_is_t
 
     class Options:
         useFloat16 = False
-        shard = False
 
-    def to_gpus(index, co=None, ngpu=-1):
-        made.append((co.useFloat16, co.shard, ngpu))
+    def to_gpus(index, co=None, gpus=()):
+        made.append((co.useFloat16, list(gpus)))
         return index  # the CPU flat index stands in for the GPU one
 
     monkeypatch.setattr(faiss, "GpuMultipleClonerOptions", Options, raising=False)
-    monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", to_gpus)
+    monkeypatch.setattr(faiss, "index_cpu_to_gpus_list", to_gpus)
     monkeypatch.setattr(faiss, "get_num_gpus", lambda: 2, raising=False)
     monkeypatch.setattr(search, "cuda_devices", lambda: 2)
     corpus_bytes = 200 * 8 * 2
     monkeypatch.setattr(search, "_gpu_bytes", lambda: [search.GPU_WORKSPACE_BYTES + corpus_bytes // 2 + 64] * 2)
     search_collection(queries, shards, ["dev", "dl19"], 10, False, tmp_path / "gpu", "t", backend="auto")
-    assert made == [(True, True, 2)]
+    assert made == [(True, [0]), (True, [1])]  # fp16, one index per GPU
     search_collection(queries, shards, ["dev", "dl19"], 10, False, tmp_path / "cpu", "t", backend="faiss-cpu")
     for query_set in ("dev", "dl19"):
         assert (tmp_path / "gpu" / f"{query_set}.trec").read_text() == \

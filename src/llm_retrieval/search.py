@@ -4,8 +4,9 @@ Three backends, one ranking (scores in float32; ties ordered as trec_eval orders
 
 - ``faiss-cpu`` (no GPU): shard by shard, a flat inner-product index over the float32-widened
   vectors, top-k per shard, then one vectorised merge (:func:`merge_hits`). Memory holds one shard.
-- ``faiss-gpu``: the whole corpus in a faiss-gpu fp16 flat inner-product index, on one GPU when it
-  fits there, else sharded over all the job's GPUs. Only index creation differs from faiss-cpu.
+- ``faiss-gpu``: the whole corpus in faiss-gpu fp16 flat inner-product indexes, on one GPU when it
+  fits there, else sharded over all the job's GPUs (one index per GPU). Only index creation and the
+  split over GPUs differ from faiss-cpu.
 - ``torch`` (a GPU but no faiss-gpu): the corpus as fp16 on the GPUs, fp16 matmul with float32
   output, running top-k per GPU, the same merge.
 
@@ -158,12 +159,11 @@ def gpu_memory_plan(rows: int, dim: int, gpu_bytes: Sequence[int], what: str = "
         f"{per_gpu / GIB:.0f} GiB. Set slurm.kinds.search.gpus: {wanted} (or a slurm.gpu_model with more memory)")
 
 
-def make_gpu_index(dim: int, num_gpus: int) -> faiss.Index:
-    """faiss-gpu fp16 flat inner-product index: one GPU, or sharded over ``num_gpus`` GPUs."""
+def make_gpu_index(dim: int, gpu: int) -> faiss.Index:
+    """faiss-gpu fp16 flat inner-product index on one GPU (fp16 storage and GEMM, float32 scores)."""
     options = faiss.GpuMultipleClonerOptions()
-    options.useFloat16 = True  # fp16 storage and GEMM, float32 accumulation and scores
-    options.shard = num_gpus > 1
-    return faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(dim), co=options, ngpu=num_gpus)
+    options.useFloat16 = True
+    return faiss.index_cpu_to_gpus_list(faiss.IndexFlatIP(dim), co=options, gpus=[gpu])
 
 
 def _gpu_bytes() -> list[int]:
@@ -194,18 +194,27 @@ def _faiss_search(index, queries: np.ndarray, k: int, batch: int, offset: int = 
 
 def _search_faiss_gpu(queries: np.ndarray, shards: Sequence[Path], depth: int, batch: int,
                       num_gpus: int) -> tuple[list, list]:
+    """One fp16 index per GPU; each shard's rows split over the GPUs (faiss's own IndexShards takes a
+    single add() only, and the corpus arrives shard by shard). Labels map back to corpus rows."""
     if depth > FAISS_GPU_MAX_K:
         raise ValueError(f"faiss-gpu searches at most k={FAISS_GPU_MAX_K}; top_k {depth} needs search.backend: torch")
-    index, doc_ids = None, []
+    indexes, owned, doc_ids = None, [[] for _ in range(num_gpus)], []
     for shard in tqdm(shards, desc="load shards", unit="shard", disable=None):
         ids, vectors = read_embeddings(shard)
         if ids:
-            index = index or make_gpu_index(vectors.shape[1], num_gpus)
-            index.add(vectors)
+            indexes = indexes or [make_gpu_index(vectors.shape[1], gpu) for gpu in range(num_gpus)]
+            for gpu, piece in enumerate(np.array_split(np.arange(len(ids)), num_gpus)):
+                if len(piece):
+                    indexes[gpu].add(vectors[piece[0]:piece[-1] + 1])
+                    owned[gpu].append(piece + len(doc_ids))
         doc_ids += ids
-    if index is None:
-        return [], doc_ids
-    return [_faiss_search(index, queries, min(depth, len(doc_ids)), batch)], doc_ids
+    parts = []
+    for index, rows in zip(indexes or [], owned):
+        if rows:
+            rows = np.concatenate(rows)
+            hits = _faiss_search(index, queries, min(depth, len(rows)), batch)
+            parts.append(Hits(hits.scores, np.where(hits.rows >= 0, rows[np.maximum(hits.rows, 0)], -1)))
+    return parts, doc_ids
 
 
 def _search_torch(queries: np.ndarray, shards: Sequence[Path], depth: int, batch: int, devices: Sequence[str],
