@@ -187,7 +187,7 @@ def test_single_backbone_rerun_plans_that_backbone_and_the_tables_only(finished_
 
 
 @pytest.mark.slow
-def test_fp16_shards_rank_as_float32_apart_from_near_ties_and_metrics_agree(finished_mini):
+def test_fp16_shards_rank_as_float32_apart_from_near_ties_and_metrics_agree(finished_mini, monkeypatch):
     """The mini study's synth-text run (fp16 shards) against an exact float32 search of the same encoder's
     vectors: hits may swap only where their float32 scores differ by less than fp16 rounding."""
     import json
@@ -200,6 +200,7 @@ def test_fp16_shards_rank_as_float32_apart_from_near_ties_and_metrics_agree(fini
     from llm_retrieval.metrics import evaluate
     from llm_retrieval.runs import read_run
 
+    monkeypatch.chdir(finished_mini)  # backbone.json holds paths relative to the study folder
     results = finished_mini / "results"
     study = load_study(finished_mini / "config/mini.yaml")
     collection = study.collection("synth-text")
@@ -211,7 +212,7 @@ def test_fp16_shards_rank_as_float32_apart_from_near_ties_and_metrics_agree(fini
     queries = read_queries(results / "data/synth-text/queries.parquet", "test")
     query_vectors = encoder.encode("query", list(queries.values()))
     stored = np.concatenate([read_embeddings(results / f"embeddings/zeroshot/base/synth-text/corpus/shard-{i}.parquet")[1]
-                             for i in range(study.config["encoding"]["corpus_shards"])])
+                             for i in range(study.corpus_shards("synth-text", "zeroshot"))])
     np.testing.assert_allclose(stored, docs, atol=2e-3)  # the workflow's shards hold these vectors in fp16
 
     exact = query_vectors @ docs.T
