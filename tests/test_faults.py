@@ -56,6 +56,11 @@ def leftovers(workdir: Path) -> list[str]:
 
 
 def same_file(a: Path, b: Path) -> None:
+    if a.is_dir():  # a dense search's folder: every query set's run
+        assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir()), a
+        for child in a.iterdir():
+            same_file(child, b / child.name)
+        return
     if a.suffix == ".parquet":
         assert pq.read_table(a).equals(pq.read_table(b)), a
     elif a.suffix == ".json":
@@ -74,7 +79,7 @@ def test_kill_9_in_bm25_encoding_search_evaluation_and_training_then_the_same_co
     targets = {
         "bm25_search": "results/runs/lexical/bm25/stdlib-t2c/test.trec",
         "encode_corpus_shard": "results/embeddings/zeroshot/base/synth-text/corpus/shard-1.parquet",
-        "dense_search": "results/runs/zeroshot/vl-i/stdlib-t2c/test.trec",
+        "dense_search": "results/runs/zeroshot/vl-i/stdlib-t2c",  # one folder: every query set's run
         "evaluate_run": "results/metrics/zeroshot/vl-i/synth-text/test.json",
         "train_lora": "results/train/base/training.json",
     }
@@ -84,7 +89,7 @@ def test_kill_9_in_bm25_encoding_search_evaluation_and_training_then_the_same_co
               f"replace:*{targets['evaluate_run']}=kill",
               "call:llm_retrieval.train.rank:micro_step@3=kill"]
     for target in targets.values():
-        (work / target).unlink()
+        shutil.rmtree(work / target) if (work / target).is_dir() else (work / target).unlink()
     shutil.rmtree(work / "results/train/base/adapter")
     shutil.rmtree(work / "results/checkpoints/base", ignore_errors=True)
 
