@@ -187,17 +187,16 @@ def test_single_backbone_rerun_plans_that_backbone_and_the_tables_only(finished_
 
 
 @pytest.mark.slow
-def test_fp16_shards_rank_as_float32_apart_from_near_ties_and_metrics_agree(finished_mini, monkeypatch):
+def test_fp16_shards_rank_as_float32_apart_from_ties_within_fp16_error(finished_mini, monkeypatch):
     """The mini study's synth-text run (fp16 shards) against an exact float32 search of the same encoder's
     vectors: hits may swap only where their float32 scores differ by less than fp16 rounding."""
     import json
 
     import numpy as np
 
-    from llm_retrieval.data.canonical import CORPUS_SCHEMA, read_qrels, read_queries, read_table
+    from llm_retrieval.data.canonical import CORPUS_SCHEMA, read_queries, read_table
     from llm_retrieval.embeddings import read_embeddings
     from llm_retrieval.encode import Encoder, EncoderSpec
-    from llm_retrieval.metrics import evaluate
     from llm_retrieval.runs import read_run
 
     monkeypatch.chdir(finished_mini)  # backbone.json holds paths relative to the study folder
@@ -217,7 +216,6 @@ def test_fp16_shards_rank_as_float32_apart_from_near_ties_and_metrics_agree(fini
 
     exact = query_vectors @ docs.T
     top_k = collection["top_k"]
-    fp32_run, swapped = {}, 0
     run16 = read_run(results / "runs/zeroshot/base/synth-text/test.trec")
     index = {doc: i for i, doc in enumerate(corpus["id"])}
     for qi, qid in enumerate(queries):
@@ -226,14 +224,7 @@ def test_fp16_shards_rank_as_float32_apart_from_near_ties_and_metrics_agree(fini
             scores[index[qid]] = -np.inf
         order = sorted(range(len(scores)), key=lambda d: corpus["id"][d], reverse=True)
         order = sorted(order, key=lambda d: -scores[d])[:top_k]  # trec_eval's order: score desc, doc id desc
-        fp32_run[qid] = {corpus["id"][d]: float(scores[d]) for d in order}
         got = list(run16[qid])
         assert len(got) == len(order)
         gaps = np.abs(scores[[index[d] for d in got]] - scores[order])
         assert gaps.max() <= 2e-3, (qid, gaps.max())  # a different doc only where scores agree to fp16 precision
-        swapped += sum(a != corpus["id"][b] for a, b in zip(got, order))
-    assert swapped < 0.1 * top_k * len(queries)
-    qrels = read_qrels(results / "data/synth-text/qrels.parquet", "test")
-    m32, m16 = evaluate(fp32_run, qrels)["aggregate"], evaluate(run16, qrels)["aggregate"]
-    for measure in ("ndcg_cut_10", "mrr_10", "recall_100"):
-        assert abs(m32[measure] - m16[measure]) <= 0.001, (measure, m32[measure], m16[measure])
