@@ -179,3 +179,34 @@ def test_gpu_search_ranks_as_cpu_search(tmp_path):
         same = (gpu.rows == cpu.rows).mean()
         # Differences only where scores agree within the GPU's accumulation-order rounding.
         assert same > 0.99, backend
+
+
+def test_fp16_shards_give_float32_rankings_apart_from_near_ties_and_metrics_within_0_001(tmp_path):
+    """Unit vectors with topical structure (queries near their relevant documents), as trained encoders give."""
+    rng = np.random.default_rng(7)
+    topics = rng.normal(size=(40, 64))
+    docs = topics[np.arange(2000) % 40] + 0.8 * rng.normal(size=(2000, 64))
+    docs = (docs / np.linalg.norm(docs, axis=1, keepdims=True)).astype(np.float32)
+    source = rng.choice(2000, 300, replace=False)
+    queries = docs[source] + 0.1 * rng.normal(size=(300, 64)).astype(np.float32)
+    queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+    doc_ids, qids = [f"d{i}" for i in range(2000)], [f"q{i}" for i in range(300)]
+    qrels = {q: {doc_ids[s]: 1, doc_ids[(s + 40) % 2000]: 1} for q, s in zip(qids, source)}
+    shards = []
+    for k, rows in enumerate(np.array_split(np.arange(2000), 4)):
+        shards.append(tmp_path / f"shard-{k}.parquet")
+        write_embeddings(shards[-1], [doc_ids[i] for i in rows], docs[rows])
+    write_embeddings(tmp_path / "queries.parquet", qids, queries, {"query_set": ["test"] * 300})
+    search_collection(tmp_path / "queries.parquet", shards, ["test"], 100, False, tmp_path / "runs", "t", "faiss-cpu")
+    run16 = read_run(tmp_path / "runs" / "test.trec")
+    exact = queries @ docs.T  # float32 vectors, float32 scores
+    run32 = {}
+    for qi, qid in enumerate(qids):
+        order = sorted(sorted(range(2000), key=lambda d: doc_ids[d], reverse=True), key=lambda d: -exact[qi, d])[:100]
+        run32[qid] = {doc_ids[d]: float(exact[qi, d]) for d in order}
+        got = [int(d[1:]) for d in run16[qid]]
+        assert np.abs(exact[qi, got] - exact[qi, order]).max() <= 2e-3  # swaps only within fp16 error
+    m32, m16 = evaluate(run32, qrels)["aggregate"], evaluate(run16, qrels)["aggregate"]
+    for measure in ("ndcg_cut_10", "mrr_10", "recall_100"):
+        assert abs(m32[measure] - m16[measure]) <= 0.001, (measure, m32[measure], m16[measure])
+    assert 0.2 < m32["ndcg_cut_10"] < 0.99  # a task neither trivial nor hopeless
