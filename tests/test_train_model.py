@@ -10,6 +10,8 @@ from llm_retrieval.modeling import load_tokenizer
 from llm_retrieval.train import checkpoint
 from llm_retrieval.train.dataset import read_groups, sample_group
 from llm_retrieval.train.loss import info_nce
+from llm_retrieval.train.memory import GIB, ModelDims, use_checkpointing
+from llm_retrieval.train.memory import estimate as estimate_memory
 from llm_retrieval.train.model import Batcher, trainable_retriever
 from llm_retrieval.train.packing import PackedRowTooLong, PackingUnsupported, check_attention, pack, padded_tokens
 
@@ -117,3 +119,22 @@ def test_checkpoint_from_another_stage_or_packing_mode_is_refused(tmp_path):
                          ({"zero_stage": 3, "packing": True}, "packing=False")):
         with pytest.raises(checkpoint.CheckpointMismatch, match=f"training.{name}, this run has"):
             checkpoint.load(None, tmp_path, expect=expect)
+
+
+def test_checkpointing_auto_is_on_only_when_the_activations_would_not_fit():
+    qwen7b = ModelDims(hidden=3584, intermediate=18944, layers=28, heads=28, kv_heads=4, vocab=152064)
+    assert qwen7b.body_params == pytest.approx(6.53e9, rel=1e-3)  # N of the FLOP convention
+    lora = {"rank": 32, "dropout": 0.1, "target_modules": training_config()["lora"]["target_modules"]}
+    protocol = {"per_device_batch": 1, "group_size": 16, "max_length": {"query": 32, "passage": 156}, "lora": lora}
+    h100 = 80 * GIB
+    on, estimate = use_checkpointing("auto", qwen7b, protocol, 8, 3, h100)
+    assert not on and estimate.fits() and "of 80.0 GiB" in estimate.describe()  # ~2.5K tokens fit easily
+    on, estimate = use_checkpointing("auto", qwen7b, {**protocol, "per_device_batch": 4}, 8, 3, h100)
+    assert on and estimate.fits()  # ~10K tokens: only with recomputation
+    assert use_checkpointing(True, qwen7b, protocol, 8, 3, h100)[0]
+    assert not use_checkpointing(False, qwen7b, {**protocol, "per_device_batch": 4}, 8, 3, h100)[0]
+    assert not use_checkpointing("auto", qwen7b, protocol, 8, 3, None)[0]  # CPU: nothing to decide
+    # ZeRO-3 holds 1/world of the weights, ZeRO-2 all of them.
+    z2 = estimate_memory(qwen7b, lora, 2528, 8, 2, checkpointing=False)
+    z3 = estimate_memory(qwen7b, lora, 2528, 8, 3, checkpointing=False)
+    assert z2.weights > 4 * z3.weights and z2.activations == z3.activations

@@ -7,6 +7,7 @@ killed mid-way and rerun must end with the weights of an uninterrupted run.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -15,7 +16,8 @@ from safetensors.torch import load_file
 from llm_retrieval.data.canonical import DataError
 from llm_retrieval.modeling import load_text_model, load_tokenizer
 from llm_retrieval.train import checkpoint
-from llm_retrieval.train.driver import TrainJob, launch
+from llm_retrieval.train.driver import TrainJob, _free_port, launch
+from llm_retrieval.train.rank import forward_backward, setup as setup_rank
 from llm_retrieval.encode import Encoder, EncoderSpec
 
 from train_fixtures import ndcg10, synthetic_task, tiny_backbone, training_config, write_groups
@@ -94,6 +96,46 @@ def test_resume_after_failure_matches_uninterrupted_run(setup):
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6)
     assert any(a[k].abs().sum() > 0 for k in a if "lora_B" in k)  # it trained at all
+
+
+def _two_steps_with_gradients(index: int, job: TrainJob, port: int, out: str) -> None:
+    """One rank: two optimizer steps, recording the loss and the full LoRA gradients before each."""
+    import torch.distributed as dist
+    from deepspeed.utils import safe_get_full_grad
+
+    os.environ.update(RANK=str(index), LOCAL_RANK=str(index), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    rank = setup_rank(job)
+    record = {}
+    for step in range(2):
+        record[f"loss{step}"] = torch.tensor(forward_backward(rank.engine, rank.inputs(step, 0), job.training, 2))
+        for name, param in rank.engine.module.named_parameters():
+            if param.requires_grad:  # collective under ZeRO-3: every rank calls it, in the same order
+                record[f"{step}:{name}"] = safe_get_full_grad(param).detach().clone()
+        rank.engine.step()
+    if index == 0:
+        torch.save(record, out)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_zero_stages_2_and_3_give_the_same_loss_and_lora_gradients(setup):
+    import torch.multiprocessing as mp
+
+    results = {}
+    for stage in (2, 3):
+        training = training_config(zero_stage=stage, max_steps=2, learning_rate=1e-2, checkpoint_every=100)
+        out = str(setup["root"] / f"stage{stage}.pt")
+        mp.spawn(_two_steps_with_gradients, args=(_job(setup, f"stage{stage}", training), _free_port(), out),
+                 nprocs=2, join=True)
+        results[stage] = torch.load(out)
+    two, three = results[2], results[3]
+    assert two.keys() == three.keys() and len(two) == 2 + 2 * 28
+    for key in two:
+        torch.testing.assert_close(two[key], three[key], rtol=1e-4, atol=1e-6, msg=key)
+    # Step 2 follows an update of LoRA B, so every LoRA gradient is live by then.
+    assert all(two[k].abs().sum() > 0 for k in two if k.startswith("1:"))
 
 
 def test_incomplete_checkpoints_are_ignored(tmp_path):

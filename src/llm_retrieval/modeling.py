@@ -37,12 +37,15 @@ def attention_implementation(device: str | torch.device) -> str:
 
 
 def load_text_model(path: str, architecture: str, dtype: str = "float32", device: str = "cpu",
-                    revision: str | None = None, adapter_dir: str | None = None) -> nn.Module:
+                    revision: str | None = None, adapter_dir: str | None = None,
+                    attention: str | None = None) -> nn.Module:
     """The backbone's transformer without LM head (plus a trained LoRA adapter if given).
 
     For Qwen2.5-VL, the language model alone: text-only input never reaches the vision
     tower, and its multimodal rotary positions reduce to ordinary 1-D positions, so the
     language model is the whole text path; the vision weights are dropped to save memory.
+    ``attention`` overrides the attention implementation chosen for ``device`` (training
+    loads on the CPU, or partitioned, but computes on the GPU).
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})")
@@ -56,7 +59,7 @@ def load_text_model(path: str, architecture: str, dtype: str = "float32", device
     # and training (ZeRO-3 places the weights itself) loads on the CPU.
     placement = {"device_map": str(device)} if torch.device(device).type != "cpu" else {}
     model = AutoModel.from_pretrained(path, revision=revision, dtype=DTYPES[dtype],
-                                      attn_implementation=attention_implementation(device), **placement)
+                                      attn_implementation=attention or attention_implementation(device), **placement)
     if architecture == "qwen2_5_vl":
         model = model.language_model
     if adapter_dir is not None:

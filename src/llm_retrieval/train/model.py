@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import encoders
-from ..modeling import load_text_model
+from ..modeling import attention_implementation, load_text_model
 from ..prompts import PrefixEosFormatter, document_text
 from .packing import FLASH, PackedBatch, pack
 
@@ -103,11 +103,17 @@ def _pad_right(t: torch.Tensor, width: int, value: int) -> torch.Tensor:
 
 
 def trainable_retriever(backbone_path: str, architecture: str, lora: dict, dtype: str = "float32",
-                        gradient_checkpointing: bool = False, pooling: str | None = None) -> Retriever:
-    """Backbone (on CPU; DeepSpeed places and partitions it) with fresh LoRA adapters."""
+                        gradient_checkpointing: bool = False, pooling: str | None = None,
+                        compute_device: str = "cpu") -> Retriever:
+    """Backbone with fresh LoRA adapters, loaded on the CPU for DeepSpeed to place (under ZeRO-3 with
+    ``HfDeepSpeedConfig`` alive, loaded partitioned: no rank holds a full copy); a decoder's attention
+    chosen for ``compute_device`` (flash-attention on GPU where installed)."""
     from peft import LoraConfig, get_peft_model
 
-    backbone = load_text_model(backbone_path, architecture, dtype, "cpu").train()
+    # An encoder (BERT) keeps its default attention: flash-attention is a decoder path here.
+    decoder = not encoders.family(architecture).bidirectional
+    backbone = load_text_model(backbone_path, architecture, dtype, "cpu",
+                               attention=attention_implementation(compute_device) if decoder else None).train()
     if gradient_checkpointing:
         # Non-reentrant checkpointing needs no input grads, which the frozen embeddings lack.
         backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -8,12 +8,16 @@ and the engine steps at the accumulation boundary.
 from __future__ import annotations
 
 import os
+import resource
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
+from transformers import AutoConfig
+from transformers.integrations import HfDeepSpeedConfig
 
 from ..atomic import write_json
 from ..modeling import load_tokenizer
@@ -23,6 +27,7 @@ from .adapter import save_adapter
 from .dataset import GroupSchedule, read_groups, sample_group
 from .engine import build_engine, check_batch, deepspeed_config, init_process_group
 from .loss import info_nce
+from .memory import GIB, MemoryEstimate, ModelDims, use_checkpointing
 from .model import Batcher, trainable_retriever
 from .packing import check_attention
 
@@ -36,8 +41,34 @@ class InjectedFailure(RuntimeError):
     pass
 
 
-def train_rank(job: TrainJob) -> dict | None:
-    """Train (or resume) on this rank; rank 0 writes the adapter and the log. Returns the log on rank 0."""
+@dataclass
+class Rank:
+    """One rank, set up: engine, data and the state a run resumes from."""
+
+    job: TrainJob
+    deepspeed: object
+    engine: object
+    schedule: GroupSchedule
+    groups: list
+    batcher: Batcher
+    state: dict
+    rank: int
+    world: int
+    packing: bool
+    checkpointing: bool
+    memory: MemoryEstimate
+    hf_ds: object  # the live HfDeepSpeedConfig under ZeRO-3 (None otherwise)
+    started: float
+
+    def inputs(self, step: int, micro: int) -> list:
+        epoch, indices = self.schedule.micro_batch(step, micro, self.rank)
+        return micro_batch(self.groups, self.batcher, self.job.training, epoch, indices, self.engine.device,
+                           f"{self.job.groups_path}: step {step + 1}, micro-step {micro + 1}, rank {self.rank}",
+                           self.packing)
+
+
+def setup(job: TrainJob) -> Rank:
+    """Process group, data, model (partitioned under ZeRO-3) and engine; resumes from the newest checkpoint."""
     started = time.time()
     on_gpu = torch.cuda.is_available()
     if on_gpu:
@@ -49,21 +80,32 @@ def train_rank(job: TrainJob) -> dict | None:
     rank, world = dist.get_rank(), dist.get_world_size()
     cfg = job.training
     check_batch(cfg, world)
-    fail_at = job.fail_at_step or (int(os.environ[FAIL_ENV]) if os.environ.get(FAIL_ENV) else None)
     preemption.install()
 
     groups = read_groups(job.groups_path)
     schedule = GroupSchedule(len(groups), cfg["per_device_batch"], cfg["gradient_accumulation"], world,
                              cfg["seed"], cfg.get("epochs", 1), cfg.get("max_steps"))
-    tokenizer = load_tokenizer(job.backbone_path)
-    batcher = Batcher(tokenizer, cfg["max_length"], job.architecture)
+    batcher = Batcher(load_tokenizer(job.backbone_path), cfg["max_length"], job.architecture)
+    template = job.deepspeed_config or cfg["deepspeed_config"]
+    dims = ModelDims.from_config(AutoConfig.from_pretrained(job.backbone_path))
+    ds_config = deepspeed_config(template, cfg, world, on_gpu, dims.hidden)
+    stage = ds_config["zero_optimization"]["stage"]
+    device_bytes = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory if on_gpu else None
+    checkpointing, memory = use_checkpointing(cfg.get("gradient_checkpointing", "auto"), dims, cfg, world, stage,
+                                              device_bytes)
+    checkpointing = checkpointing and on_gpu  # CPU runs (tests) are tiny: no recomputation
+    if rank == 0:
+        print(f"per-GPU memory estimate (ZeRO-{stage}, world {world}, gradient checkpointing "
+              f"{'on' if checkpointing else 'off'} [{cfg.get('gradient_checkpointing', 'auto')}]): "
+              f"{memory.describe()}", flush=True)
 
     torch.manual_seed(cfg["seed"])  # identical LoRA initialisation on every rank
+    # Under ZeRO-3 a live HfDeepSpeedConfig makes from_pretrained build the model inside
+    # deepspeed.zero.Init: each rank keeps only its partition (no full copy in host memory).
+    hf_ds = HfDeepSpeedConfig(ds_config) if stage == 3 else None  # noqa: F841  (must stay alive while loading)
     model = trainable_retriever(job.backbone_path, job.architecture, cfg["lora"],
-                                "bfloat16" if on_gpu else "float32",
-                                bool(cfg.get("gradient_checkpointing")) and on_gpu, job.pooling)
-    ds_config = deepspeed_config(job.deepspeed_config or cfg["deepspeed_config"], cfg, world, on_gpu,
-                                 model.backbone.config.hidden_size)
+                                "bfloat16" if on_gpu else "float32", checkpointing, job.pooling,
+                                "cuda" if on_gpu else "cpu")
     # Packing derives causal per-sequence masks from positions: decoders only; an encoder runs padded.
     packing = bool(cfg.get("packing")) and not encoders.family(job.architecture).bidirectional
     if packing:
@@ -82,31 +124,46 @@ def train_rank(job: TrainJob) -> dict | None:
         state = checkpoint.load(engine, latest, expect=mode)
         state["resumed_from"].append(state["step"])
     state["mode"] = mode
-    run_log = _loop(engine, job, schedule, groups, batcher, state, rank, world, fail_at)
-    save_adapter(engine, job.adapter_dir, rank, deepspeed)
+    return Rank(job, deepspeed, engine, schedule, groups, batcher, state, rank, world, packing, checkpointing,
+                memory, hf_ds, started)
+
+
+def train_rank(job: TrainJob) -> dict | None:
+    """Train (or resume) on this rank; rank 0 writes the adapter and the log. Returns the log on rank 0."""
+    r = setup(job)
+    fail_at = job.fail_at_step or (int(os.environ[FAIL_ENV]) if os.environ.get(FAIL_ENV) else None)
+    engine, rank, world = r.engine, r.rank, r.world
+    run_log = _loop(r, fail_at)
+    save_adapter(engine, job.adapter_dir, rank, r.deepspeed)
+    peak_host = [None] * world  # peak resident host memory of every rank (GiB), for the log
+    dist.all_gather_object(peak_host, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2)
     if rank == 0:
         snapshots.export(job)
-        run_log.update(wall_seconds_this_process=time.time() - started, optimizer_steps=engine.global_steps,
+        run_log.update(packing=r.packing, gradient_checkpointing=r.checkpointing,
+                       memory_estimate_gib=r.memory.total / GIB, peak_host_memory_gib_per_rank=peak_host,
+                       wall_seconds_this_process=time.time() - r.started, optimizer_steps=engine.global_steps,
                        zero_stage=engine.zero_optimization_stage(), dtype=str(next(engine.module.parameters()).dtype))
         write_json(job.log_path, run_log)
     dist.barrier()
     return run_log if rank == 0 else None
 
 
-def micro_batch(groups, batcher, cfg, epoch, indices, device, where: str = "micro-step") -> list:
+def micro_batch(groups, batcher, cfg, epoch, indices, device, where: str = "micro-step",
+                packing: bool | None = None) -> list:
     """The model inputs of one micro-step: this rank's queries and, per query, its sampled group
-    (one packed row with ``training.packing``, else padded query and passage tensors)."""
+    (one packed row when packing — ``training.packing`` unless the rank decided otherwise, as for an
+    encoder — else padded query and passage tensors)."""
     group_size = cfg["group_size"]
     passages = [p for i in indices for p in sample_group(groups[i], group_size, cfg["seed"], epoch, i)]
     queries, texts = [groups[i].query for i in indices], batcher.passage_texts(passages)
-    if cfg.get("packing"):
+    if cfg.get("packing") if packing is None else packing:
         return [batcher.packed(queries, texts, cfg.get("max_packed_tokens"), where).to(device)]
     q, p = batcher.tensors("query", queries), batcher.tensors("passage", texts)
     return [t.to(device) for t in (*q, *p)]
 
 
-def micro_step(engine, inputs, cfg: dict, world: int) -> float:
-    """Forward (one pass), InfoNCE over the gathered micro-step, backward, engine step; returns the loss."""
+def forward_backward(engine, inputs, cfg: dict, world: int) -> float:
+    """Forward (one pass), InfoNCE over the micro-step gathered across ranks, backward; returns the loss."""
     with encoders.memory_guard(f"a micro-step of {cfg['per_device_batch']} queries x {cfg['group_size']} passages",
                                "lower training.per_device_batch (raising gradient_accumulation keeps the global batch) "
                                "or training.max_length, or set gradient_checkpointing: true"):
@@ -115,11 +172,11 @@ def micro_step(engine, inputs, cfg: dict, world: int) -> float:
         # The engine averages gradients over ranks; every rank's loss already
         # covers the global batch, so scale back to the full gradient.
         engine.backward(loss * world)
-    engine.step()  # updates only at the accumulation boundary
     return loss.item()
 
 
-def _loop(engine, job, schedule, groups, batcher, state, rank, world, fail_at) -> dict:
+def _loop(r: Rank, fail_at: int | None) -> dict:
+    engine, job, schedule, state, rank, world = r.engine, r.job, r.schedule, r.state, r.rank, r.world
     cfg = job.training
     every = cfg.get("checkpoint_every") or 0
     start = state["step"]
@@ -130,10 +187,8 @@ def _loop(engine, job, schedule, groups, batcher, state, rank, world, fail_at) -
         t0 = time.time()
         micro_losses = []
         for micro in range(cfg["gradient_accumulation"]):
-            epoch, indices = schedule.micro_batch(step, micro, rank)
-            inputs = micro_batch(groups, batcher, cfg, epoch, indices, engine.device,
-                                 f"{job.groups_path}: step {step + 1}, micro-step {micro + 1}, rank {rank}")
-            micro_losses.append(micro_step(engine, inputs, cfg, world))
+            micro_losses.append(forward_backward(engine, r.inputs(step, micro), cfg, world))
+            engine.step()  # updates only at the accumulation boundary
         state["step"] = step + 1
         state["losses"].append(sum(micro_losses) / len(micro_losses))
         state["train_seconds"] += time.time() - t0
