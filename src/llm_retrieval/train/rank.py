@@ -175,6 +175,13 @@ def forward_backward(engine, inputs, cfg: dict, world: int) -> float:
     return loss.item()
 
 
+def micro_step(engine, inputs, cfg: dict, world: int) -> float:
+    """One micro-step: forward/backward, then the engine step (it updates only at the accumulation boundary)."""
+    loss = forward_backward(engine, inputs, cfg, world)
+    engine.step()
+    return loss
+
+
 def _loop(r: Rank, fail_at: int | None) -> dict:
     engine, job, schedule, state, rank, world = r.engine, r.job, r.schedule, r.state, r.rank, r.world
     cfg = job.training
@@ -187,8 +194,7 @@ def _loop(r: Rank, fail_at: int | None) -> dict:
         t0 = time.time()
         micro_losses = []
         for micro in range(cfg["gradient_accumulation"]):
-            micro_losses.append(forward_backward(engine, r.inputs(step, micro), cfg, world))
-            engine.step()  # updates only at the accumulation boundary
+            micro_losses.append(micro_step(engine, r.inputs(step, micro), cfg, world))
         state["step"] = step + 1
         state["losses"].append(sum(micro_losses) / len(micro_losses))
         state["train_seconds"] += time.time() - t0
