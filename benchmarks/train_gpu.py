@@ -24,6 +24,7 @@ Without CUDA (and without ``--smoke``) it refuses with exit status 2.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -95,6 +96,7 @@ def measure(mode: str, config, n_queries: int, args, device, dtype, attention: s
                 "learning_rate": 1e-4, "zero_stage": 3}
     device_bytes = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else None
     checkpointing, estimate = use_checkpointing("auto", dims, training, 1, 3 if mode == "zero3" else 2, device_bytes)
+    gc.collect()  # the previous configuration's model and optimizer
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
