@@ -8,6 +8,7 @@ import sys
 import pytest
 import yaml
 
+from llm_retrieval.report import table_collections
 from slurm_helpers import assert_ran_under_slurm, require_cluster, run, slurm_job
 from workflow_helpers import job_counts, load_study, planned_jobs, scratch_copy
 
@@ -17,6 +18,7 @@ RULES = {
     "build_stdlib_codesearch", "build_synthetic_text", "resolve_backbone", "prepare_collection",
     "bm25_index", "bm25_search", "encode_queries_and_first_shard", "encode_corpus_shard", "dense_search",
     "training_groups", "train_lora", "evaluate_run", "comparison_table", "axis_table",
+    "report_figures", "cost_table", "report_summary",
 }
 GPU_RULES = {"encode_queries_and_first_shard", "encode_corpus_shard", "dense_search", "train_lora"}
 # The users' profile plus the CI overlay; the CI cluster settings come last.
@@ -48,8 +50,12 @@ def test_dry_run_through_the_users_profile(study):
 def test_demo_slice_runs_every_rule_as_slurm_jobs(study):
     code, out = run(smk(*PROFILE, *CONFIG), study, timeout=800)
     assert code == 0, out[-6000:]
-    for table in ("beir", "coir", "supervised"):
-        assert (study / f"results/tables/{table}.md").is_file()
+    # The tables that have a dataset in the slice (it holds no CoIR collection: no CoIR table is made).
+    sliced = load_study(study / "config/mini.yaml", SLICE)
+    made = {t for t in sliced.config["tables"] if table_collections(sliced, t)}
+    assert made == {"beir", "supervised"}
+    for table in sliced.config["tables"]:
+        assert (study / f"results/tables/{table}.md").is_file() == (table in made), table
     subs = assert_ran_under_slurm(out, RULES)
     # Slurm's own record: GPU kinds on the gpu partition with a (fake) GPU, the rest on cpu.
     for job_id, log in subs:
@@ -74,13 +80,14 @@ def test_single_backbone_rerun_through_the_profile(study):
     jobs = planned_jobs(out)
     counts = job_counts(jobs)
     assert counts["resolve_backbone"] == counts["train_lora"] == 1
-    # Shards beyond the first, per encoding: synth-text (zero-shot) is 2 shards, stdlib-t2c (supervised) 1.
-    mini = load_study(study / "config/mini.yaml")
-    assert counts["encode_queries_and_first_shard"] == 2
-    extra = mini.corpus_shards("synth-text", "zeroshot") - 1 + mini.corpus_shards("stdlib-t2c", "supervised") - 1
-    assert counts["encode_corpus_shard"] == extra
+    # One encoding per (setting or axis variant, collection) of the slice, and its shards beyond the first.
+    sliced = load_study(study / "config/mini.yaml", SLICE)
+    encodings = [(s, c) for s in sliced.dense_settings() for c in sliced.collections_of(s)]
+    assert counts["encode_queries_and_first_shard"] == len(encodings)
+    assert counts["encode_corpus_shard"] == sum(sliced.corpus_shards(c, s) - 1 for s, c in encodings)
     assert counts["encode_corpus_shard"] >= 1
     assert counts["prepare_collection"] == counts["bm25_search"] == counts["bm25_index"] == 0
     assert counts["training_groups"] == 0
-    backbones = {w.get("backbone", w.get("retriever")) for rule, w in jobs if rule not in ("comparison_table", "all")}
+    aggregates = ("comparison_table", "axis_table", "report_figures", "cost_table", "report_summary", "all")
+    backbones = {w.get("backbone", w.get("retriever")) for rule, w in jobs if rule not in aggregates}
     assert backbones == {"base"}

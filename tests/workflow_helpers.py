@@ -1,6 +1,7 @@
 """Running the workflow in a scratch copy of the repository and reading its plans."""
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 import subprocess
@@ -9,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import yaml
-from snakemake.utils import validate
+from snakemake.utils import update_config, validate
 
 from llm_retrieval.study import Study
 
@@ -17,9 +18,12 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "workflow", "config", "resources", "profiles", "slurm", "envs", "requirements.txt")
 
 
-def load_study(path) -> Study:
-    """A config as the workflow sees it: schema-validated (defaults filled), then cross-checked."""
+def load_study(path, *overrides: dict) -> Study:
+    """A config as the workflow sees it (later --configfile overrides deep-merged, as Snakemake does):
+    schema-validated (defaults filled), then cross-checked."""
     config = yaml.safe_load(open(path))
+    for override in overrides:
+        update_config(config, copy.deepcopy(override))
     validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
     return Study(config)
 

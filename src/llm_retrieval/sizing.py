@@ -117,8 +117,15 @@ def sized_resources(config: dict, kind: str, resources: dict, record_of) -> dict
     base_runtime, base_mem = resources["runtime"], resources.get("mem_mb")
     out = dict(resources)
 
+    def size_of(wildcards, measure):
+        """``measure(backbone config, record path)``, or None for a job without a study backbone."""
+        backbone = getattr(wildcards, "backbone", None)
+        if backbone not in config.get("backbones", {}):
+            return None
+        return measure(config["backbones"][backbone], record_of(backbone))
+
     def factor(wildcards) -> float | None:
-        return scale(config["backbones"][wildcards.backbone], record_of(wildcards.backbone))
+        return size_of(wildcards, scale)
 
     def runtime(wildcards, attempt):
         f = factor(wildcards)
@@ -126,7 +133,7 @@ def sized_resources(config: dict, kind: str, resources: dict, record_of) -> dict
         return minutes if f is None else max(1, math.ceil(minutes * max(f, MIN_RUNTIME_FRACTION)))
 
     def mem_mb(wildcards, attempt):
-        n = parameters(config["backbones"][wildcards.backbone], record_of(wildcards.backbone))
+        n = size_of(wildcards, parameters)
         base = base_mem(wildcards, attempt)
         if n is None:
             return base
@@ -139,7 +146,7 @@ def sized_resources(config: dict, kind: str, resources: dict, record_of) -> dict
         out["mem_mb"] = mem_mb
     if kind != "train_lora" and "gpu" in out:
         def gpus(wildcards, attempt):
-            n = parameters(config["backbones"][wildcards.backbone], record_of(wildcards.backbone))
+            n = size_of(wildcards, parameters)
             return resources["gpu"] if n is None else max(
                 resources["gpu"], encode_gpus(n, settings["gpu_memory_mb"], wildcards.backbone))
         out["gpu"] = gpus

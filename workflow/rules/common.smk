@@ -5,7 +5,7 @@ import sys
 
 from llm_retrieval import axes, sizing
 from llm_retrieval.pins import UnpinnedError, apply_lock, check_pins, read_lock
-from llm_retrieval.report import FIGURE_KINDS, PIN_FILES, table_units
+from llm_retrieval.report import FIGURE_KINDS, PIN_FILES, table_collections, table_units
 from llm_retrieval.study import BM25, LEXICAL, ConfigError, Study, metrics_path
 
 # Hub revisions pinned by `python -m llm_retrieval.pins`: the lock's commit hashes replace the
@@ -78,9 +78,14 @@ def all_embeddings():
     return files
 
 
+def study_tables():
+    """The tables with at least one dataset in this study (a slice of the demo may leave one empty)."""
+    return [name for name in config.get("tables", {}) if table_collections(study, name)]
+
+
 def all_tables():
     exts = ["md", "csv", "html", "json", "fidelity.md", "fidelity.json", "fidelity.html"]
-    return expand(f"{R}/tables/{{table}}.{{ext}}", table=list(config.get("tables", {})), ext=exts)
+    return expand(f"{R}/tables/{{table}}.{{ext}}", table=study_tables(), ext=exts)
 
 
 # --- the HTML report (snakemake --report) -------------------------------------------
@@ -96,7 +101,8 @@ def table_figures(table):
 def report_items():
     """(path, caption, category, subcategory) of every file the HTML report shows."""
     items = [(f"{R}/report/{page}", page.replace(".", "_") + ".rst", "Overview", None) for page in REPORT_PAGES]
-    for name, spec in config.get("tables", {}).items():
+    for name in study_tables():
+        spec = config["tables"][name]
         where = (SETTING_CATEGORY[spec["setting"]], spec["title"])
         items += [
             (f"{R}/tables/{name}.html", "table.rst", *where),
@@ -125,7 +131,7 @@ def all_report():
             flagged[path] = report(
                 path, caption=f"workflow/report/{caption}", category=category, subcategory=subcategory
             )
-    plain = all_tables() + [f for t in config.get("tables", {}) for f in table_figures(t)]
+    plain = all_tables() + [f for t in study_tables() for f in table_figures(t)]
     plain += [f"{R}/report/{name}" for name in ["summary.md", "workflow.rst", "cost.md", "cost.json"]]
     wanted = list(dict.fromkeys(plain + [path for path, *_ in report_items()]))
     return [flagged.get(path, path) for path in wanted]

@@ -74,8 +74,8 @@ rule cost_table:
 
 rule report_summary:
     input:
-        tables=expand(f"{R}/tables/{{table}}.json", table=list(config["tables"])),
-        fidelity=expand(f"{R}/tables/{{table}}.fidelity.json", table=list(config["tables"])),
+        tables=expand(f"{R}/tables/{{table}}.json", table=study_tables()),
+        fidelity=expand(f"{R}/tables/{{table}}.fidelity.json", table=study_tables()),
         cost=f"{R}/report/cost.json",
         backbones=expand(f"{R}/models/{{backbone}}/backbone.json", backbone=study.used_backbones()),
         template="workflow/report/workflow.rst",
