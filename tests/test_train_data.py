@@ -1,6 +1,8 @@
 """Training data: BM25-mined groups, deterministic group sampling and batch order, input formatting."""
 from __future__ import annotations
 
+import os
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -152,3 +154,17 @@ def test_batcher_keeps_prefix_and_eos_under_truncation(tmp_path):
 def test_read_groups_roundtrip(tmp_path):
     groups = read_groups(write_groups(synthetic_task(), tmp_path / "g.parquet", n_neg=3))
     assert len(groups) > 0 and len(groups[0].negatives) == 3 and groups[0].positives[0].docid.startswith("d")
+
+
+def test_a_rank_run_in_the_callers_process_leaves_its_environment_as_it_was(monkeypatch):
+    # A one-rank training runs in the caller's process; a later srun from that process (the Slurm
+    # tests, or a workflow step) must not inherit its finished rendezvous (MASTER_ADDR and friends).
+    from llm_retrieval.train import driver
+
+    seen = {}
+    monkeypatch.setattr(driver, "train_rank", lambda job: seen.update(MASTER_ADDR=os.environ["MASTER_ADDR"]))
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.setenv("RANK", "7")
+    driver._spawned(0, None, 1, 12345)
+    assert seen == {"MASTER_ADDR": "127.0.0.1"}
+    assert "MASTER_ADDR" not in os.environ and "MASTER_PORT" not in os.environ and os.environ["RANK"] == "7"

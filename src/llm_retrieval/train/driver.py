@@ -52,7 +52,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
 def _spawned(index: int, job: TrainJob, world: int, port: int) -> None:
+    """One rank. Its variables are undone afterwards: a single rank runs in the caller's process,
+    whose later children (an srun, say) must not inherit a finished rendezvous."""
+    saved = {name: os.environ.get(name) for name in RANK_VARIABLES}
     os.environ.update(RANK=str(index), LOCAL_RANK=str(index), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     try:
@@ -60,6 +66,11 @@ def _spawned(index: int, job: TrainJob, world: int, port: int) -> None:
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def under_slurm_ranks() -> bool:
