@@ -127,6 +127,9 @@ def random_weights(study: Study, setting: str) -> bool:
 def build(study: Study, name: str, metrics_path) -> Table:
     """Table ``name`` with significance, CIs and published values; ``metrics_path(unit)`` locates metrics."""
     spec = study.config["tables"][name]
+    if not table_collections(study, name):
+        raise ValueError(f"tables.{name}: no collection of this study feeds it (setting {spec['setting']!r}); "
+                         "the workflow plans only tables with a dataset — add one to the setting or drop the table")
     options = study.config["report"]
     retrievers = _retrievers(study, spec["setting"])
     labels = [label for _, _, label in retrievers]
