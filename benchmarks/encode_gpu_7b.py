@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from llm_retrieval.encode import Encoder, EncoderSpec  # noqa: E402
-from llm_retrieval.sizes import SizeTable  # noqa: E402
+from llm_retrieval.corpus_sizes import SizeTable  # noqa: E402
 
 PEAK = 989e12
 QWEN25_7B = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,

@@ -36,7 +36,7 @@ def load_config(path: Path) -> dict:
 
 def prefix_tokens() -> int:
     """Qwen2 tokens of the chat-template prefix before a passage's text (shared once per job when on)."""
-    from llm_retrieval.sizes import QWEN2_5_TEMPLATE, qwen_encoding
+    from llm_retrieval.corpus_sizes import QWEN2_5_TEMPLATE, qwen_encoding
 
     return len(qwen_encoding().encode(QWEN2_5_TEMPLATE.split("{user}")[0] + 'Passage: "', allowed_special="all"))
 

@@ -6,7 +6,7 @@ import statistics
 import pytest
 
 from llm_retrieval.encode import BatchBudgetError, Encoder, EncoderSpec, padding_ratio, token_batches
-from llm_retrieval.sizes import SizeTable, check_actual_size
+from llm_retrieval.corpus_sizes import SizeTable, check_actual_size
 from llm_retrieval.study import ConfigError, Study
 from workflow_helpers import ROOT, load_study
 
@@ -32,7 +32,7 @@ def demo_lengths():
 
     from llm_retrieval.data.beir import iter_beir_corpus
     from llm_retrieval.data.demo import build_synthetic_beir, stdlib_pairs
-    from llm_retrieval.sizes import qwen_encoding
+    from llm_retrieval.corpus_sizes import qwen_encoding
 
     config = load_study(ROOT / "config/demo.yaml").config["encoding"]
     template = SizeTable().template_tokens

@@ -81,7 +81,8 @@ def test_a_pooling_or_setting_the_architecture_lacks_is_a_config_error(edit, mes
 def test_a_tiny_bert_trains_with_lora_on_its_own_modules_and_encodes_with_the_adapter(tmp_path):
     from safetensors.torch import load_file
 
-    from llm_retrieval.train.driver import TrainJob, launch
+    from llm_retrieval.train.driver import launch
+    from llm_retrieval.train.job import TrainJob
     from train_fixtures import synthetic_task, training_config, write_groups
 
     task = synthetic_task()

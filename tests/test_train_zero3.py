@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 from llm_retrieval.data.canonical import DataError
 from llm_retrieval.modeling import load_text_model, load_tokenizer
 from llm_retrieval.train import checkpoint
-from llm_retrieval.train.driver import TrainJob, _free_port, launch
+from llm_retrieval.train.driver import _free_port, launch
+from llm_retrieval.train.job import TrainJob
 from llm_retrieval.train.rank import forward_backward, setup as setup_rank
 from llm_retrieval.encode import Encoder, EncoderSpec
 

@@ -129,7 +129,7 @@ def position_limit(backbone: dict) -> int | None:
     """Longest input the backbone's positions allow, when the config says (built models, known shapes)."""
     if "build" in backbone:
         return backbone["build"].get("max_position_embeddings")
-    from .sizing import known_shape
+    from .model_resources import known_shape
 
     shape = known_shape(backbone.get("hub_id", ""))
     return shape.get("max_position_embeddings") if shape else None

@@ -25,7 +25,7 @@ SLURM_DEFAULTS = {
     "gpus_per_node": 8,
     "cpus_per_gpu": 8,
     "mem_mb_per_gpu": 96000,
-    "gpu_memory_mb": 81920,  # memory of one GPU (H100 80 GB): bounds the backbone size (llm_retrieval.sizing)
+    "gpu_memory_mb": 81920,  # memory of one GPU (H100 80 GB): bounds the backbone size (llm_retrieval.model_resources)
     # A retry gets runtime * runtime_growth**(attempt-1), memory likewise.
     "runtime_growth": 2.0,
     "mem_growth": 1.5,

@@ -20,7 +20,7 @@ from .data.canonical import CORPUS_SCHEMA, QUERIES_SCHEMA, check_schema, read_ta
 from . import encoders
 from .modeling import load_text_model, load_tokenizer
 from .prompts import Formatter, PrefixEosFormatter, PromptRepsFormatter, document_text
-from .sizes import check_actual_size
+from .corpus_sizes import check_actual_size
 from .study import ConfigError
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Iterator
 
-from . import axes, encoders, sizes
+from . import axes, corpus_sizes, encoders
 
 SETTINGS = ("zeroshot", "supervised")
 LEXICAL = "lexical"  # the setting name BM25 runs are filed under
@@ -124,8 +124,8 @@ class Study:
     # --- the shard plan (sizes estimated before download) ----------------------
 
     @cached_property
-    def size_table(self) -> sizes.SizeTable:
-        return sizes.SizeTable()
+    def size_table(self) -> corpus_sizes.SizeTable:
+        return corpus_sizes.SizeTable()
 
     def corpus_size(self, collection: str, setting: str = "zeroshot") -> tuple[int, int]:
         """(documents, encoded tokens) estimated for one collection's corpus in one setting's format:
@@ -133,19 +133,19 @@ class Study:
         ``Passage: `` + text + EOS within training.max_length.passage."""
         try:
             documents, mean_tokens = self.size_table.mean_tokens(collection, self.collection(collection))
-        except sizes.SizeEstimateError as err:
+        except corpus_sizes.SizeEstimateError as err:
             raise ConfigError(str(err)) from None
         if axes.base_of(setting) == "supervised":  # a setting variant: its own passage length (axes.py)
             whole = axes.max_length_for(self.config, setting)["passage"]
-            template = sizes.SUPERVISED_TEMPLATE_TOKENS
-            return documents, sizes.encoded_tokens(documents, mean_tokens, max(1, whole - template), template)
+            template = corpus_sizes.SUPERVISED_TEMPLATE_TOKENS
+            return documents, corpus_sizes.encoded_tokens(documents, mean_tokens, max(1, whole - template), template)
         passage = axes.encoding_for(self.config, setting, collection)["max_text_tokens"]["passage"]
-        tokens = sizes.encoded_tokens(documents, mean_tokens, passage, self.size_table.template_tokens)
+        tokens = corpus_sizes.encoded_tokens(documents, mean_tokens, passage, self.size_table.template_tokens)
         return documents, tokens
 
     def corpus_shards(self, collection: str, setting: str = "zeroshot") -> int:
         """Number of shard jobs for one corpus: its estimated tokens / encoding.shard_tokens, at least 1."""
-        return sizes.shard_count(self.corpus_size(collection, setting)[1], self.config["encoding"]["shard_tokens"])
+        return corpus_sizes.shard_count(self.corpus_size(collection, setting)[1], self.config["encoding"]["shard_tokens"])
 
     # --- what the DAG expands -------------------------------------------------
 

@@ -3,7 +3,7 @@ import json
 import os
 import sys
 
-from llm_retrieval import axes, sizing
+from llm_retrieval import axes, model_resources
 from llm_retrieval.pins import UnpinnedError, apply_lock, check_pins, read_lock
 from llm_retrieval.report import FIGURE_KINDS, PIN_FILES, table_collections, table_units
 from llm_retrieval.study import BM25, LEXICAL, ConfigError, Study, metrics_path
@@ -18,8 +18,8 @@ except UnpinnedError as err:
 
 try:
     study = Study(config)
-    sizing.check_fits(config)
-except (ConfigError, sizing.SizingError) as err:
+    model_resources.check_fits(config)
+except (ConfigError, model_resources.SizingError) as err:
     raise WorkflowError(f"invalid config: {err}") from None
 
 R = "results"

@@ -2,7 +2,7 @@
 # cluster settings: `slurm:` in the config, see docs/slurm.md). Each rule states
 # `threads: rule_threads(KIND)` and unpacks `**rule_resources(KIND)` into its resources.
 
-from llm_retrieval import cluster, sizing
+from llm_retrieval import cluster, model_resources
 
 
 def rule_threads(kind):
@@ -10,8 +10,8 @@ def rule_threads(kind):
 
 
 def rule_resources(kind):
-    """Per-kind resources; encoding and training scale with the backbone's parameter count (sizing.py)."""
-    return sizing.sized_resources(
+    """Per-kind resources; encoding and training scale with the backbone's parameter count (model_resources.py)."""
+    return model_resources.sized_resources(
         config, kind, cluster.rule_resources(config, kind), lambda backbone: f"results/models/{backbone}/backbone.json"
     )
 

@@ -14,7 +14,8 @@ import json
 import os
 
 from llm_retrieval.joblog import job_log
-from llm_retrieval.train.driver import TrainJob, launch, under_slurm_ranks
+from llm_retrieval.train.driver import launch, under_slurm_ranks
+from llm_retrieval.train.job import TrainJob
 
 
 def _from_command_line() -> tuple[TrainJob, str | None]:

@@ -9,7 +9,7 @@ run the same loop whichever way they were started:
 - otherwise (a single node, a laptop, the tests): ``world_size`` local processes are
   spawned with ``torch.multiprocessing`` and the same variables set by hand.
 
-Modules: :mod:`.rank` (the per-rank loop), :mod:`.engine` (DeepSpeed config and engine),
+Modules: :mod:`.job` (the run's description), :mod:`.rank` (the per-rank loop), :mod:`.engine` (DeepSpeed config and engine),
 :mod:`.adapter` (adapter export). On GPU: NCCL, bf16. On CPU: DeepSpeed's CPU accelerator
 with gloo and fp32 (used by the tests; ZeRO-3 runs unchanged there).
 """
@@ -18,30 +18,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch.distributed as dist
 
-from .engine import check_batch, deepspeed_config  # noqa: F401  (re-exported: the launcher's checks)
-from .rank import FAIL_ENV, InjectedFailure, train_rank  # noqa: F401
-
-
-@dataclass(frozen=True)
-class TrainJob:
-    """Everything a rank needs (picklable: it crosses ``spawn``)."""
-
-    backbone_path: str
-    architecture: str
-    groups_path: str
-    adapter_dir: str
-    checkpoint_dir: str
-    log_path: str
-    training: dict                      # the config's `training` section
-    deepspeed_config: str | None = None  # defaults to training.deepspeed_config
-    fail_at_step: int | None = None      # raise after this optimizer step (1-based), for tests
-    pooling: str | None = None            # the backbone's pooling (encoders.py); None: its family's default
-    snapshots: dict = field(default_factory=dict)  # step -> output folder of the adapter after it (learning curve)
+from .engine import check_batch
+from .job import TrainJob
+from .rank import train_rank
 
 
 # --- starting the ranks ------------------------------------------------------------------

@@ -11,7 +11,6 @@ import os
 import resource
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -25,14 +24,12 @@ from .. import encoders
 from . import checkpoint, preemption, snapshots
 from .adapter import save_adapter
 from .dataset import GroupSchedule, read_groups, sample_group
+from .job import TrainJob
 from .engine import build_engine, check_batch, deepspeed_config, init_process_group
 from .loss import info_nce
 from .memory import GIB, MemoryEstimate, ModelDims, use_checkpointing
 from .model import Batcher, trainable_retriever
 from .packing import check_attention
-
-if TYPE_CHECKING:
-    from .driver import TrainJob
 
 FAIL_ENV = "LLM_RETRIEVAL_FAIL_AT_STEP"  # failure injection for resume tests / drills
 

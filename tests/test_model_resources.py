@@ -7,20 +7,20 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from llm_retrieval import cluster, sizing
+from llm_retrieval import cluster, model_resources
 from workflow_helpers import ROOT
 
 SCALING = yaml.safe_load(open(ROOT / "config/scaling.yaml"))
 
 
 def test_the_parameter_formula_gives_the_published_counts():
-    for hub_id, shape in sizing._reference().items():
+    for hub_id, shape in model_resources._reference().items():
         if shape["model_type"] == "qwen2":
-            assert sizing.decoder_parameters(shape) == (shape["params_encoder"], shape["params_embedding"]), hub_id
+            assert model_resources.decoder_parameters(shape) == (shape["params_encoder"], shape["params_embedding"]), hub_id
 
 
 def resources_of(config, kind, backbone, record_of=lambda b: "/nonexistent"):
-    res = sizing.sized_resources(config, kind, cluster.rule_resources(config, kind), record_of)
+    res = model_resources.sized_resources(config, kind, cluster.rule_resources(config, kind), record_of)
     wc = SimpleNamespace(backbone=backbone)
     return {k: (v(wc, 1) if callable(v) else v) for k, v in res.items()}
 
@@ -39,16 +39,16 @@ def test_runtime_and_memory_grow_with_the_model_and_follow_its_parameter_count()
 
 
 def test_the_resolved_config_json_overrides_the_published_shape(tmp_path):
-    shape = dict(sizing.known_shape("Qwen/Qwen2.5-0.5B"), num_hidden_layers=48)  # twice the layers
+    shape = dict(model_resources.known_shape("Qwen/Qwen2.5-0.5B"), num_hidden_layers=48)  # twice the layers
     (tmp_path / "model").mkdir()
     (tmp_path / "model/config.json").write_text(json.dumps(shape))
     (tmp_path / "backbone.json").write_text(json.dumps({"path": str(tmp_path / "model")}))
     spec = SCALING["backbones"]["q0.5b"]
-    assert sizing.scale(spec, tmp_path / "backbone.json") == pytest.approx(2 * sizing.scale(spec), rel=1e-3)
+    assert model_resources.scale(spec, tmp_path / "backbone.json") == pytest.approx(2 * model_resources.scale(spec), rel=1e-3)
 
 
 def test_a_backbone_too_large_for_the_gpus_is_a_named_error():
     config = {**SCALING, "slurm": {"gpu_memory_mb": 24576},
               "backbones": {**SCALING["backbones"], "q14b": SCALING["backbones"]["q14b"]}}
-    with pytest.raises(sizing.SizingError, match=r"backbone 'q14b'.*slurm.gpu_memory_mb=24576"):
-        sizing.check_fits(config)
+    with pytest.raises(model_resources.SizingError, match=r"backbone 'q14b'.*slurm.gpu_memory_mb=24576"):
+        model_resources.check_fits(config)
