@@ -29,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from llm_retrieval.encode import Encoder, EncoderSpec  # noqa: E402
+from llm_retrieval.encoder import Encoder, EncoderSpec  # noqa: E402
 from llm_retrieval.corpus_sizes import SizeTable  # noqa: E402
 
 PEAK = 989e12

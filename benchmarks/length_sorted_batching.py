@@ -14,7 +14,7 @@ import torch
 
 from llm_retrieval.backbones import resolve_backbone
 from llm_retrieval.data.demo import stdlib_pairs
-from llm_retrieval.encode import Encoder, EncoderSpec
+from llm_retrieval.encoder import Encoder, EncoderSpec
 
 PROMPTS = {"query": 'Query: "{text}".', "passage": 'Passage: "{text}". Use one word to represent the passage.',
            "assistant_prefill": 'The word is: "'}

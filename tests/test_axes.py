@@ -131,7 +131,7 @@ TASK = "Given a docstring, retrieve the function it describes"
 
 
 def test_an_instruction_sits_where_each_format_reads_it_and_never_on_documents(tiny_backbones):
-    from llm_retrieval.encode import EncoderSpec
+    from llm_retrieval.encoder import EncoderSpec
     from llm_retrieval.modeling import load_tokenizer
 
     tok = load_tokenizer(tiny_backbones["qwen2"]["path"])

@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from llm_retrieval.encode import BatchBudgetError, Encoder, EncoderSpec, padding_ratio, token_batches
+from llm_retrieval.encoder import BatchBudgetError, Encoder, EncoderSpec, padding_ratio, token_batches
 from llm_retrieval.corpus_sizes import SizeTable, check_actual_size
 from llm_retrieval.study import ConfigError, Study
 from workflow_helpers import ROOT, load_study

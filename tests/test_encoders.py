@@ -10,7 +10,7 @@ from snakemake.utils import validate
 
 from llm_retrieval import encoders
 from llm_retrieval.backbones import resolve_backbone
-from llm_retrieval.encode import Encoder, EncoderSpec
+from llm_retrieval.encoder import Encoder, EncoderSpec
 from llm_retrieval.modeling import load_tokenizer
 from llm_retrieval.study import ConfigError, Study
 from workflow_helpers import ROOT

@@ -6,7 +6,8 @@ import torch
 
 from llm_retrieval.data.canonical import write_corpus
 from llm_retrieval.embeddings import read_embeddings
-from llm_retrieval.encode import Encoder, EncoderSpec, QueriesTask, encode_corpus_shard, encode_queries, shard_bounds
+from llm_retrieval.encode import QueriesTask, encode_corpus_shard, encode_queries, shard_bounds
+from llm_retrieval.encoder import Encoder, EncoderSpec
 from llm_retrieval.modeling import last_token_pool, load_text_model, load_tokenizer
 from llm_retrieval.prompts import PrefixEosFormatter, PromptRepsFormatter
 
@@ -92,7 +93,7 @@ def test_shard_encoding_resumes_from_finished_chunks(tiny_backbones, tmp_path, m
     reference = tmp_path / "ref.parquet"
     encode_corpus_shard(corpus, 1, 2, reference, spec, use_title=True, chunk_rows=6)
 
-    import llm_retrieval.encode as enc
+    import llm_retrieval.encoder as enc
     calls = []
     original = enc.Encoder.run
 
@@ -135,7 +136,7 @@ def test_one_process_per_device_gives_the_same_shard(tiny_backbones, tmp_path):
 def test_first_shard_job_encodes_the_queries_with_the_same_model_load(tiny_backbones, tmp_path, monkeypatch):
     import pyarrow as pa
 
-    import llm_retrieval.encode as enc
+    import llm_retrieval.encoder as enc
     from llm_retrieval.atomic import write_parquet
 
     corpus, queries = tmp_path / "corpus.parquet", tmp_path / "queries.parquet"

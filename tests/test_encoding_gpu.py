@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from llm_retrieval.encode import Encoder, EncoderSpec
+from llm_retrieval.encoder import Encoder, EncoderSpec
 from test_encoding import ENCODING
 
 pytestmark = [pytest.mark.gpu,

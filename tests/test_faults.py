@@ -84,7 +84,7 @@ def test_kill_9_in_bm25_encoding_search_evaluation_and_training_then_the_same_co
         "train_lora": "results/train/base/training.json",
     }
     faults = [f"replace:*{targets['bm25_search']}=kill",
-              "call:llm_retrieval.encode:Encoder.run@3=kill",
+              "call:llm_retrieval.encoder:Encoder.run@3=kill",
               f"replace:*{targets['dense_search']}=kill",
               f"replace:*{targets['evaluate_run']}=kill",
               "call:llm_retrieval.train.rank:micro_step@3=kill"]

@@ -19,7 +19,7 @@ from llm_retrieval.train import checkpoint
 from llm_retrieval.train.driver import _free_port, launch
 from llm_retrieval.train.job import TrainJob
 from llm_retrieval.train.rank import forward_backward, setup as setup_rank
-from llm_retrieval.encode import Encoder, EncoderSpec
+from llm_retrieval.encoder import Encoder, EncoderSpec
 
 from train_fixtures import ndcg10, synthetic_task, tiny_backbone, training_config, write_groups
 

@@ -196,7 +196,7 @@ def test_fp16_shards_rank_as_float32_apart_from_ties_within_fp16_error(finished_
 
     from llm_retrieval.data.canonical import CORPUS_SCHEMA, read_queries, read_table
     from llm_retrieval.embeddings import read_embeddings
-    from llm_retrieval.encode import Encoder, EncoderSpec
+    from llm_retrieval.encoder import Encoder, EncoderSpec
     from llm_retrieval.runs import read_run
 
     monkeypatch.chdir(finished_mini)  # backbone.json holds paths relative to the study folder

@@ -2,7 +2,8 @@ import json
 
 import torch
 
-from llm_retrieval.encode import EncoderSpec, encode_corpus_shard
+from llm_retrieval.encode import encode_corpus_shard
+from llm_retrieval.encoder import EncoderSpec
 from llm_retrieval.joblog import job_log
 
 torch.set_num_threads(snakemake.threads)  # torch takes every core otherwise, whatever Snakemake granted

@@ -1,4 +1,6 @@
-"""The retriever being trained (backbone + LoRA, EOS pooling) and the one that encodes afterwards."""
+"""The retriever being trained: the backbone with fresh LoRA adapters, its inputs (the same formatter
+as encoding) and its pooled, normalised embeddings. Encoding after training is :mod:`llm_retrieval.encoder`
+(it loads the exported adapter)."""
 from __future__ import annotations
 
 from typing import Sequence

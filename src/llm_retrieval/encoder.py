@@ -1,0 +1,232 @@
+"""The encoder: texts to vectors on one device (formatting, token-budget batches, forward, pooling,
+and the shared-prefix key/value cache of the zero-shot prompt).
+
+The shard job that feeds it (Parquet reads, resume, one process per GPU) is :mod:`.encode`.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from . import encoders
+from .modeling import load_text_model, load_tokenizer
+from .prompts import Formatter, PrefixEosFormatter, PromptRepsFormatter
+from .study import ConfigError
+
+
+class BatchBudgetError(ConfigError):
+    """encoding.batch_tokens is smaller than one longest possible sequence."""
+
+
+def token_batches(lengths: Sequence[int], budget: int) -> list[list[int]]:
+    """Row indices grouped so that rows x longest <= budget, longest first.
+
+    Sorting by length keeps padding low (neighbours have similar lengths); bounding the padded
+    tokens rather than the row count keeps memory flat: short texts run in wide batches, long
+    ones in narrow. Longest first: an out-of-memory error shows in the first batch, not the last.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= budget:
+            batches[-1].append(i)
+        else:
+            if lengths[i] > budget:
+                raise BatchBudgetError(f"encoding.batch_tokens: {budget} cannot hold a sequence of {lengths[i]} tokens")
+            batches.append([i])
+    return batches
+
+
+def padding_ratio(lengths: Sequence[int], batches: list[list[int]]) -> float:
+    """Padded tokens / real tokens of a batching."""
+    real = sum(lengths)
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    return padded / real if real else 1.0
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Everything a worker process needs to rebuild the encoder (picklable across spawn)."""
+
+    backbone: dict            # backbone.json record: path, revision, architecture, strip_think
+    encoding: dict            # config `encoding` section
+    adapter_dir: str | None = None  # supervised setting: trained LoRA adapter
+    # Supervised format (``Query: ``/``Passage: `` + EOS) with whole-sequence limits, as in
+    # training (config `training.max_length`); None: the zero-shot PromptReps prompts.
+    max_length: dict | None = None
+
+    def formatter_and_budgets(self, tokenizer) -> tuple[Formatter, dict[str, int]]:
+        instruction = self.encoding.get("instruction")  # the instruction axis: the collection's task sentence
+        if self.max_length is not None and encoders.family(self.backbone["architecture"]).bidirectional:
+            formatter = encoders.ClsSepFormatter(tokenizer)  # [CLS] text [SEP]; no instruction format of its own
+            return formatter, {kind: formatter.text_budget(kind, n) for kind, n in self.max_length.items()}
+        if self.max_length is not None:
+            # An instruction does not take from the text's budget: limits count as without one.
+            plain = PrefixEosFormatter(tokenizer)
+            budgets = {kind: plain.text_budget(kind, n) for kind, n in self.max_length.items()}
+            return (PrefixEosFormatter(tokenizer, instruction) if instruction else plain), budgets
+        formatter = PromptRepsFormatter(tokenizer, self.encoding["prompts"], self.backbone.get("strip_think", False),
+                                        instruction)
+        return formatter, dict(self.encoding["max_text_tokens"])
+
+
+class Encoder:
+    def __init__(self, spec: EncoderSpec, device: str):
+        self.spec, self.device = spec, device
+        self.tokenizer = load_tokenizer(spec.backbone["path"], spec.backbone.get("revision"))
+        self.formatter, self.text_budget = spec.formatter_and_budgets(self.tokenizer)
+        dtype = spec.encoding["dtype"] if device.startswith("cuda") else "float32"  # CPUs lack fast bf16 matmul
+        self.check_budget()
+        self.model = load_text_model(spec.backbone["path"], spec.backbone["architecture"], dtype, device,
+                                     spec.backbone.get("revision"), spec.adapter_dir)
+
+    def longest_sequence(self, kind: str) -> int:
+        prefix, suffix = self.formatter.pieces[kind]
+        return len(prefix) + self.text_budget[kind] + len(suffix)
+
+    def check_budget(self) -> None:
+        """Every text must fit a batch alone, truncated as the format says: a smaller budget is a config error."""
+        budget = self.spec.encoding["batch_tokens"]
+        for kind in self.text_budget:
+            longest = self.longest_sequence(kind)
+            if longest > budget:
+                raise BatchBudgetError(
+                    f"encoding.batch_tokens: {budget} cannot hold the longest {kind} sequence of {longest} tokens "
+                    f"({self.text_budget[kind]} text tokens + {longest - self.text_budget[kind]} template tokens "
+                    f"of {self.spec.backbone.get('path')}); set encoding.batch_tokens to at least {longest}")
+
+    # --- preparing (CPU, may run in a background thread) -------------------------------
+
+    def shared_prefix(self, kind: str) -> list[int]:
+        """Token ids every text of ``kind`` starts with, computed once when encoding.share_prefix is on.
+
+        The zero-shot (PromptReps) format only: every text sits after the same chat-template prefix.
+        """
+        if self.spec.max_length is not None or not self.spec.encoding.get("share_prefix", False):
+            return []
+        return list(self.formatter.pieces[kind][0])
+
+    def prepare(self, kind: str, texts: Sequence[str]) -> Prepared:
+        """Tokenise and plan the batches (CPU work: runs in the reader thread, beside the GPU)."""
+        return self.prepare_ids(kind, self.formatter.token_ids(kind, texts, self.text_budget[kind]))
+
+    def prepare_ids(self, kind: str, ids: list[list[int]], batches: list[list[int]] | None = None) -> Prepared:
+        """Batches of already formatted token ids (every one starting with shared_prefix(kind));
+        ``batches`` (row indices) replaces the token-budget batching (benchmarks compare the two)."""
+        if batches is None:
+            batches = token_batches([len(x) for x in ids], self.spec.encoding["batch_tokens"])
+        prefix = self.shared_prefix(kind)
+        rest = [seq[len(prefix):] for seq in ids] if prefix else ids
+        pad = self.tokenizer.pad_token_id
+        pin = torch.device(self.device).type == "cuda"
+        tensors = []
+        for rows in batches:
+            width = max(len(rest[i]) for i in rows)
+            input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for r, i in enumerate(rows):
+                input_ids[r, :len(rest[i])] = torch.tensor(rest[i])
+                mask[r, :len(rest[i])] = 1
+            tensors.append((input_ids.pin_memory(), mask.pin_memory()) if pin else (input_ids, mask))
+        real = sum(map(len, ids))
+        padded = sum(len(rows) * max(len(ids[i]) for i in rows) for rows in batches)
+        return Prepared(kind, len(ids), batches, tensors, prefix, real, padded,
+                        computed=sum(t.numel() for t, _ in tensors) + (len(prefix) if batches else 0))
+
+    # --- running (GPU) ------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def encode(self, kind: str, texts: Sequence[str], desc: str = "") -> np.ndarray:
+        return self.run(self.prepare(kind, texts), desc)
+
+    @torch.inference_mode()
+    def run(self, prepared: Prepared, desc: str = "") -> np.ndarray:
+        """Forward every batch; GPU->host copies go to pinned memory without blocking the next batch."""
+        if not prepared.batches:
+            return np.empty((0, 0), dtype=np.float32)
+        cache = self._prefix_cache(prepared.prefix) if prepared.prefix else None
+        pending = []
+        for rows, (input_ids, mask) in tqdm(list(zip(prepared.batches, prepared.tensors)),
+                                            desc=desc or f"encode {prepared.kind}", unit="batch",
+                                            mininterval=5, disable=None):
+            input_ids = input_ids.to(self.device, non_blocking=True)
+            mask = mask.to(self.device, non_blocking=True)
+            pooled = self._forward(input_ids, mask, cache)
+            if pooled.device.type == "cuda":
+                host = torch.empty(pooled.shape, dtype=pooled.dtype, pin_memory=True)
+                host.copy_(pooled, non_blocking=True)
+                pending.append((rows, host))
+            else:
+                pending.append((rows, pooled))
+        if torch.device(self.device).type == "cuda":
+            torch.cuda.synchronize(self.device)  # every async copy has landed
+        out = np.empty((prepared.count, pending[0][1].shape[1]), dtype=np.float32)
+        for rows, host in pending:
+            out[rows] = host.numpy()
+        return out
+
+    @torch.inference_mode()
+    def forward_ids(self, batch: list[list[int]]) -> np.ndarray:
+        """One batch of whole token sequences, right-padded (no shared prefix): for benchmarks."""
+        width = max(map(len, batch))
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([seq + [pad] * (width - len(seq)) for seq in batch], device=self.device)
+        mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in batch], device=self.device)
+        return self._forward(input_ids, mask).cpu().numpy()
+
+    def _prefix_cache(self, prefix: list[int]):
+        """Keys/values of the shared prefix, one row; expanded to each batch by _forward."""
+        key = tuple(prefix)
+        if getattr(self, "_cached_prefix", (None,))[0] != key:
+            ids = torch.tensor([prefix], device=self.device)
+            past = self.model(input_ids=ids, use_cache=True).past_key_values
+            layers = [(layer.keys, layer.values) for layer in past.layers]
+            self._cached_prefix = (key, layers)
+        return self._cached_prefix[1]
+
+    def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor, prefix_cache=None) -> torch.Tensor:
+        with encoders.memory_guard(f"a batch of {input_ids.shape[0]} texts x {input_ids.shape[1]} tokens",
+                                   "lower encoding.batch_tokens, or the input length (encoding.max_text_tokens, "
+                                   "training.max_length for supervised, settings.<setting>.axes.passage_tokens)"):
+            hidden = self._hidden(input_ids, mask, prefix_cache)
+        pooled = encoders.pool(hidden, mask, encoders.pooling_of(self.spec.backbone)).float()
+        if self.spec.encoding["normalize"]:
+            pooled = F.normalize(pooled, dim=-1)
+        return pooled
+
+    def _hidden(self, input_ids: torch.Tensor, mask: torch.Tensor, prefix_cache=None) -> torch.Tensor:
+        if prefix_cache is None:
+            return self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        from transformers import DynamicCache
+
+        rows, width = input_ids.shape
+        start = prefix_cache[0][0].shape[-2]
+        # Expanded views, no copy: the model concatenates each batch's own keys after them.
+        past = DynamicCache(ddp_cache_data=[(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1))
+                                            for k, v in prefix_cache])
+        full_mask = torch.cat([mask.new_ones(rows, start), mask], dim=1)
+        positions = torch.arange(start, start + width, device=input_ids.device).expand(rows, -1)
+        if self.spec.backbone["architecture"] == "qwen2_5_vl":
+            # Multimodal rotary positions (temporal, height, width): for text all three are the 1-D position.
+            positions = positions[None].expand(3, -1, -1)
+        return self.model(input_ids=input_ids, attention_mask=full_mask, position_ids=positions,
+                          past_key_values=past, use_cache=True).last_hidden_state
+
+
+@dataclass
+class Prepared:
+    """One set of texts tokenised and cut into batches, ready for the GPU."""
+
+    kind: str
+    count: int
+    batches: list
+    tensors: list
+    prefix: list
+    real_tokens: int       # tokens of the formatted texts
+    padded_tokens: int     # rows x longest, summed over batches, computing every token
+    computed: int          # tokens the forward passes compute (padding included, shared prefix once)
