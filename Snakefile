@@ -2,7 +2,9 @@
 # backbone x collection x setting: data -> BM25 / encode -> search -> metrics -> tables.
 # Protocol: ../shared/PROTOCOL.md (copied references in resources/reference/).
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from llm_retrieval.config_schema import ConfigSchemaError, validate_config
 
 min_version("9.0")
 
@@ -29,7 +31,12 @@ if not workflow.config_settings.configfiles:
     configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# The schema fills the defaults; a config that does not fit it is refused with one line per problem
+# (a renamed key names its replacement, an unknown key the closest known one).
+try:
+    validate_config(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
+except ConfigSchemaError as err:
+    raise WorkflowError(str(err)) from None
 
 
 include: "workflow/rules/common.smk"

@@ -17,6 +17,8 @@ from __future__ import annotations
 import copy
 import math
 
+from .config_schema import RENAMED_KEYS
+
 SLURM_DEFAULTS = {
     "account": None,  # slurm_account; None: the user's default account
     "partitions": {"cpu": None, "gpu": None},  # None: the cluster's default partition
@@ -54,10 +56,9 @@ SLURM_DEFAULTS = {
 
 GPU_KINDS = ("encode_queries_and_first_shard", "encode_corpus_shard", "search", "train_lora")
 
-# Kinds are named after the rule they serve (or the stage, where several rules share one).
-# Old names in a user's slurm.kinds are refused with the new one.
-RENAMED_KINDS = {"build_backbone": "resolve_backbone", "mine_negatives": "training_groups", "train": "train_lora",
-                 "encode_queries": "encode_queries_and_first_shard"}
+# Old names in a user's slurm.kinds are refused with the new one (from the one table of renamed config keys).
+RENAMED_KINDS = {old.removeprefix("slurm.kinds."): new.removeprefix("slurm.kinds.")
+                 for old, (new, _) in RENAMED_KEYS.items() if old.startswith("slurm.kinds.")}
 
 
 class RenamedKindError(ValueError):

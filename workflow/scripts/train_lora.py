@@ -38,12 +38,13 @@ def _from_command_line() -> tuple[TrainJob, str | None]:
         training = json.loads(args.training)
     else:
         import yaml
-        from snakemake.utils import validate
+        from llm_retrieval.config_schema import validate_config
 
         with open(args.config, encoding="utf-8") as f:
             config = yaml.safe_load(f)
         # The schema checks the config and fills its defaults (warmup_ratio, ...), as the workflow does.
-        validate(config, os.path.join(os.path.dirname(__file__), "..", "schemas", "config.schema.yaml"))
+        validate_config(config, os.path.join(os.path.dirname(__file__), "..", "schemas", "config.schema.yaml"),
+                        source=args.config)
         training = config["training"]
     backbone = json.load(open(args.backbone, encoding="utf-8"))
     job = TrainJob(backbone["path"], backbone["architecture"], args.groups, args.adapter, args.checkpoints,
