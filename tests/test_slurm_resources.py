@@ -135,3 +135,102 @@ def test_ci_cluster_settings_fit_the_test_cluster():
         res = evaluate(ns["rule_resources"](kind), attempt=3)
         assert res["mem_mb"] <= 2000 and res["runtime"] <= 30
         assert ns["rule_threads"](kind) == 1
+
+
+# --- retries, the partition's limits, the rank launcher, the early warning (issue 23) -----------
+
+
+def paper_config():
+    return yaml.safe_load((REPO / "config/config.yaml").read_text())
+
+
+def requested(config, kind, attempt):
+    """What resources.smk hands Snakemake for one job of ``kind`` (backbone ``base``) at ``attempt``."""
+    from types import SimpleNamespace
+
+    from llm_retrieval import model_resources
+
+    res = model_resources.sized_resources(config, kind, cluster.rule_resources(config, kind),
+                                          lambda backbone: REPO / "no-such-record.json")
+    wildcards = SimpleNamespace(backbone="base")
+    return {k: (v(wildcards, attempt) if callable(v) else v) for k, v in res.items()}
+
+
+def test_retries_of_every_job_kind_stay_within_a_48_hour_partition_and_one_node_s_memory():
+    config = paper_config()
+    settings = cluster.slurm_settings(config)
+    node_mb = settings["gpus_per_node"] * settings["mem_mb_per_gpu"]
+    for kind in cluster.SLURM_DEFAULTS["kinds"]:
+        attempts = [requested(config, kind, a) for a in (1, 2, 3)]
+        runtimes, mems = [r["runtime"] for r in attempts], [r["mem_mb"] for r in attempts]
+        assert max(runtimes) <= 48 * 60 and max(mems) <= node_mb, (kind, runtimes, mems)
+        assert mems == sorted(mems), kind  # memory may grow, up to the node
+        if kind in cluster.RESUMABLE_KINDS:
+            assert runtimes == [runtimes[0]] * 3, (kind, runtimes)  # resumes: the same time again
+        else:
+            assert runtimes == [min(runtimes[0] * 2**k, 48 * 60) for k in range(3)], (kind, runtimes)
+
+
+def test_a_preempted_training_retry_asks_for_what_the_first_attempt_got():
+    res = [requested(paper_config(), "train_lora", a) for a in (1, 2, 3)]
+    assert [r["runtime"] for r in res] == [2880] * 3  # not 96 h / 192 h
+    assert [r["mem_mb"] for r in res] == [8 * 96000] * 3  # the node's memory, not 1.15 / 1.7 TB
+
+
+def test_caps_set_by_the_user_bound_every_attempt_of_a_larger_model_too():
+    config = {**paper_config(), "slurm": {"max_runtime": 600, "max_mem_mb": 200000}}
+    config["backbones"] = {"base": {"hub_id": "Qwen/Qwen2.5-14B", "architecture": "qwen2"}}
+    for kind in cluster.SLURM_DEFAULTS["kinds"]:
+        for attempt in (1, 2, 3):
+            res = requested(config, kind, attempt)
+            assert res["runtime"] <= 600 and res["mem_mb"] <= 200000, (kind, attempt, res)
+
+
+def test_the_rank_launcher_gives_each_rank_its_cpus_and_every_gpu_of_its_node():
+    ns = load({"slurm": CLUSTER, "training": {"world_size": 16}})
+    launch = ns["rank_launcher"]().split()
+    # srun inherits no --cpus-per-task since Slurm 22.05: without -c the 8 ranks share 8 CPUs.
+    assert "--cpus-per-task=12" in launch
+    # Each rank picks cuda:LOCAL_RANK (as DeepSpeed does), so each must see its node's GPUs unbound.
+    assert "--gres=gpu:h100:8" in launch and "--gpu-bind=none" in launch
+    assert "--cpus-per-task=1" in load({"slurm": {**CLUSTER, "max_threads": 1},
+                                        "training": {"world_size": 16}})["rank_launcher"]().split()
+
+
+class Submitted(dict):
+    """A job as the Slurm executor plugin reads it (job.resources.get / .name, job.threads)."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def submitted(config, kind, attempt=1):
+    """The sbatch command line snakemake-executor-plugin-slurm would submit for one job of ``kind``."""
+    from types import SimpleNamespace
+
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.validation import validate_slurm_extra
+
+    job = SimpleNamespace(resources=Submitted(requested(config, kind, attempt)),
+                          threads=cluster.rule_threads(config, kind))
+    validate_slurm_extra(job)  # the plugin refuses options it sets itself
+    params = {"run_uuid": "job", "slurm_logfile": "log", "comment_str": "c", "account": "", "partition": "",
+              "workdir": None}
+    return get_submit_command(job, params)
+
+
+def test_multi_rank_training_is_submitted_with_an_early_usr1_warning_that_is_configurable():
+    config = paper_config()
+    assert "--signal=USR1@600" in submitted(config, "train_lora").split()
+    assert "--signal=USR1@600" in submitted(config, "train_lora", attempt=3).split()
+    assert "--signal=USR1@1200" in submitted({**config, "slurm": {"preemption_warning_s": 1200}}, "train_lora")
+    assert "--signal" not in submitted({**config, "slurm": {"preemption_warning_s": None}}, "train_lora")
+    assert "--signal" not in submitted(config, "encode_corpus_shard")
+
+
+def test_a_gpu_kind_s_own_mem_mb_is_honoured_not_ignored():
+    res = evaluate(load({"slurm": {**CLUSTER, "kinds": {"search": {"mem_mb": 256000}}}})["rule_resources"]("search"))
+    assert res["mem_mb"] == 256000 and res["gpu"] == 1

@@ -28,15 +28,19 @@ SLURM_DEFAULTS = {
     "cpus_per_gpu": 8,
     "mem_mb_per_gpu": 96000,
     "gpu_memory_mb": 81920,  # memory of one GPU (H100 80 GB): bounds the backbone size (llm_retrieval.model_resources)
-    # A retry gets runtime * runtime_growth**(attempt-1), memory likewise.
+    # A retry gets memory * mem_growth**(attempt-1); runtime * runtime_growth**(attempt-1), except for
+    # the RESUMABLE_KINDS: they lose nothing at a time limit, so each attempt gets the same time again.
     "runtime_growth": 2.0,
     "mem_growth": 1.5,
-    # Caps, for small clusters (CI): applied after growth.
+    # The partition's limits; every request is capped by them (after growth and model sizing).
     "max_threads": None,
-    "max_mem_mb": None,
-    "max_runtime": None,
-    # Per kind of job: CPU kinds take threads/mem_mb/runtime (minutes);
-    # GPU kinds take gpus/runtime (memory and CPUs follow from the GPU count).
+    "max_mem_mb": None,  # None: one GPU node's memory, gpus_per_node x mem_mb_per_gpu
+    "max_runtime": 2880,  # minutes: a common 48 h partition limit
+    # Seconds before the time limit at which Slurm sends training SIGUSR1 (sbatch --signal), so the
+    # checkpoint need not fit in KillWait (30 s by default) after SIGTERM; None: no early warning.
+    "preemption_warning_s": 600,
+    # Per kind of job: CPU kinds take threads/mem_mb/runtime (minutes); GPU kinds take gpus/runtime
+    # (CPUs follow from the GPU count; memory too, unless mem_mb is given: encoding and search only).
     "kinds": {
         "data": {"threads": 4, "mem_mb": 32000, "runtime": 180},
         "bm25": {"threads": 16, "mem_mb": 96000, "runtime": 360},
@@ -55,6 +59,8 @@ SLURM_DEFAULTS = {
 }
 
 GPU_KINDS = ("encode_queries_and_first_shard", "encode_corpus_shard", "search", "train_lora")
+# Jobs that resume where a killed attempt stopped (training from its checkpoint, encoding chunk by chunk).
+RESUMABLE_KINDS = ("encode_queries_and_first_shard", "encode_corpus_shard", "train_lora")
 
 # Old names in a user's slurm.kinds are refused with the new one (from the one table of renamed config keys).
 RENAMED_KINDS = {old.removeprefix("slurm.kinds."): new.removeprefix("slurm.kinds.")
@@ -139,21 +145,35 @@ def rule_threads(config: dict, kind: str) -> int:
     return int(_cap(spec["threads"], settings["max_threads"]))
 
 
-def _runtime(settings, base):
-    growth, cap = settings["runtime_growth"], settings["max_runtime"]
-    return lambda wildcards, attempt: _grown(base, growth, cap, attempt)
+def max_mem_mb(settings: dict) -> int:
+    """The most memory one job may ask for: slurm.max_mem_mb, else one GPU node's memory."""
+    if settings["max_mem_mb"] is not None:
+        return settings["max_mem_mb"]
+    return settings["gpus_per_node"] * settings["mem_mb_per_gpu"]
+
+
+def capped_runtime(settings: dict, minutes: int) -> int:
+    return int(_cap(minutes, settings["max_runtime"]))
+
+
+def capped_mem(settings: dict, mem_mb: int) -> int:
+    return int(min(mem_mb, max_mem_mb(settings)))
+
+
+def _runtime(settings, base, kind):
+    growth = 1.0 if kind in RESUMABLE_KINDS else settings["runtime_growth"]
+    return lambda wildcards, attempt: _grown(base, growth, settings["max_runtime"], attempt)
 
 
 def _mem(settings, base):
-    growth, cap = settings["mem_growth"], settings["max_mem_mb"]
-    return lambda wildcards, attempt: _grown(base, growth, cap, attempt)
+    return lambda wildcards, attempt: _grown(base, settings["mem_growth"], max_mem_mb(settings), attempt)
 
 
 def rule_resources(config: dict, kind: str) -> dict:
     """resources: for a rule of this kind, as a dict to unpack with **."""
     settings, spec = _kind(config, kind)
     gpu_job = kind in GPU_KINDS
-    res = {"runtime": _runtime(settings, spec["runtime"])}
+    res = {"runtime": _runtime(settings, spec["runtime"], kind)}
     partition = settings["partitions"]["gpu" if gpu_job else "cpu"]
     if partition:
         res["slurm_partition"] = partition
@@ -170,6 +190,7 @@ def rule_resources(config: dict, kind: str) -> dict:
         nodes, per_node = train_layout(config)
         res["mem_mb"] = _mem(settings, settings["mem_mb_per_gpu"] * per_node)  # per node
         if nodes * per_node > 1:
+            res.update(_early_warning(settings))
             # The batch script runs the rule's command once; the command starts
             # one rank per GPU with srun (see rank_launcher). The plugin then
             # neither wraps the command in srun nor sets --gpus itself.
@@ -183,12 +204,25 @@ def rule_resources(config: dict, kind: str) -> dict:
         gpus = 1
     else:
         gpus = spec["gpus"]
-        res["mem_mb"] = _mem(settings, settings["mem_mb_per_gpu"] * gpus)
+        # Host memory follows the GPU count unless the kind names its own (search reads whole shards).
+        res["mem_mb"] = _mem(settings, spec["mem_mb"] if "mem_mb" in spec else settings["mem_mb_per_gpu"] * gpus)
     res["gpu"] = gpus
     if model:
         res["gpu_model"] = model
     res["cpus_per_gpu"] = cpus_per_gpu  # no cpus_per_task here: it would win
     return res
+
+
+def _early_warning(settings: dict) -> dict:
+    """slurm_extra asking Slurm for SIGUSR1 ``preemption_warning_s`` before the time limit.
+
+    Without ``B:``: Slurm signals the job's steps, i.e. the srun that runs the ranks (each checkpoints
+    and exits 75, train/preemption.py), and not the batch shell, which USR1 would kill (sh has no trap).
+    Multi-rank jobs only: a one-rank job runs in the job-step plugin's own ``srun -n1`` step beside
+    Snakemake's job-step process, which USR1 would kill as well (docs/slurm.md).
+    """
+    seconds = settings["preemption_warning_s"]
+    return {} if seconds is None else {"slurm_extra": f"--signal=USR1@{int(seconds)}"}
 
 
 def rank_launcher(config: dict) -> str:
@@ -205,9 +239,15 @@ def rank_launcher(config: dict) -> str:
     nodes, per_node = train_layout(config)
     if nodes * per_node == 1:
         return ""
-    # Geometry spelled out: the plugin's job step strips the batch script's
-    # SLURM_* variables (task counts included) before running the rule.
+    settings = slurm_settings(config)
+    model = settings["gpu_model"]
+    # Geometry spelled out: the plugin's job step strips the batch script's SLURM_* variables (task
+    # counts included) before running the rule, and since Slurm 22.05 srun does not inherit the job's
+    # --cpus-per-task: without -c the ranks of a node would share one CPU each. GPUs: every rank sees
+    # all GPUs of its node (--gpu-bind=none) and takes cuda:LOCAL_RANK (train/rank.py, as DeepSpeed does).
     return (
         f"srun --kill-on-bad-exit=1 --cpu-bind=none --export=ALL,SUBMITIT_EXECUTOR=slurm "
-        f"--nodes={nodes} --ntasks-per-node={per_node} --ntasks={nodes * per_node}"
+        f"--nodes={nodes} --ntasks-per-node={per_node} --ntasks={nodes * per_node} "
+        f"--cpus-per-task={rule_threads(config, 'train_lora')} "
+        f"--gres=gpu:{model + ':' if model else ''}{per_node} --gpu-bind=none"
     )

@@ -111,7 +111,7 @@ def sized_resources(config: dict, kind: str, resources: dict, record_of) -> dict
     """
     if kind not in SIZED_KINDS:
         return resources
-    from .cluster import slurm_settings
+    from .cluster import capped_mem, capped_runtime, slurm_settings
 
     settings = slurm_settings(config)
     base_runtime, base_mem = resources["runtime"], resources.get("mem_mb")
@@ -130,7 +130,8 @@ def sized_resources(config: dict, kind: str, resources: dict, record_of) -> dict
     def runtime(wildcards, attempt):
         f = factor(wildcards)
         minutes = base_runtime(wildcards, attempt)
-        return minutes if f is None else max(1, math.ceil(minutes * max(f, MIN_RUNTIME_FRACTION)))
+        sized = minutes if f is None else max(1, math.ceil(minutes * max(f, MIN_RUNTIME_FRACTION)))
+        return capped_runtime(settings, sized)  # the partition's limit holds for a larger model too
 
     def mem_mb(wildcards, attempt):
         n = size_of(wildcards, parameters)
@@ -139,7 +140,7 @@ def sized_resources(config: dict, kind: str, resources: dict, record_of) -> dict
             return base
         ranks_here = 1 if kind != "train_lora" else min(config["training"]["world_size"], settings["gpus_per_node"])
         # Host memory: each process on the node reads the bf16 weights once (+50% for loading).
-        return max(base, math.ceil(ranks_here * n * BYTES_PER_PARAM * 1.5 / 2**20))
+        return capped_mem(settings, max(base, math.ceil(ranks_here * n * BYTES_PER_PARAM * 1.5 / 2**20)))
 
     out["runtime"] = runtime
     if base_mem is not None:
