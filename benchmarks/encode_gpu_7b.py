@@ -99,7 +99,7 @@ def main() -> None:
     shape = SMOKE if args.smoke else QWEN25_7B
     dtype = torch.float32 if args.smoke else torch.bfloat16
     n_texts = min(args.texts, 64) if args.smoke else args.texts
-    config = Qwen2Config(**shape, attn_implementation=attention_implementation(device))
+    config = Qwen2Config(**shape, attn_implementation=attention_implementation(device, str(dtype).removeprefix("torch.")))
     h, kv = shape["hidden_size"], shape["hidden_size"] // shape["num_attention_heads"] * shape["num_key_value_heads"]
     params = shape["num_hidden_layers"] * (2 * h * h + 2 * h * kv + 3 * h * shape["intermediate_size"])  # 6.53e9
     torch.manual_seed(0)

@@ -153,3 +153,60 @@ def test_incomplete_checkpoints_are_ignored(tmp_path):
 def test_supervised_encoder_names_a_folder_without_adapter(tmp_path):
     with pytest.raises(DataError, match="adapter_model.safetensors, adapter_config.json missing"):
         load_text_model("unused", "qwen2", adapter_dir=str(tmp_path))
+
+
+def _load_partitioned(index: int, backbone: str, port: int, out: str) -> None:
+    """One rank: load the backbone under a live HfDeepSpeedConfig (ZeRO-3), recording every .to() on it."""
+    import torch.distributed as dist
+    from transformers.integrations import HfDeepSpeedConfig
+
+    from llm_retrieval.train.engine import init_process_group
+
+    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    deepspeed = init_process_group(on_gpu=torch.cuda.is_available())
+    hf_ds = HfDeepSpeedConfig({"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 3}})  # noqa: F841
+    moved = []
+    original_to = torch.nn.Module.to
+
+    def recording_to(module, *args, **kwargs):
+        if any(hasattr(p, "ds_id") for p in module.parameters()):
+            moved.append(f"{type(module).__name__}.to{args}")
+        return original_to(module, *args, **kwargs)
+
+    torch.nn.Module.to = recording_to
+    try:
+        # The device the caller passes (training loads on "cpu") is not where zero.Init puts the stand-ins.
+        model = load_text_model(backbone, "qwen2", "float32", "cpu")
+    finally:
+        torch.nn.Module.to = original_to
+    placed = deepspeed.accelerator.get_accelerator().current_device_name()
+    params = list(model.parameters())
+    with open(out, "w") as f:
+        json.dump({"moved": moved, "partitioned": all(hasattr(p, "ds_status") for p in params),
+                   "devices": sorted({str(p.device) for p in params}), "placed": placed}, f)
+    dist.destroy_process_group()
+
+
+def _partitioned_load_record(setup) -> dict:
+    import torch.multiprocessing as mp
+
+    out = setup["root"] / "partitioned.json"
+    mp.spawn(_load_partitioned, args=(setup["backbone"], _free_port(), str(out)), nprocs=1, join=True)
+    return json.loads(out.read_text())
+
+
+def test_a_zero3_partitioned_backbone_is_never_moved_after_loading(setup):
+    """Under ZeRO-3 zero.Init puts each stand-in on cuda:LOCAL_RANK; a model.to("cpu") after
+    from_pretrained moved them to the CPU, so DeepSpeed gathered the weights there."""
+    record = _partitioned_load_record(setup)
+    assert record["partitioned"]
+    assert record["moved"] == []
+    assert record["devices"] == [record["placed"]]  # where zero.Init put them
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_a_gpu_every_zero3_stand_in_stays_on_the_rank_s_gpu(setup):
+    record = _partitioned_load_record(setup)
+    assert record["moved"] == [] and record["devices"] == ["cuda:0"]

@@ -26,14 +26,27 @@ def load_tokenizer(path: str, revision: str | None = None) -> PreTrainedTokenize
     return tokenizer
 
 
-def attention_implementation(device: str | torch.device) -> str:
-    if torch.device(device).type == "cuda":
-        try:
-            import flash_attn  # noqa: F401
-            return "flash_attention_2"
-        except ImportError:
-            log.warning("flash-attn not installed; using PyTorch SDPA attention")
-    return "sdpa"
+FLASH_DTYPES = ("bfloat16", "float16")  # flash-attn's kernels: half precision only
+
+
+def attention_implementation(device: str | torch.device, dtype: str) -> str:
+    """flash_attention_2 for a CUDA model in bf16/fp16 where flash-attn is installed, else PyTorch SDPA.
+
+    flash-attn has no CPU kernel and refuses float32 (``encoding.dtype: float32``, the GPU tests).
+    """
+    if torch.device(device).type != "cuda" or dtype not in FLASH_DTYPES:
+        return "sdpa"
+    try:
+        import flash_attn  # noqa: F401
+    except ImportError:
+        log.warning("flash-attn not installed; using PyTorch SDPA attention (requirements-gpu.txt installs it)")
+        return "sdpa"
+    return "flash_attention_2"
+
+
+def is_partitioned(model: nn.Module) -> bool:
+    """True for a model DeepSpeed ZeRO-3 built partitioned (zero.Init): its parameters are stand-ins."""
+    return any(hasattr(p, "ds_id") for p in model.parameters())
 
 
 def load_text_model(path: str, architecture: str, dtype: str = "float32", device: str = "cpu",
@@ -59,7 +72,8 @@ def load_text_model(path: str, architecture: str, dtype: str = "float32", device
     # and training (ZeRO-3 places the weights itself) loads on the CPU.
     placement = {"device_map": str(device)} if torch.device(device).type != "cpu" else {}
     model = AutoModel.from_pretrained(path, revision=revision, dtype=DTYPES[dtype],
-                                      attn_implementation=attention or attention_implementation(device), **placement)
+                                      attn_implementation=attention or attention_implementation(device, dtype),
+                                      **placement)
     if architecture == "qwen2_5_vl":
         model = model.language_model
     if adapter_dir is not None:
@@ -67,6 +81,10 @@ def load_text_model(path: str, architecture: str, dtype: str = "float32", device
 
         # Merged once at load time: encoding then runs at the speed of the plain backbone.
         model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    if is_partitioned(model):
+        # Under a live HfDeepSpeedConfig (ZeRO-3) zero.Init put each stand-in on cuda:LOCAL_RANK;
+        # a .to() here would move them (and later the gathered weights) to ``device``.
+        return model.eval()
     return model.to(device).eval()  # a no-op where device_map placed it
 
 

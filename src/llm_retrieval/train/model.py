@@ -115,7 +115,7 @@ def trainable_retriever(backbone_path: str, architecture: str, lora: dict, dtype
     # An encoder (BERT) keeps its default attention: flash-attention is a decoder path here.
     decoder = not encoders.family(architecture).bidirectional
     backbone = load_text_model(backbone_path, architecture, dtype, "cpu",
-                               attention=attention_implementation(compute_device) if decoder else None).train()
+                               attention=attention_implementation(compute_device, dtype) if decoder else None).train()
     if gradient_checkpointing:
         # Non-reentrant checkpointing needs no input grads, which the frozen embeddings lack.
         backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
