@@ -6,7 +6,7 @@ import statistics
 import pytest
 
 from llm_retrieval.encoder import BatchBudgetError, Encoder, EncoderSpec, padding_ratio, token_batches
-from llm_retrieval.corpus_sizes import SizeTable, check_actual_size
+from llm_retrieval.corpus_sizes import SizeEstimateError, SizeTable, check_actual_size
 from llm_retrieval.study import ConfigError, Study
 from workflow_helpers import ROOT, load_study
 
@@ -96,3 +96,47 @@ def test_a_corpus_much_larger_than_its_estimate_is_reported(caplog):
         assert not check_actual_size("fiqa", 57_700, 57_638, logger)
         assert check_actual_size("fiqa", 200_000, 57_638, logger)
     assert len(caplog.records) == 1 and "fiqa has 200000 documents, 3.5x its estimate" in caplog.text
+
+
+def _beir_folder(folder, docs):
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = (json.dumps({"_id": f"d{i}", "title": title, "text": text}) + "\n" for i, (title, text) in enumerate(docs))
+    with open(folder / "corpus.jsonl", "w", encoding="utf-8") as out:
+        out.writelines(lines)
+    return folder
+
+
+def test_a_local_beir_folder_plans_without_a_size_estimate_from_its_own_files(tmp_path):
+    rng = random.Random(3)
+    docs = [("Title words", " ".join("w" * rng.randint(2, 9) for _ in range(rng.randint(5, 40)))) for _ in range(500)]
+    folder = _beir_folder(tmp_path / "local", docs)
+    table = SizeTable()
+    documents, mean_tokens = table.mean_tokens("mine", {"source": {"type": "beir_local", "path": str(folder)}})
+    mean_words = statistics.mean(len(f"{t} {x}".split()) for t, x in docs)
+    assert documents == 500
+    assert mean_tokens == pytest.approx(mean_words * table.ratios["text"])
+    spec = {"source": {"type": "beir_local", "path": str(folder)}, "size_estimate": {"documents": 7, "mean_tokens": 3}}
+    assert table.mean_tokens("mine", spec) == (7, 3.0)  # the override still wins
+
+
+def test_a_large_local_corpus_is_sized_from_slices_not_parsed_whole(tmp_path, monkeypatch):
+    from llm_retrieval import corpus_sizes
+
+    rng = random.Random(5)
+    docs = [("", " ".join("word" for _ in range(rng.randint(10, 60)))) for _ in range(20_000)]
+    folder = _beir_folder(tmp_path / "big", docs)
+    monkeypatch.setattr(corpus_sizes, "EXACT_COUNT_BYTES", 1 << 16)
+    monkeypatch.setattr(corpus_sizes, "SLICE_BYTES", 1 << 14)  # 8 slices of 16 KiB of a ~6 MiB file
+    monkeypatch.setattr(corpus_sizes, "_count_lines", lambda path: pytest.fail("counted every line"))
+    documents, mean_words = corpus_sizes.local_corpus_size("big", folder / "corpus.jsonl")
+    assert documents == pytest.approx(20_000, rel=0.1)
+    assert mean_words == pytest.approx(statistics.mean(len(x.split()) for _, x in docs), rel=0.1)
+
+
+def test_a_local_folder_missing_at_plan_time_asks_for_a_size_estimate(tmp_path):
+    spec = {"source": {"type": "beir_local", "path": str(tmp_path / "not-yet")}}
+    with pytest.raises(SizeEstimateError, match=r"collections.later: .*not-yet/corpus.jsonl does "
+                       r"not exist when the plan is built.*size_estimate"):
+        SizeTable().mean_tokens("later", spec)

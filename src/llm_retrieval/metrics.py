@@ -1,6 +1,7 @@
 """Scoring runs with pytrec_eval, as PROTOCOL.md specifies.
 
-- ``ndcg_cut_10``, ``recall_100/200/1000`` and full-depth ``recip_rank`` from pytrec_eval;
+- ``ndcg_cut_3/5/10``, ``recall_10/100/200/1000`` and full-depth ``recip_rank`` from pytrec_eval
+  (nDCG@3: QReCC, nDCG@5: ToolBench, as Luo et al. 2024 report them);
 - ``mrr_10``: ``recip_rank`` on each query's top 10, cut after sorting the way trec_eval
   sorts (score descending, ties by doc id descending), since ``recip_rank.10`` silently
   means full depth;
@@ -11,10 +12,11 @@ from __future__ import annotations
 
 import pytrec_eval
 
+from .evaluation_kinds import RETRIEVAL_MEASURES
 from .runs import Run
 
-MEASURES = {"ndcg_cut.10", "recall.100,200,1000", "recip_rank"}
-REPORTED = ("ndcg_cut_10", "recall_100", "recall_200", "recall_1000", "recip_rank", "mrr_10")
+MEASURES = {"ndcg_cut.3,5,10", "recall.10,100,200,1000", "recip_rank"}
+REPORTED = RETRIEVAL_MEASURES  # the names a table's `measure` may use (checked at DAG build)
 
 
 def trec_order(hits: dict[str, float]) -> list[tuple[str, float]]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Iterator
 
-from . import axes, corpus_sizes, encoders
+from . import axes, corpus_sizes, encoders, evaluation_kinds
 
 SETTINGS = ("zeroshot", "supervised")
 LEXICAL = "lexical"  # the setting name BM25 runs are filed under
@@ -107,6 +107,19 @@ class Study:
                                   f"settings.{table['setting']}.collections")
         if "columns" not in table and "measure" not in table:
             raise ConfigError(f"tables.{name}: needs either 'measure' or 'columns'")
+        self._check_table_measures(name, table)
+
+    def _check_table_measures(self, name: str, table: dict) -> None:
+        """Every measure a table reads is one its collections' metrics files hold."""
+        collections = table.get("collections") or [
+            c for c in self.collections_of(table["setting"]) if self.collections[c]["table"] == name]
+        kinds = {self.collection_kind(c) for c in collections} or {evaluation_kinds.RETRIEVAL}
+        wanted = [("measure", table["measure"])] if "measure" in table else []
+        wanted += [(f"columns[{i}].measure", c["measure"]) for i, c in enumerate(table.get("columns", []))]
+        for key, measure in wanted:
+            problem = evaluation_kinds.unknown_measure(measure, kinds)
+            if problem:
+                raise ConfigError(f"tables.{name}.{key}: {problem}")
 
     def _check_encoding(self) -> None:
         encoding = self.config.get("encoding", {})
@@ -194,6 +207,10 @@ class Study:
                 for collection in self.collections_of(setting):
                     for query_set in self.eval_query_sets(collection):
                         yield EvalUnit(setting, backbone, collection, query_set)
+
+    def collection_kind(self, name: str) -> str:
+        """``retrieval`` or ``sts`` (evaluation_kinds.py): what the collection's jobs compute."""
+        return evaluation_kinds.kind_of(self.collection(name))
 
     def collection(self, name: str) -> dict:
         try:
