@@ -51,7 +51,8 @@ def run_faiss(docs: int, queries: int, dim: int, depth: int) -> dict | None:
     from llm_retrieval.search import make_gpu_index
 
     rng = np.random.default_rng(0)
-    index = make_gpu_index(dim, 0)
+    gpu_index = make_gpu_index(dim, 0, docs)  # (resources, index): the resources must outlive the index
+    index = gpu_index[1]
     for offset in range(0, docs, 100_000):
         index.add(rng.standard_normal((min(100_000, docs - offset), dim), dtype=np.float32))
     q = rng.standard_normal((queries, dim), dtype=np.float32)

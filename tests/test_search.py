@@ -104,32 +104,82 @@ def test_torch_backend_ranks_as_faiss_cpu(tmp_path):
     np.testing.assert_allclose(cpu.scores, torch_hits.scores, rtol=1e-5, atol=1e-6)
 
 
-def test_faiss_gpu_path_builds_an_fp16_index_sharded_over_the_gpus_when_one_is_too_small(tmp_path, monkeypatch):
-    """faiss-gpu cannot run here: fake two GPUs and the index factory, keep every other step real."""
-    import faiss
+class FakeGpuFaiss:
+    """faiss-gpu's flat index API, recording each index's calls; a CPU flat index does the search."""
 
-    queries, shards = _collection(tmp_path, n_docs=200, dim=8)
-    made = []
+    def __init__(self):
+        self.calls = {}  # GPU -> [("reserve", rows) | ("add", rows, dtype)]
 
-    class Options:
+    class StandardGpuResources:
+        pass
+
+    class GpuIndexFlatConfig:
         useFloat16 = False
+        device = 0
 
-    def to_gpus(index, co=None, gpus=()):
-        made.append((co.useFloat16, list(gpus)))
-        return index  # the CPU flat index stands in for the GPU one
+    def install(self, monkeypatch, gpus=2):
+        import faiss
 
-    monkeypatch.setattr(faiss, "GpuMultipleClonerOptions", Options, raising=False)
-    monkeypatch.setattr(faiss, "index_cpu_to_gpus_list", to_gpus)
-    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 2, raising=False)
-    monkeypatch.setattr(search, "cuda_devices", lambda: 2)
+        fake = self
+
+        class GpuIndexFlatIP:
+            def __init__(self, resources, dim, config):
+                assert isinstance(resources, fake.StandardGpuResources) and config.useFloat16
+                self.cpu, self.gpu = faiss.IndexFlatIP(dim), config.device
+                fake.calls[self.gpu] = []
+
+            def reserveMemory(self, rows):
+                fake.calls[self.gpu].append(("reserve", rows))
+
+            def add(self, x):
+                fake.calls[self.gpu].append(("add", len(x), x.dtype))
+                self.cpu.add(x)
+
+            def search(self, x, k):
+                return self.cpu.search(x, k)
+
+        for name, value in (("StandardGpuResources", self.StandardGpuResources),
+                            ("GpuIndexFlatConfig", self.GpuIndexFlatConfig), ("GpuIndexFlatIP", GpuIndexFlatIP),
+                            ("get_num_gpus", lambda: gpus)):
+            monkeypatch.setattr(faiss, name, value, raising=False)
+        monkeypatch.setattr(search, "cuda_devices", lambda: gpus)
+
+
+def test_faiss_gpu_path_builds_an_fp16_index_sharded_over_the_gpus_when_one_is_too_small(tmp_path, monkeypatch):
+    """faiss-gpu cannot run here: fake two GPUs and the index class, keep every other step real."""
+    queries, shards = _collection(tmp_path, n_docs=200, dim=8)
+    FakeGpuFaiss().install(monkeypatch)
     corpus_bytes = 200 * 8 * 2
     monkeypatch.setattr(search, "_gpu_bytes", lambda: [search.GPU_WORKSPACE_BYTES + corpus_bytes // 2 + 64] * 2)
     search_collection(queries, shards, ["dev", "dl19"], 10, False, tmp_path / "gpu", "t", backend="auto")
-    assert made == [(True, [0]), (True, [1])]  # fp16, one index per GPU
     search_collection(queries, shards, ["dev", "dl19"], 10, False, tmp_path / "cpu", "t", backend="faiss-cpu")
     for query_set in ("dev", "dl19"):
         assert (tmp_path / "gpu" / f"{query_set}.trec").read_text() == \
             (tmp_path / "cpu" / f"{query_set}.trec").read_text()
+
+
+def test_each_gpu_index_reserves_its_whole_share_once_before_any_add_and_shards_are_added_in_blocks(
+        tmp_path, monkeypatch):
+    """Growing by add() peaks near twice the store (MS MARCO: out of memory at its third shard); and a
+    shard widened to float32 whole costs 32 GB of host memory per MS MARCO shard."""
+    queries, shards = _collection(tmp_path, n_docs=301, dim=8, n_shards=3)
+    fake = FakeGpuFaiss()
+    fake.install(monkeypatch)
+    monkeypatch.setattr(search, "ADD_BLOCK_ROWS", 16)
+    from llm_retrieval.embeddings import read_embeddings
+
+    _, vectors = read_embeddings(queries)
+    gpu, _ = search_shards(vectors, shards, 10, "faiss-gpu", num_gpus=2)
+    cpu, _ = search_shards(vectors, shards, 10, "faiss-cpu")
+    np.testing.assert_array_equal(gpu.rows, cpu.rows)
+    assert sorted(fake.calls) == [0, 1]
+    for calls in fake.calls.values():
+        reserves = [c for c in calls if c[0] == "reserve"]
+        adds = [c for c in calls if c[0] == "add"]
+        assert calls[0][0] == "reserve" and len(reserves) == 1  # once, before the first add
+        assert reserves[0][1] == sum(c[1] for c in adds)  # the GPU's whole share of the corpus
+        assert all(c[1] <= 16 and c[2] == np.float32 for c in adds)  # one block widened at a time
+    assert sum(c[1] for calls in fake.calls.values() for c in calls if c[0] == "reserve") == 301
 
 
 def test_faiss_gpu_asked_for_where_faiss_has_no_gpu_says_what_to_install():

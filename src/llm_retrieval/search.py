@@ -32,6 +32,7 @@ GIB = 2**30
 GPU_WORKSPACE_BYTES = 6 * GIB  # per GPU: query batch, score block, faiss temporary memory
 SCORE_BLOCK_BYTES = 2 * GIB  # torch path: one (query batch x corpus block) float32 score matrix
 FAISS_GPU_MAX_K = 2048  # faiss-gpu's limit on k for a flat index
+ADD_BLOCK_ROWS = 2**16  # faiss-gpu path: rows widened to float32 per add (3584 dims: 0.9 GiB)
 BACKENDS = ("auto", "faiss-cpu", "faiss-gpu", "torch")
 
 
@@ -159,11 +160,26 @@ def gpu_memory_plan(rows: int, dim: int, gpu_bytes: Sequence[int], what: str = "
         f"{per_gpu / GIB:.0f} GiB. Set slurm.kinds.search.gpus: {wanted} (or a slurm.gpu_model with more memory)")
 
 
-def make_gpu_index(dim: int, gpu: int) -> faiss.Index:
-    """faiss-gpu fp16 flat inner-product index on one GPU (fp16 storage and GEMM, float32 scores)."""
-    options = faiss.GpuMultipleClonerOptions()
-    options.useFloat16 = True
-    return faiss.index_cpu_to_gpus_list(faiss.IndexFlatIP(dim), co=options, gpus=[gpu])
+def make_gpu_index(dim: int, gpu: int, rows: int) -> tuple[object, faiss.Index]:
+    """(resources, index): a faiss-gpu fp16 flat inner-product index on one GPU with room for ``rows``.
+
+    The memory for all rows is reserved before the first add: otherwise each add grows faiss's device
+    vector (new buffer, copy, free), peaking near twice the store, and MS MARCO (59 GiB fp16 on one 80 GB
+    GPU) runs out during its third shard. The resources must outlive the index.
+    """
+    resources = faiss.StandardGpuResources()
+    config = faiss.GpuIndexFlatConfig()
+    config.useFloat16 = True  # fp16 storage and GEMM, float32 scores
+    config.device = gpu
+    index = faiss.GpuIndexFlatIP(resources, dim, config)
+    index.reserveMemory(rows)
+    return resources, index
+
+
+def _add_in_blocks(index: faiss.Index, vectors: np.ndarray) -> None:
+    """Add stored (fp16) rows, widened to float32 block by block: never a float32 copy of a whole shard."""
+    for start in range(0, len(vectors), ADD_BLOCK_ROWS):
+        index.add(np.ascontiguousarray(vectors[start:start + ADD_BLOCK_ROWS], dtype=np.float32))
 
 
 def _gpu_bytes() -> list[int]:
@@ -195,21 +211,26 @@ def _faiss_search(index, queries: np.ndarray, k: int, batch: int, offset: int = 
 def _search_faiss_gpu(queries: np.ndarray, shards: Sequence[Path], depth: int, batch: int,
                       num_gpus: int) -> tuple[list, list]:
     """One fp16 index per GPU; each shard's rows split over the GPUs (faiss's own IndexShards takes a
-    single add() only, and the corpus arrives shard by shard). Labels map back to corpus rows."""
+    single add() only, and the corpus arrives shard by shard). Each index reserves its share of the
+    corpus (row counts from the shard footers) before the first add. Labels map back to corpus rows."""
     if depth > FAISS_GPU_MAX_K:
         raise ValueError(f"faiss-gpu searches at most k={FAISS_GPU_MAX_K}; top_k {depth} needs search.backend: torch")
-    indexes, owned, doc_ids = None, [[] for _ in range(num_gpus)], []
+    infos = [embedding_info(shard) for shard in shards]
+    share = np.zeros(num_gpus, np.int64)
+    for _, _, rows in infos:
+        share += [len(piece) for piece in np.array_split(np.arange(rows), num_gpus)]
+    dim = max((dim for dim, _, rows in infos if rows), default=0)
+    gpus = [make_gpu_index(dim, gpu, int(share[gpu])) for gpu in range(num_gpus)] if share.sum() else []
+    owned, doc_ids = [[] for _ in range(num_gpus)], []
     for shard in tqdm(shards, desc="load shards", unit="shard", disable=None):
-        ids, vectors = read_embeddings(shard)
-        if ids:
-            indexes = indexes or [make_gpu_index(vectors.shape[1], gpu) for gpu in range(num_gpus)]
-            for gpu, piece in enumerate(np.array_split(np.arange(len(ids)), num_gpus)):
-                if len(piece):
-                    indexes[gpu].add(vectors[piece[0]:piece[-1] + 1])
-                    owned[gpu].append(piece + len(doc_ids))
+        ids, vectors = read_embeddings(shard, dtype=None)  # as stored (fp16): widened per block when added
+        for gpu, piece in enumerate(np.array_split(np.arange(len(ids)), num_gpus)):
+            if len(piece):
+                _add_in_blocks(gpus[gpu][1], vectors[piece[0]:piece[-1] + 1])
+                owned[gpu].append(piece + len(doc_ids))
         doc_ids += ids
     parts = []
-    for index, rows in zip(indexes or [], owned):
+    for (_, index), rows in zip(gpus, owned):
         if rows:
             rows = np.concatenate(rows)
             hits = _faiss_search(index, queries, min(depth, len(rows)), batch)
