@@ -10,7 +10,9 @@
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -32,6 +34,10 @@ CHUNK = 1 << 20
 RESOURCES = Path(os.environ.get("LLM_RETRIEVAL_RESOURCES", Path(__file__).resolve().parents[3] / "resources"))
 CHECKSUMS = RESOURCES / "checksums"
 SHA = re.compile(r"^[0-9a-f]{40}$")  # a pinned Hugging Face revision
+# The datasets json builder logs "Failed to load JSON from file ... ArrowInvalid" at ERROR before it
+# raises; JsonFiles.load turns that exception into a DataError naming the file and line, so the
+# builder's own line would only precede the project's error with a vaguer one.
+JSON_BUILDER_LOGGER = "datasets.packaged_modules.json.json"
 
 
 def file_digest(path: Path, algorithm: str) -> str:
@@ -158,6 +164,18 @@ def safe_extract(archive: str | Path, dest: str | Path) -> Path:
     return dest
 
 
+@contextlib.contextmanager
+def _quiet_logger(name: str):
+    """Only CRITICAL records from logger ``name`` while inside (its level restored after)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 class JsonFiles:
     """Reads ``.jsonl(.gz)`` files of Hugging Face dataset repos with the ``json`` builder."""
 
@@ -185,7 +203,8 @@ class JsonFiles:
 
         where = self.location(role, repo, file)
         try:
-            return datasets.load_dataset("json", data_files=where, split="train", cache_dir=self.cache_dir)
+            with _quiet_logger(JSON_BUILDER_LOGGER):
+                return datasets.load_dataset("json", data_files=where, split="train", cache_dir=self.cache_dir)
         except Exception as err:  # network, missing file, bad JSON: say which file (and line)
             bad = first_bad_json_line(where)  # datasets only says "An error occurred while generating..."
             if bad is not None:

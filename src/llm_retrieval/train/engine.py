@@ -79,9 +79,14 @@ def init_process_group(on_gpu: bool):
     import deepspeed.ops
 
     if not on_gpu:
-        # DeepSpeed JIT-compiles a shared-memory all-reduce for CPU *inference* at
-        # init (half a minute, needs a compiler); training never calls it.
-        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+        # DeepSpeed JIT-compiles a shared-memory all-reduce for CPU *inference* at init (half a
+        # minute, needs a compiler); training never calls it. The table is set, not read: reading
+        # deepspeed.ops.__compatible_ops__ first probes every op, and the async-I/O op's probe links a
+        # test program against libaio, whose "/usr/bin/ld: cannot find -laio" and "collect2: error"
+        # reach the terminal (DeepSpeed hides them from sys.stderr, which is the job's log here, not
+        # from the linker's fd 2). The shm op is the only entry init reads; training uses no other op.
+        # (On GPU the CUDA accelerator has no shm op, and nothing reads the table.)
+        deepspeed.ops.__compatible_ops__ = {"deepspeed_shm_comm": False}
     deepspeed.init_distributed(dist_backend="nccl" if on_gpu else "gloo")
     return deepspeed
 
