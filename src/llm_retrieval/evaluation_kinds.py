@@ -9,13 +9,23 @@ a KeyError when the table is made.
 
 Light on purpose: the DAG build imports it (no pytrec_eval, no scipy).
 """
+
 from __future__ import annotations
 
 RETRIEVAL, STS = "retrieval", "sts"
 
 # Every measure a retrieval metrics file holds (metrics.evaluate computes each).
-RETRIEVAL_MEASURES = ("ndcg_cut_3", "ndcg_cut_5", "ndcg_cut_10", "recall_10", "recall_100", "recall_200",
-                      "recall_1000", "recip_rank", "mrr_10")
+RETRIEVAL_MEASURES = (
+    "ndcg_cut_3",
+    "ndcg_cut_5",
+    "ndcg_cut_10",
+    "recall_10",
+    "recall_100",
+    "recall_200",
+    "recall_1000",
+    "recip_rank",
+    "mrr_10",
+)
 # Every measure an STS metrics file holds (sts.evaluate_pairs computes each): MTEB's main score
 # for STS is cosine_spearman.
 STS_MEASURES = ("cosine_spearman", "cosine_pearson")
@@ -36,5 +46,4 @@ def unknown_measure(measure: str, kinds: set[str]) -> str | None:
     if not missing:
         return None
     known = "; ".join(f"{k}: {', '.join(MEASURES[k])}" for k in sorted(kinds))
-    return (f"measure {measure!r} is not computed for {' or '.join(missing)} collections "
-            f"(known measures, {known})")
+    return f"measure {measure!r} is not computed for {' or '.join(missing)} collections (known measures, {known})"

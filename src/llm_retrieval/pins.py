@@ -74,6 +74,12 @@ def hub_refs(config: dict) -> list[HubRef]:
             for repo in _coir_repos(source):
                 revision = source.get("revisions", {}).get(repo, source.get("revision", "main"))
                 refs.append(HubRef("dataset", repo, revision, f"{where}.revisions[{repo}]", ("collections", name, repo)))
+        elif source["type"] == "mteb_sts" and source.get("local_root") is None:
+            from .data.sts import MTEB_ROOT, mteb_revision
+
+            repo = f"{source.get('hub_root', MTEB_ROOT)}/{source['name']}"
+            revision = source.get("revisions", {}).get(repo, mteb_revision(source))
+            refs.append(HubRef("dataset", repo, revision, f"{where}.revision", ("collections", name, repo)))
         elif source["type"] == "msmarco" and source.get("data_root") is None:
             from .data.msmarco import CORPUS_REPO, QUERIES_REPO
 

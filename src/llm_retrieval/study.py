@@ -196,10 +196,11 @@ class Study:
         return [qs for qs, spec in self.collections[collection]["query_sets"].items() if spec.get("evaluate", True)]
 
     def eval_units(self) -> Iterator[EvalUnit]:
-        """Every run the study scores: BM25 on each used collection, each backbone per setting."""
+        """Every run the study scores: BM25 on each used retrieval collection, each backbone per setting
+        (an STS collection's unit is its sentence pairs scored by the backbone's embeddings: sts.py)."""
         evaluated = {c for s in self.settings.values() for c in s["collections"]}
         for collection in self.used_collections():
-            if collection in evaluated:
+            if collection in evaluated and self.collection_kind(collection) == evaluation_kinds.RETRIEVAL:
                 for query_set in self.eval_query_sets(collection):
                     yield EvalUnit(LEXICAL, BM25, collection, query_set)
         for setting in self.dense_settings():
@@ -207,6 +208,10 @@ class Study:
                 for collection in self.collections_of(setting):
                     for query_set in self.eval_query_sets(collection):
                         yield EvalUnit(setting, backbone, collection, query_set)
+
+    def collections_of_kind(self, setting: str, kind: str) -> list[str]:
+        """A setting's collections of one evaluation kind (retrieval: encoded corpus, searched; sts: pairs)."""
+        return [c for c in self.collections_of(setting) if self.collection_kind(c) == kind]
 
     def collection_kind(self, name: str) -> str:
         """``retrieval`` or ``sts`` (evaluation_kinds.py): what the collection's jobs compute."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from . import beir, coir, demo, longembed, msmarco
+from . import beir, coir, demo, longembed, msmarco, sts
 from .canonical import DataError
 
 Preparer = Callable[[dict, list, Path, Path], dict]
@@ -25,6 +25,8 @@ PREPARERS: dict[str, Preparer] = {
     "coir": coir.prepare_coir,
     "longembed": longembed.prepare_longembed,  # long documents: the input-length axis
     "msmarco": msmarco.prepare_msmarco,
+    "mteb_sts": sts.prepare_mteb_sts,  # sentence pairs (evaluation kind sts): pairs.parquet, not corpus/queries/qrels
+    "sts_local": sts.prepare_sts_local,
     "stdlib_codesearch": demo.prepare_stdlib_codesearch,  # the offline demo's text-to-code source
 }
 
