@@ -19,8 +19,8 @@ Spearman's on tied STS grades is not.
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
