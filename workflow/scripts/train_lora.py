@@ -54,12 +54,18 @@ def _from_command_line() -> tuple[TrainJob, str | None]:
     return job, args.log
 
 
-job, log_path = _from_command_line()
+def main() -> None:
+    job, log_path = _from_command_line()
+    with job_log(log_path) as log:
+        if under_slurm_ranks():
+            log.info("rank %s of %s (Slurm task)", os.environ.get("SLURM_PROCID"), os.environ.get("SLURM_NTASKS"))
+        result = launch(job)
+        if result is not None:
+            log.info("trained %d steps in %.0f s (%.3f s/step); final loss %.4f", result["steps"],
+                     result["train_seconds"], result["seconds_per_step"], result["losses"][-1])
 
-with job_log(log_path) as log:
-    if under_slurm_ranks():
-        log.info("rank %s of %s (Slurm task)", os.environ.get("SLURM_PROCID"), os.environ.get("SLURM_NTASKS"))
-    result = launch(job)
-    if result is not None:
-        log.info("trained %d steps in %.0f s (%.3f s/step); final loss %.4f", result["steps"],
-                 result["train_seconds"], result["seconds_per_step"], result["losses"][-1])
+
+# Work only here: without srun, several ranks are spawned processes, and each re-imports this file
+# (as __mp_main__) before it starts; top-level work would run again in every one of them.
+if __name__ == "__main__":
+    main()
