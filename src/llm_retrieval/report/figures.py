@@ -1,6 +1,6 @@
 """The report's figures, per comparison table, from the table's JSON (``tables.write_table``).
 
-- heatmap: retriever × dataset, our value, the published value and the difference;
+- heatmap: retriever × dataset, our value, and where published values exist, those and the difference;
 - scatter: ours vs published, the y = x line, Pearson r and Kendall tau;
 - averages: per-retriever averages as bars with their bootstrap 95% CIs;
 - win/tie/loss: per query, each retriever against the anchor (Base), per dataset or column.
@@ -44,25 +44,61 @@ def _matrix(table: Table, attr: str) -> np.ndarray:
                       else np.nan for i in table.items] for r in table.retrievers], dtype=float)
 
 
-def heatmap(table: Table, stem: Path) -> None:
+LABELLED_CELLS = 16 * 24  # past this many cells a panel shows colours only (labels would not fit at 8 pt)
+LABEL_SIZE = 8
+
+
+def _span(values: np.ndarray, symmetric: bool = False) -> tuple[float, float]:
+    """The colour range of ``values`` (NaNs ignored): symmetric about 0 for differences."""
+    finite = values[np.isfinite(values)]
+    if symmetric:
+        top = float(np.abs(finite).max()) if finite.size else 0.0
+        top = top or 0.01
+        return -top, top
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    return (low - 0.005, high + 0.005) if high - low < 0.01 else (low, high)
+
+
+def heatmap_figure(table: Table):
+    """Ours, and where the table has published values, the published ones and the difference."""
     ours, paper = _matrix(table, "ours"), _matrix(table, "paper")
-    panels = [("ours", ours, "viridis"), ("published", paper, "viridis"), ("ours − published", ours - paper, "RdBu")]
-    width = max(6.0, 0.55 * len(table.items) + 2)
-    fig, axes = plt.subplots(1, 3, figsize=(3 * width * 0.5 + 2, 0.4 * len(table.retrievers) + 2.2), squeeze=False,
-                             layout="constrained")
-    vmax = np.nanmax(np.abs(ours - paper)) if np.isfinite(ours - paper).any() else 1.0
-    for ax, (title, values, cmap) in zip(axes[0], panels):
-        kwargs = {"vmin": -vmax, "vmax": vmax} if cmap == "RdBu" else {}
-        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, aspect="auto", **kwargs)
+    published = bool(np.isfinite(paper).any())
+    span = _span(np.concatenate([ours.ravel(), paper.ravel()]))
+    panels = [("ours", ours, "viridis", span)]
+    if published:
+        panels += [("published", paper, "viridis", span), ("ours − published", ours - paper, "RdBu",
+                                                           _span(ours - paper, symmetric=True))]
+    rows, cols = ours.shape
+    labelled = rows * cols <= LABELLED_CELLS
+    cell = 0.62 if labelled else min(0.3, 24 / cols)  # inches per column: room for "0.123" at 8 pt
+    fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * (cell * cols + 1.6) + 1.2, 0.36 * rows + 2.2),
+                             squeeze=False, layout="constrained")
+    for ax, (title, values, cmap, (low, high)) in zip(axes[0], panels):
+        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, aspect="auto", vmin=low, vmax=high)
         ax.set_title(title)
-        ax.set_xticks(range(len(table.items)), table.items, rotation=60, ha="right")
-        ax.set_yticks(range(len(table.retrievers)), table.retrievers)
-        for (y, x), value in np.ndenumerate(values):
-            ax.text(x, y, "–" if math.isnan(value) else f"{value:.2f}", ha="center", va="center", fontsize=6,
-                    color="white" if cmap == "viridis" else "black")
+        ax.set_xticks(range(cols), table.items, rotation=60, ha="right")
+        ax.set_yticks(range(rows), table.retrievers)
+        if labelled:
+            _label_cells(ax, values, image)
         fig.colorbar(image, ax=ax, shrink=0.8)
-    fig.suptitle(f"{table.title}: ours, published, difference ('–': no published value)")
-    _save(fig, stem)
+    fig.suptitle(f"{table.title}: ours, published, difference ('–': no published value)" if published
+                 else f"{table.title} (no published counterpart)")
+    return fig
+
+
+def _label_cells(ax, values: np.ndarray, image) -> None:
+    for (y, x), value in np.ndenumerate(values):
+        if math.isnan(value):
+            ax.text(x, y, "–", ha="center", va="center", fontsize=LABEL_SIZE, color="grey")
+            continue
+        red, green, blue, _ = image.cmap(image.norm(value))
+        dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
+        ax.text(x, y, f"{value:.3f}" if abs(value) < 1 else f"{value:.2f}", ha="center", va="center",
+                fontsize=LABEL_SIZE, color="white" if dark else "black")
+
+
+def heatmap(table: Table, stem: Path) -> None:
+    _save(heatmap_figure(table), stem)
 
 
 def scatter(table: Table, stem: Path) -> None:
