@@ -194,12 +194,12 @@ def test_cost_sums_benchmarks_per_stage_and_backbone_times_the_gpus_each_job_hol
         path.write_text(BENCH_HEADER + f"{seconds}\t-\t1234.5\t0\t0\t0\t0\t0\t0\t{seconds / 2}\n")
     jobs = cost.measured(config, tmp_path)
     by_rule = {r["rule"]: r for r in cost.summarise(jobs, "rule")}
-    assert by_rule["encode_corpus_shard"]["gpu_h"] == pytest.approx(1.5)  # one GPU each
-    assert by_rule["train_lora"]["gpu_h"] == pytest.approx(0.25 * config["training"]["world_size"])
-    assert by_rule["bm25_index"]["gpu_h"] == 0 and by_rule["bm25_index"]["cpu_h"] == pytest.approx(2 * 16)
+    assert by_rule["encode_corpus_shard"]["gpu_h_requested"] == pytest.approx(1.5)  # one GPU each
+    assert by_rule["train_lora"]["gpu_h_requested"] == pytest.approx(0.25 * config["training"]["world_size"])
+    assert by_rule["bm25_index"]["gpu_h_requested"] == 0 and by_rule["bm25_index"]["cpu_h"] == pytest.approx(2 * 16)
     by_backbone = {r["backbone"]: r for r in cost.summarise(jobs, "backbone")}
     assert set(by_backbone) == {"base", "coder", "bm25"}
-    assert by_backbone["base"]["gpu_h"] == pytest.approx(1 + 0.25 * 8)
+    assert by_backbone["base"]["gpu_h_requested"] == pytest.approx(1 + 0.25 * 8)
     assert by_backbone["base"]["max_rss_mb"] == pytest.approx(1234.5)
     projected = cost.projection(config, cost.read_sizes(ROOT / "resources/reference/corpus_sizes.csv"))
     assert {r["label"] for r in projected} == {"estimate"}

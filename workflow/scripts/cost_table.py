@@ -20,5 +20,6 @@ with job_log(snakemake.log[0]) as log:
     write_text(out.json, json.dumps({"measured": jobs, "by_rule": cost.summarise(jobs, "rule"),
                                      "by_backbone": cost.summarise(jobs, "backbone"), "projected": projected},
                                     indent=1))
-    log.info("%d benchmark files, %.4f GPU-h held, %.4f CPU-h", len(jobs), cost.total_gpu_h(jobs),
+    log.info("%d benchmark files, %.4f GPU-h requested on the cluster, %.4f GPU-h used, %.4f CPU-h", len(jobs),
+             sum(j["gpu_h_requested"] for j in jobs), sum(j["gpu_h_used"] for j in jobs),
              sum(j["cpu_h"] for j in jobs))

@@ -11,12 +11,7 @@ with job_log(snakemake.log[0]) as log:
     tables = [read_table(p) for p in inp.tables]
     fidelities = [json.loads(Path(p).read_text(encoding="utf-8")) for p in inp.fidelity]
     costs = json.loads(Path(inp.cost).read_text(encoding="utf-8"))
-    measured = costs["measured"]
-    projected = sum(r["gpu_h"] for r in costs["projected"])
-    cost_line = (f"This run: {len(measured)} jobs, {sum(j['wall_s'] for j in measured) / 60:.1f} min of job time, "
-                 f"{sum(j['cpu_h'] for j in measured):.3f} CPU-h; the paper study would take about {projected:,.0f} "
-                 "GPU-h (estimate, no GPU measurement).")
-    text = summary.opening(tables, fidelities, cost_line)
+    text = summary.opening(tables, fidelities, summary.cost_sentence(costs))
     write_text(out.md, "# Summary\n\n" + text + "\n")
     write_text(out.html, page("Summary", markdown_to_html("# Summary\n\n" + text)))
     fidelity_md = "\n".join(fidelity.to_markdown(r) for r in fidelities)

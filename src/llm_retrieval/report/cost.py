@@ -1,9 +1,11 @@
 """What the run cost, from Snakemake's benchmark TSVs, and what the paper's study would cost.
 
 Measured: every ``results/benchmarks/<rule>/...tsv`` (wall seconds ``s``, ``max_rss`` in MB,
-``cpu_time``) times what the job holds on the cluster (``llm_retrieval.cluster``: GPUs for the
-GPU kinds, CPUs = threads), summed per stage (rule) and per backbone, as GPU-hours and CPU-hours.
-On a machine without GPUs the GPU-hours are what the same jobs would have held, not GPU work done.
+``cpu_time``) but the report's last two jobs (``NOT_MEASURED``), times what the job holds on the
+cluster (``llm_retrieval.cluster``: GPUs for the GPU kinds, CPUs = threads), summed per stage (rule)
+and per backbone. Two GPU-hour columns, so that a CPU-only run cannot be read as GPU use:
+"GPU-h requested on the cluster" (wall x GPUs the job's kind holds, whatever the machine) and
+"GPU-h used" (the same, only for jobs whose log says they saw a GPU, ``joblog.GPUS_SEEN``).
 
 Projection for the paper study: corpus and query tokens (at most the configured token cap per
 text, plus the prompt) × 2N FLOPs per token for encoding, 6N per token for LoRA training with
@@ -17,7 +19,7 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
-from .. import cluster
+from .. import cluster, joblog
 
 PEAK_FLOPS = 989e12
 N_MATMUL = 6.53e9  # Qwen2.5-7B matmul parameters without the token embedding (PROTOCOL.md)
@@ -30,6 +32,20 @@ KIND_OF_RULE = {"prepare_collection": "data", "build_stdlib_codesearch": "data",
                 "bm25_index": "bm25", "bm25_search": "bm25", "dense_search": "search", "evaluate_run": "evaluate",
                 "comparison_table": "report", "report_figures": "report", "cost_table": "report",
                 "report_summary": "report", "axis_table": "report"}
+
+
+# The report's last two jobs read every other job's benchmark, so neither is done when the cost is
+# written; with Snakemake's target rule `all` (no benchmark) they are the steps the cost leaves out.
+NOT_MEASURED = ("cost_table", "report_summary")
+STEPS_NOT_MEASURED = len(NOT_MEASURED) + 1
+MEASURED_NOTE = (
+    "Measured, from the Snakemake benchmark file of every job except the report's last two ("
+    + ", ".join(NOT_MEASURED)
+    + f"), which with the target rule `all` are the {STEPS_NOT_MEASURED} steps Snakemake counts beyond these. "
+    "**GPU-h requested on the cluster** = wall time × the GPUs the job's kind holds on the cluster "
+    "(`slurm.kinds`), also where this machine has no GPU; **GPU-h used** = the same, only for jobs that saw a "
+    "GPU (each job logs the GPUs visible to it), '–' where none did; **CPU-h** = wall time × the CPUs held."
+)
 
 
 class BenchmarkError(ValueError):
@@ -66,35 +82,45 @@ def read_benchmark(path: Path) -> dict:
             "cpu_time": mean("cpu_time")}
 
 
-def measured(config: dict, benchmarks: str | Path) -> list[dict]:
-    """One record per benchmark TSV: rule, backbone, wall s, max RSS, GPUs/CPUs held, GPU-h, CPU-h."""
+def measured(config: dict, benchmarks: str | Path, logs: str | Path | None = None) -> list[dict]:
+    """One record per benchmark TSV: rule, backbone, wall s, max RSS, GPUs/CPUs held, GPUs seen,
+    GPU-h requested and used, CPU-h. A job's log (``logs``, default the benchmarks' sibling ``logs``
+    folder, same relative path) says the GPUs it saw."""
     root = Path(benchmarks)
+    logs = Path(logs) if logs else root.parent / "logs"
     names = set(config.get("backbones", {}))
     jobs = []
     for path in sorted(root.rglob("*.tsv")):
         rel = path.relative_to(root)
         rule = rel.parts[0].removesuffix(".tsv")
+        if rule in NOT_MEASURED:
+            continue
         parts = [p.removesuffix(".tsv") for p in rel.parts[1:]]
         backbone = next((p for p in parts if p in names), "bm25" if "bm25" in parts or rule.startswith("bm25")
                         else "shared")
         bench = read_benchmark(path)
         gpus, cpus = held(config, rule)
+        seen = joblog.gpus_seen((logs / rel).with_suffix(".log"))
         jobs.append({"rule": rule, "job": str(rel), "backbone": backbone, "wall_s": bench["s"],
                      "max_rss_mb": bench["max_rss"], "cpu_time_s": bench["cpu_time"], "gpus": gpus, "cpus": cpus,
-                     "gpu_h": bench["s"] * gpus / 3600, "cpu_h": bench["s"] * cpus / 3600})
+                     "gpus_seen": seen, "gpu_h_requested": bench["s"] * gpus / 3600,
+                     "gpu_h_used": bench["s"] * gpus / 3600 if seen else 0.0, "cpu_h": bench["s"] * cpus / 3600})
     return jobs
 
 
+MAXIMA = ("max_rss_mb",)  # summarised as the largest; every other number is summed
+
+
 def summarise(jobs: list[dict], key: str) -> list[dict]:
-    groups: dict[str, dict] = defaultdict(lambda: {"jobs": 0, "wall_s": 0.0, "gpu_h": 0.0, "cpu_h": 0.0,
-                                                    "max_rss_mb": 0.0})
+    """Per value of ``key``: the number of jobs, the sum of each numeric field (the largest RSS)."""
+    groups: dict[str, dict] = defaultdict(lambda: {"jobs": 0})
     for job in jobs:
         g = groups[job[key]]
         g["jobs"] += 1
-        g["wall_s"] += job["wall_s"]
-        g["gpu_h"] += job["gpu_h"]
-        g["cpu_h"] += job["cpu_h"]
-        g["max_rss_mb"] = max(g["max_rss_mb"], job["max_rss_mb"])
+        for name, value in job.items():
+            if name == key or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            g[name] = max(g.get(name, 0.0), value) if name in MAXIMA else g.get(name, 0.0) + value
     return [{key: name, **values} for name, values in sorted(groups.items())]
 
 
@@ -145,18 +171,24 @@ def _h(value: float) -> str:
     return f"{value:.4f}" if value < 10 else f"{value:,.1f}"
 
 
+def _used(value: float) -> str:
+    return _h(value) if value else "–"
+
+
 def to_markdown(jobs: list[dict], projected: list[dict], mfu: float = ASSUMED_MFU) -> str:
-    lines = ["## Cost", "", "Measured (Snakemake benchmark files; GPU-h = wall time × GPUs the job holds on the "
-             "cluster, CPU-h = wall time × CPUs held):", ""]
+    lines = ["## Cost", "", MEASURED_NOTE, ""]
     for key, title in (("rule", "stage"), ("backbone", "backbone")):
-        lines += [f"| {title} | jobs | wall s | max RSS MB | GPU-h | CPU-h |", "|---|---|---|---|---|---|"]
+        lines += [f"| {title} | jobs | wall s | max RSS MB | GPU-h requested on the cluster | GPU-h used | CPU-h |",
+                  "|---|---|---|---|---|---|---|"]
         for row in summarise(jobs, key):
             lines.append(f"| {row[key]} | {row['jobs']} | {row['wall_s']:.1f} | {row['max_rss_mb']:.0f} | "
-                         f"{_h(row['gpu_h'])} | {_h(row['cpu_h'])} |")
+                         f"{_h(row['gpu_h_requested'])} | {_used(row['gpu_h_used'])} | {_h(row['cpu_h'])} |")
         lines.append("")
-    total = {k: sum(j[k] for j in jobs) for k in ("wall_s", "gpu_h", "cpu_h")}
-    lines += [f"Total: {len(jobs)} jobs, {total['wall_s']:.1f} s of job wall time, {_h(total['gpu_h'])} GPU-h, "
-              f"{_h(total['cpu_h'])} CPU-h.", ""]
+    total = {k: sum(j[k] for j in jobs) for k in ("wall_s", "gpu_h_requested", "gpu_h_used", "cpu_h")}
+    lines += [(f"Total: {len(jobs)} jobs ({STEPS_NOT_MEASURED} fewer than Snakemake's steps: "
+               f"{', '.join(NOT_MEASURED)}, all), {total['wall_s']:.1f} s of job wall time, "
+               f"{_h(total['gpu_h_requested'])} GPU-h requested on the cluster, {_used(total['gpu_h_used'])} GPU-h "
+               f"used, {_h(total['cpu_h'])} CPU-h."), ""]
     if projected:
         by_stage = summarise([{**r, "wall_s": 0.0, "cpu_h": 0.0, "max_rss_mb": 0.0} for r in projected], "stage")
         lines += ["Projection for the paper study (config/config.yaml), **estimate**: no GPU measurement exists. "
@@ -170,12 +202,15 @@ def to_markdown(jobs: list[dict], projected: list[dict], mfu: float = ASSUMED_MF
 
 
 def write_csv(jobs: list[dict], projected: list[dict]) -> str:
-    out = ["kind,rule_or_stage,job,backbone,wall_s,max_rss_mb,gpus,cpus,gpu_h,cpu_h,label"]
+    out = ["kind,rule_or_stage,job,backbone,wall_s,max_rss_mb,gpus,cpus,gpus_seen,gpu_h_requested,gpu_h_used,"
+           "gpu_h_estimated,cpu_h,label"]
     for j in jobs:
+        seen = "" if j["gpus_seen"] is None else j["gpus_seen"]
         out.append(f"measured,{j['rule']},{j['job']},{j['backbone']},{j['wall_s']:.3f},{j['max_rss_mb']:.1f},"
-                   f"{j['gpus']},{j['cpus']},{j['gpu_h']:.6f},{j['cpu_h']:.6f},measured")
+                   f"{j['gpus']},{j['cpus']},{seen},{j['gpu_h_requested']:.6f},{j['gpu_h_used']:.6f},,"
+                   f"{j['cpu_h']:.6f},measured")
     for r in projected:
-        out.append(f"projected,{r['stage']},,{r['backbone']},,,,,{r['gpu_h']:.3f},,estimate")
+        out.append(f"projected,{r['stage']},,{r['backbone']},,,,,,,,{r['gpu_h']:.3f},,estimate")
     return "\n".join(out) + "\n"
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from .cost import NOT_MEASURED
 from .tables import DROP_MARK, UP_MARK, Table
 
 CAVEAT = ("**Demo caveat:** the backbones here are tiny models with random weights, so the dense numbers are "
@@ -71,6 +72,17 @@ def fidelity_sentence(results: list[dict]) -> str:
                      f"{len(r['cells_over_threshold'])} of {r['compared_cells']} cells off by more than "
                      f"{r['threshold']}" + (f", Kendall τ {tau:.2f}" if tau is not None else ""))
     return "Against the published numbers: " + "; ".join(parts) + "."
+
+
+def cost_sentence(costs: dict) -> str:
+    """This run's jobs and hours (cost.json), saying which steps are not counted, and the projection."""
+    measured = costs["measured"]
+    projected = sum(r["gpu_h"] for r in costs["projected"])
+    used = sum(j["gpu_h_used"] for j in measured)
+    gpu = f"{used:.3f} GPU-h on the GPUs the jobs saw" if used else "no GPU used"
+    return (f"This run: {len(measured)} jobs (every step but {', '.join(NOT_MEASURED)} and the target rule `all`), "
+            f"{sum(j['wall_s'] for j in measured) / 60:.1f} min of job time, {sum(j['cpu_h'] for j in measured):.3f} "
+            f"CPU-h, {gpu}; the paper study would take about {projected:,.0f} GPU-h (estimate, no GPU measurement).")
 
 
 def opening(tables: list[Table], fidelities: list[dict], cost_line: str | None = None) -> str:
