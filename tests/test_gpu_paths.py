@@ -52,3 +52,67 @@ def test_a_float32_model_on_cuda_is_loaded_without_flash_attention(flash_attn_in
     assert load.kwargs["attn_implementation"] == "sdpa" and load.kwargs["dtype"] is torch.float32
     modeling.load_text_model("tiny", "qwen2", "bfloat16", "cuda:0")
     assert load.kwargs["attn_implementation"] == "flash_attention_2"
+
+
+# --- the encode loop ------------------------------------------------------------------
+
+
+def test_last_token_pooling_never_waits_for_the_device(monkeypatch):
+    """bool(mask[:, -1].all()) copied a value to the host per batch: a GPU sync in the encode loop."""
+    hidden = torch.arange(2 * 4 * 3, dtype=torch.float32).reshape(2, 4, 3)
+    right = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    left = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    expected = (torch.stack([hidden[0, 1], hidden[1, 3]]), hidden[:, -1])
+
+    def host_round_trip(self, *args):
+        raise AssertionError("a device value read on the host")
+
+    for name in ("__bool__", "item", "tolist", "__int__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, host_round_trip)
+    pooled = (modeling.last_token_pool(hidden, right), modeling.last_token_pool(hidden, left))
+    monkeypatch.undo()
+    assert torch.equal(pooled[0], expected[0]) and torch.equal(pooled[1], expected[1])
+
+
+class RecordingModel:
+    """Wraps the encoder's model: records each forward's keyword arguments."""
+
+    def __init__(self, model):
+        self.model, self.calls = model, []
+
+    def __call__(self, **kwargs):
+        self.calls.append(kwargs)
+        return self.model(**kwargs)
+
+
+ENCODING = {"prompts": {"query": 'Query: "{text}".', "passage": 'Passage: "{text}".', "assistant_prefill": '"'},
+            "normalize": True, "dtype": "float32", "batch_tokens": 256, "max_text_tokens": {"query": 16, "passage": 24}}
+
+
+@pytest.mark.parametrize("share_prefix", [False, True])
+def test_encode_forward_passes_keep_no_kv_cache(tiny_backbones, share_prefix):
+    from llm_retrieval.encoder import Encoder, EncoderSpec
+
+    encoder = Encoder(EncoderSpec(tiny_backbones["qwen2"], {**ENCODING, "share_prefix": share_prefix}), "cpu")
+    encoder.model = RecordingModel(encoder.model)
+    encoder.encode("passage", ["one text", "a second, longer text to encode"])
+    batches = [c for c in encoder.model.calls if "attention_mask" in c]  # not the shared prefix's one pass
+    assert batches and all(c.get("use_cache") is False for c in batches)
+
+
+def test_each_multi_gpu_encode_worker_binds_its_gpu_before_loading_the_model(monkeypatch):
+    from llm_retrieval import encode
+
+    events = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: events.append(("set_device", str(device))))
+
+    class Loaded:
+        def __init__(self, spec, device):
+            events.append(("load", device))
+
+    monkeypatch.setattr(encode, "Encoder", Loaded)
+    encode._encode_chunks_worker(1, ["cuda:0", "cuda:1"], [], "corpus", "parts", None, False)
+    assert events == [("set_device", "cuda:1"), ("load", "cuda:1")]
+    events.clear()
+    encode._encode_chunks_worker(0, ["cpu"], [], "corpus", "parts", None, False)
+    assert events == [("load", "cpu")]

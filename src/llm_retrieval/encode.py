@@ -130,6 +130,10 @@ def _encode_chunks_worker(rank: int, devices: list[str], todo: list, corpus_path
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    if torch.device(devices[rank]).type == "cuda":
+        # This process's current device before anything touches CUDA: pinned host buffers and the
+        # caching allocator otherwise open a context on GPU 0 in every worker.
+        torch.cuda.set_device(devices[rank])
     encoder = Encoder(spec, devices[rank])  # the one model load of this process
     if queries is not None and rank == 0:
         count = _encode_queries_with(encoder, queries.queries_path, queries.out_path, queries.query_sets)

@@ -201,7 +201,8 @@ class Encoder:
 
     def _hidden(self, input_ids: torch.Tensor, mask: torch.Tensor, prefix_cache=None) -> torch.Tensor:
         if prefix_cache is None:
-            return self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            # No KV cache: nothing generates after this pass (the model's config would keep one per batch).
+            return self.model(input_ids=input_ids, attention_mask=mask, use_cache=False).last_hidden_state
         from transformers import DynamicCache
 
         rows, width = input_ids.shape
@@ -215,7 +216,7 @@ class Encoder:
             # Multimodal rotary positions (temporal, height, width): for text all three are the 1-D position.
             positions = positions[None].expand(3, -1, -1)
         return self.model(input_ids=input_ids, attention_mask=full_mask, position_ids=positions,
-                          past_key_values=past, use_cache=True).last_hidden_state
+                          past_key_values=past, use_cache=False).last_hidden_state  # past still read
 
 
 @dataclass

@@ -89,8 +89,10 @@ def load_text_model(path: str, architecture: str, dtype: str = "float32", device
 
 
 def last_token_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Hidden state of each sequence's last real token (right or left padding)."""
-    if bool(attention_mask[:, -1].all()):
-        return hidden[:, -1]
-    last = attention_mask.sum(dim=1) - 1
+    """Hidden state of each sequence's last real token (right or left padding).
+
+    Computed on the device without a host round trip (no ``bool(...)`` / ``.item()``): the encode
+    loop would otherwise wait for every batch's forward pass before queueing the next.
+    """
+    last = attention_mask.size(1) - 1 - attention_mask.flip(1).argmax(dim=1)  # last column holding a 1
     return hidden[torch.arange(hidden.size(0), device=hidden.device), last]
