@@ -68,8 +68,11 @@ class SizeTable:
         if "size_estimate" in spec:
             est = spec["size_estimate"]
             return int(est["documents"]), float(est["mean_tokens"])
-        if spec["source"]["type"] == "beir_local":
-            documents, mean_words = local_corpus_size(collection, Path(spec["source"]["path"]) / "corpus.jsonl")
+        local = local_corpus_files(spec["source"])
+        if local is not None:
+            sizes = [local_corpus_size(collection, path) for path in local]
+            documents = sum(n for n, _ in sizes)
+            mean_words = sum(n * words for n, words in sizes) / documents
             return documents, mean_words * self.ratios["text"]
         key = source_key(spec["source"])
         row = self.rows.get(key)
@@ -107,10 +110,33 @@ def _count_lines(path: Path) -> int:
     return count + (last != b"\n")
 
 
-def local_corpus_size(collection: str, corpus: Path) -> tuple[int, float]:
-    """(documents, mean words per document) of a BEIR ``corpus.jsonl``, cheaply.
+def local_corpus_files(source: dict) -> list[Path] | None:
+    """The corpus files of a source read from local files (None for a downloaded one): what sizes it."""
+    if source["type"] == "beir_local":
+        return [Path(source["path"]) / "corpus.jsonl"]
+    if source["type"] == "toolbench":
+        return [Path(source["path"]) / "corpus.tsv"]
+    if source["type"] == "qrecc":
+        passages = Path(source["passages"])
+        return sorted([*passages.glob("*.jsonl"), *passages.glob("*.jsonl.gz")]) if passages.is_dir() else [passages]
+    return None
 
-    Words are whitespace words of title + text. Words per byte and bytes per line come from
+
+def _words(line: bytes) -> int:
+    """Whitespace words of a record's texts: a JSON object's string values but its ids; else the line."""
+    try:
+        record = json.loads(line)
+    except ValueError:  # a TSV row (or a bad line: the preparer's error to report, not the plan's)
+        return len(line.split())
+    if not isinstance(record, dict):
+        return len(line.split())
+    return sum(len(v.split()) for k, v in record.items() if isinstance(v, str) and k not in ("_id", "id"))
+
+
+def local_corpus_size(collection: str, corpus: Path) -> tuple[int, float]:
+    """(documents, mean words per document) of a local corpus file (JSON lines or TSV), cheaply.
+
+    Words are whitespace words of the record's texts (title + text in BEIR). Words per byte and bytes per line come from
     the slices; documents are counted exactly up to EXACT_COUNT_BYTES, else bytes / bytes per line.
     """
     if not corpus.exists():
@@ -120,13 +146,7 @@ def local_corpus_size(collection: str, corpus: Path) -> tuple[int, float]:
     lines = [line for piece in _slices(corpus, size) for line in piece.splitlines() if line.strip()]
     if not lines:
         raise SizeEstimateError(f"collections.{collection}: {corpus} holds no documents")
-    words = 0
-    for line in lines:
-        try:
-            record = json.loads(line)
-            words += len(f"{record.get('title') or ''} {record.get('text') or ''}".split())
-        except (ValueError, AttributeError):  # a bad line is the preparer's error to report, not the plan's
-            words += len(line.split())
+    words = sum(_words(line) for line in lines)
     sampled_bytes = sum(len(line) + 1 for line in lines)
     documents = _count_lines(corpus) if size <= EXACT_COUNT_BYTES else round(size * len(lines) / sampled_bytes)
     return max(1, documents), words / len(lines)
