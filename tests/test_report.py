@@ -216,9 +216,9 @@ def test_summary_names_the_winner_the_margin_and_the_demo_caveat(tmp_path):
     noisy_runs(tmp_path, study, lambda unit: shifts.get(unit.retriever, 0.0))
     table = build(study, "beir", lambda u: metrics_path(u, str(tmp_path)))
     text = summary.opening([table], [fidelity.fidelity(table)])
-    assert re.search(r"Coder has the highest average ndcg_cut_10 \(0\.\d{3}, \+0\.\d{3} over \S+\) and leads on "
+    assert re.search(r"Coder has the highest average nDCG@10 \(0\.\d{3}, \+0\.\d{3} over \S+\) and leads on "
                      r"6 of 6 datasets", text)
-    assert "6 cells significantly above Base (Coder) and 6 significantly below (Math)" in text
+    assert "Coder is significantly above Base in 6 of 6 datasets; Math significantly below Base in 6" in text
     assert "Demo caveat" not in text  # hub models, not random weights
     table.random_weights = True
     assert "Demo caveat" in summary.opening([table], [fidelity.fidelity(table)])

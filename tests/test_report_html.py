@@ -38,7 +38,7 @@ def test_mini_report_holds_every_table_figure_page_and_the_summary(finished_mini
         assert category in mini_report
     summary = (finished_mini / "results/report/summary.md").read_text()
     assert "Demo caveat" in summary and "random weights" in summary  # tiny built models
-    assert re.search(r"On \*Mini BEIR-style\*, \S+ has the highest average ndcg_cut_10 \(\d\.\d{3}", summary)
+    assert re.search(r"On \*Mini BEIR-style\*, \S+ has the highest average nDCG@10 \(\d\.\d{3}", summary)
     assert "random weights" in mini_report and "All 3 tables are made" in mini_report
     # The mini study's datasets are not the paper's: the scatter says so instead of plotting nothing.
     scatter = (finished_mini / "results/report/figures/beir/scatter.svg").read_text()

@@ -19,6 +19,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from .evaluation_kinds import display_name
+
 AXES: dict[str, dict[str, Any]] = {
     "steps": {"settings": ("supervised",), "label": "training steps"},
     "passage_tokens": {"settings": ("zeroshot", "supervised"), "label": "max passage tokens"},
@@ -265,7 +267,7 @@ def _curve_svg(rows: list[dict], axis: str, title: str) -> str:
             if not numeric:
                 panel.set_xticks(xs, labels)
         panel.set_xlabel(AXES[axis]["label"])
-        panel.set_ylabel(measure)
+        panel.set_ylabel(display_name(measure))
         panel.grid(alpha=0.3)
     panels[0][0].legend(fontsize=7)
     fig.suptitle(title, fontsize=9)

@@ -30,6 +30,25 @@ RETRIEVAL_MEASURES = (
 # for STS is cosine_spearman.
 STS_MEASURES = ("cosine_spearman", "cosine_pearson")
 MEASURES = {RETRIEVAL: RETRIEVAL_MEASURES, STS: STS_MEASURES}
+# How papers print each measure (the report's tables, figures and summary use these names).
+DISPLAY_NAMES = {
+    "ndcg_cut_3": "nDCG@3",
+    "ndcg_cut_5": "nDCG@5",
+    "ndcg_cut_10": "nDCG@10",
+    "recall_10": "R@10",
+    "recall_100": "R@100",
+    "recall_200": "R@200",
+    "recall_1000": "R@1000",
+    "recip_rank": "MRR",
+    "mrr_10": "MRR@10",
+    "cosine_spearman": "Spearman (cosine)",
+    "cosine_pearson": "Pearson (cosine)",
+}
+
+
+def display_name(measure: str) -> str:
+    """``measure`` as papers print it (nDCG@10 for ndcg_cut_10); an unknown key is returned as it is."""
+    return DISPLAY_NAMES.get(measure, measure)
 
 # Source types (data/sources.py) whose collections are sentence pairs, not a searched corpus.
 STS_SOURCES = ("mteb_sts", "sts_local")

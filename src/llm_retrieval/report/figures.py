@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..atomic import atomic_path  # noqa: E402
+from ..evaluation_kinds import display_name  # noqa: E402
 from .fidelity import fidelity  # noqa: E402
 from .tables import Table  # noqa: E402
 
@@ -142,7 +143,7 @@ def averages(table: Table, stem: Path) -> None:
         ax.bar(x + k * width - 0.4 + width / 2, means, width, yerr=[means - low, high - means], capsize=3,
                label=name)
     ax.set_xticks(x, table.retrievers, rotation=30, ha="right")
-    ax.set_ylabel(table.measure or "value")
+    ax.set_ylabel(display_name(table.measure) if table.measure else "value")
     ax.set_title(f"{table.title}: averages with bootstrap 95% CIs", fontsize=8)
     if len(series) > 1:
         ax.legend(fontsize=6)

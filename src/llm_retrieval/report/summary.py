@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from ..evaluation_kinds import display_name
 from .cost import NOT_MEASURED
 from .tables import DROP_MARK, UP_MARK, Table
 
@@ -25,19 +26,25 @@ def _best(values: dict[str, float]) -> tuple[str, float, str | None, float | Non
     return first[0], first[1], second[0], second[1]
 
 
-def _marks(table: Table) -> str:
-    up = sorted({c.retriever for c in table.cells.values() if c.mark == UP_MARK})
-    down = sorted({c.retriever for c in table.cells.values() if c.mark == DROP_MARK})
-    n_up = sum(c.mark == UP_MARK for c in table.cells.values())
-    n_down = sum(c.mark == DROP_MARK for c in table.cells.values())
-    if not n_up and not n_down:
-        return f"no cell differs significantly from {table.anchor}"
-    parts = []
-    if n_up:
-        parts.append(f"{n_up} cell{'s' * (n_up != 1)} significantly above {table.anchor} ({', '.join(up)})")
-    if n_down:
-        parts.append(f"{n_down} significantly below ({', '.join(down)})")
-    return " and ".join(parts)
+def significance_sentence(table: Table) -> str:
+    """Who is significantly above and below the anchor, in how many cells, in plain words:
+    "BM25 is significantly above Base in 3 of 6 datasets; BERT significantly below Base in 3"."""
+    unit = "dataset" if table.layout == "measure" else "column"
+    total = len(table.items)
+    counts = {mark: {} for mark in (UP_MARK, DROP_MARK)}
+    for cell in table.cells.values():
+        if cell.mark in counts:
+            counts[cell.mark][cell.retriever] = counts[cell.mark].get(cell.retriever, 0) + 1
+    clauses = [(retriever, direction, n)
+               for mark, direction in ((UP_MARK, "above"), (DROP_MARK, "below"))
+               for retriever, n in sorted(counts[mark].items(), key=lambda kv: (-kv[1], kv[0]))]
+    if not clauses:
+        return f"no retriever is significantly above or below {table.anchor} in any {unit}"
+    first, *rest = clauses
+    retriever, direction, n = first
+    parts = [f"{retriever} is significantly {direction} {table.anchor} in {n} of {total} {unit}{'s' * (total != 1)}"]
+    parts += [f"{retriever} significantly {direction} {table.anchor} in {n}" for retriever, direction, n in rest]
+    return "; ".join(parts)
 
 
 def table_sentence(table: Table) -> str:
@@ -45,19 +52,23 @@ def table_sentence(table: Table) -> str:
         averages = {r: c.ours for r, c in table.averages.items()}
         best, value, second, value2 = _best(averages)
         leads = sum(max(table.retrievers, key=lambda r: table.cells[(r, item)].ours) == best for item in table.items)
-        text = (f"On *{table.title}*, {best} has the highest average {table.measure} ({value:.3f}"
+        text = (f"On *{table.title}*, {best} has the highest average {display_name(table.measure)} ({value:.3f}"
                 + (f", {value - value2:+.3f} over {second}" if second else "") + ")"
                 + f" and leads on {leads} of {len(table.items)} dataset{'s' * (len(table.items) != 1)}")
     else:
         column = table.items[0]
         best, value, second, value2 = _best({r: table.cells[(r, column)].ours for r in table.retrievers})
-        text = (f"In *{table.title}*, {best} leads on {column} ({value:.3f}"
+        text = (f"In *{table.title}*, {best} leads on {table.item_name(column)} ({value:.3f}"
                 + (f", {value - value2:+.3f} over {second}" if second else "") + ")")
         if table.anchor and table.anchor not in (best, second):
             text += f", {value - table.cells[(table.anchor, column)].ours:+.3f} over {table.anchor}"
     if table.anchor:
-        text += f"; {_marks(table)} (Holm-corrected)"
+        text += f". {_capital(significance_sentence(table))} (paired tests, Holm-corrected)"
     return text + "."
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def fidelity_sentence(results: list[dict]) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..atomic import write_text
 from ..data.canonical import CorruptOutputError
+from ..evaluation_kinds import display_name
 from ..pins import hub_refs
 from ..study import BM25, LEXICAL, EvalUnit, Study
 from . import significance as sig
@@ -63,6 +64,14 @@ class Table:
     reference: str | None = None
     not_compared: list[str] = field(default_factory=list)
     random_weights: bool = False
+    columns: dict[str, list[str]] = field(default_factory=dict)  # column tables: label -> [query set, measure]
+
+    def item_name(self, item: str) -> str:
+        """A column's name in the field's words (MRR@10 (dev) for dev_mrr10); a dataset's is its own."""
+        if item not in self.columns:
+            return item
+        query_set, measure = self.columns[item]
+        return f"{display_name(measure)} ({query_set})"
 
     def cell(self, retriever: str, item: str) -> Cell:
         return self.cells[(retriever, item)]
@@ -147,6 +156,7 @@ def build(study: Study, name: str, metrics_path) -> Table:
             raise ValueError(f"tables.{name}: a column table needs exactly one collection, got {collections}")
         for column in spec["columns"]:
             table.items.append(column["label"])
+            table.columns[column["label"]] = [column["query_set"], column["measure"]]
             for retriever, setting, label in retrievers:
                 metrics = load_metrics(metrics_path(EvalUnit(setting, retriever, collections[0], column["query_set"])))
                 per_query[(label, column["label"])] = [
@@ -254,7 +264,7 @@ def _grid(table: Table) -> tuple[list[str], list[list[Cell | str]]]:
 
 def note(table: Table) -> str:
     test = "paired t-test" if table.test == "ttest" else "paired randomisation test"
-    parts = [f"{table.measure}; " if table.measure else "",
+    parts = [f"{display_name(table.measure)}; " if table.measure else "",
              "cells are ours, with the published value after the slash where the paper has one. "]
     if table.anchor:
         parts.append(f"{UP_MARK} / {DROP_MARK}: significantly above / below {table.anchor} "
