@@ -11,8 +11,10 @@ from snakemake.utils import validate
 from llm_retrieval import encoders
 from llm_retrieval.backbones import resolve_backbone
 from llm_retrieval.encoder import Encoder, EncoderSpec
+from llm_retrieval.memory_guard import InputMemoryError
 from llm_retrieval.modeling import load_tokenizer
 from llm_retrieval.study import ConfigError, Study
+from llm_retrieval.tiny_models import build_tiny_model
 from workflow_helpers import ROOT
 
 BERT_BUILD = dict(seed=0, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -87,7 +89,7 @@ def test_a_tiny_bert_trains_with_lora_on_its_own_modules_and_encodes_with_the_ad
 
     task = synthetic_task()
     texts = list(task["docs"].values()) + list(task["queries"].values())
-    record = encoders.build_tiny_bert(BERT_BUILD, texts, tmp_path / "bert")
+    record = build_tiny_model("bert", BERT_BUILD, tmp_path / "bert", texts)
     training = training_config(world_size=1, global_batch=8, max_steps=6, checkpoint_every=3,
                                learning_rate=1e-2)  # packing on in the config: an encoder runs padded
     job = TrainJob(record["path"], "bert", str(write_groups(task, tmp_path / "g.parquet")), str(tmp_path / "adapter"),
@@ -119,5 +121,5 @@ def test_inputs_too_long_for_memory_name_the_setting_to_change(tiny_bert, monkey
         raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     monkeypatch.setattr(encoder, "model", exhausted)
-    with pytest.raises(encoders.InputMemoryError, match="lower encoding.batch_tokens, or the input length"):
+    with pytest.raises(InputMemoryError, match="lower encoding.batch_tokens, or the input length"):
         encoder.encode("passage", ["a long text"])

@@ -16,7 +16,7 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from llm_retrieval.atomic import write_parquet
-from llm_retrieval.backbones import train_tokenizer
+from llm_retrieval.tiny_models import train_tokenizer
 from llm_retrieval.data.canonical import TRAIN_GROUPS_SCHEMA
 
 N_DOCS, N_TRAIN, RARE_PER_DOC = 160, 112, 4

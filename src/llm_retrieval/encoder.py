@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import encoders
+from .memory_guard import memory_guard
 from .modeling import load_text_model, load_tokenizer
-from .prompts import Formatter, PrefixEosFormatter, PromptRepsFormatter
+from .prompts import Formatter, formatter_and_budgets
 from .study import ConfigError
 
 
@@ -61,18 +61,9 @@ class EncoderSpec:
     max_length: dict | None = None
 
     def formatter_and_budgets(self, tokenizer) -> tuple[Formatter, dict[str, int]]:
-        instruction = self.encoding.get("instruction")  # the instruction axis: the collection's task sentence
-        if self.max_length is not None and encoders.family(self.backbone["architecture"]).bidirectional:
-            formatter = encoders.ClsSepFormatter(tokenizer)  # [CLS] text [SEP]; no instruction format of its own
-            return formatter, {kind: formatter.text_budget(kind, n) for kind, n in self.max_length.items()}
-        if self.max_length is not None:
-            # An instruction does not take from the text's budget: limits count as without one.
-            plain = PrefixEosFormatter(tokenizer)
-            budgets = {kind: plain.text_budget(kind, n) for kind, n in self.max_length.items()}
-            return (PrefixEosFormatter(tokenizer, instruction) if instruction else plain), budgets
-        formatter = PromptRepsFormatter(tokenizer, self.encoding["prompts"], self.backbone.get("strip_think", False),
-                                        instruction)
-        return formatter, dict(self.encoding["max_text_tokens"])
+        # The instruction axis: the collection's task sentence (encoding.instruction).
+        return formatter_and_budgets(tokenizer, self.backbone, self.max_length, self.encoding,
+                                     self.encoding.get("instruction"))
 
 
 class Encoder:
@@ -99,15 +90,19 @@ class Encoder:
                     f"encoding.batch_tokens: {budget} cannot hold the longest {kind} sequence of {longest} tokens "
                     f"({self.text_budget[kind]} text tokens + {longest - self.text_budget[kind]} template tokens "
                     f"of {self.spec.backbone.get('path')}); set encoding.batch_tokens to at least {longest}")
+        encoders.check_position_limit(self.spec.backbone, {kind: self.longest_sequence(kind) for kind in self.text_budget},
+                                      "encoding")
 
     # --- preparing (CPU, may run in a background thread) -------------------------------
 
     def shared_prefix(self, kind: str) -> list[int]:
         """Token ids every text of ``kind`` starts with, computed once when encoding.share_prefix is on.
 
-        The zero-shot (PromptReps) format only: every text sits after the same chat-template prefix.
+        The zero-shot (PromptReps) format of a decoder only: every text sits after the same chat-template
+        prefix, and causal attention leaves the prefix's keys/values the same whatever follows.
         """
-        if self.spec.max_length is not None or not self.spec.encoding.get("share_prefix", False):
+        bidirectional = encoders.family(self.spec.backbone["architecture"]).bidirectional
+        if self.spec.max_length is not None or bidirectional or not self.spec.encoding.get("share_prefix", False):
             return []
         return list(self.formatter.pieces[kind][0])
 
@@ -190,14 +185,12 @@ class Encoder:
         return self._cached_prefix[1]
 
     def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor, prefix_cache=None) -> torch.Tensor:
-        with encoders.memory_guard(f"a batch of {input_ids.shape[0]} texts x {input_ids.shape[1]} tokens",
+        with memory_guard(f"a batch of {input_ids.shape[0]} texts x {input_ids.shape[1]} tokens",
                                    "lower encoding.batch_tokens, or the input length (encoding.max_text_tokens, "
                                    "training.max_length for supervised, settings.<setting>.axes.passage_tokens)"):
             hidden = self._hidden(input_ids, mask, prefix_cache)
-        pooled = encoders.pool(hidden, mask, encoders.pooling_of(self.spec.backbone)).float()
-        if self.spec.encoding["normalize"]:
-            pooled = F.normalize(pooled, dim=-1)
-        return pooled
+        return encoders.embedding(hidden, mask, encoders.pooling_of(self.spec.backbone),
+                                  encoders.normalizes(self.spec.backbone, self.spec.encoding["normalize"]))
 
     def _hidden(self, input_ids: torch.Tensor, mask: torch.Tensor, prefix_cache=None) -> torch.Tensor:
         if prefix_cache is None:
@@ -212,7 +205,7 @@ class Encoder:
                                             for k, v in prefix_cache])
         full_mask = torch.cat([mask.new_ones(rows, start), mask], dim=1)
         positions = torch.arange(start, start + width, device=input_ids.device).expand(rows, -1)
-        if self.spec.backbone["architecture"] == "qwen2_5_vl":
+        if encoders.family(self.spec.backbone["architecture"]).language_model:
             # Multimodal rotary positions (temporal, height, width): for text all three are the 1-D position.
             positions = positions[None].expand(3, -1, -1)
         return self.model(input_ids=input_ids, attention_mask=full_mask, position_ids=positions,

@@ -5,12 +5,13 @@ import logging
 from pathlib import Path
 
 import torch
+import transformers
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
+from . import encoders
 from .data.canonical import DataError
 
-ARCHITECTURES = ("qwen2", "qwen2_5_vl", "bert")  # families: encoders.py
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 log = logging.getLogger(__name__)
@@ -58,10 +59,13 @@ def load_text_model(path: str, architecture: str, dtype: str = "float32", device
     tower, and its multimodal rotary positions reduce to ordinary 1-D positions, so the
     language model is the whole text path; the vision weights are dropped to save memory.
     ``attention`` overrides the attention implementation chosen for ``device`` (training
-    loads on the CPU, or partitioned, but computes on the GPU).
+    loads on the CPU, or partitioned, but computes on the GPU). T5: the encoder stack alone
+    (``T5EncoderModel``); a sentence-transformers folder: its Transformer module's folder.
     """
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})")
+    family = encoders.family(architecture)
+    if architecture == "sentence_transformers":
+        path, revision = encoders.sentence_transformers_config(str(path))["transformer_path"], None
+    model_class = AutoModel if family.model_class == "AutoModel" else getattr(transformers, family.model_class)
     if adapter_dir is not None:
         missing = [name for name in ADAPTER_FILES if not (Path(adapter_dir) / name).is_file()]
         if missing:
@@ -71,10 +75,12 @@ def load_text_model(path: str, architecture: str, dtype: str = "float32", device
     # the meta device (what low_cpu_mem_usage used to ask for). On the CPU there is nothing to move,
     # and training (ZeRO-3 places the weights itself) loads on the CPU.
     placement = {"device_map": str(device)} if torch.device(device).type != "cpu" else {}
-    model = AutoModel.from_pretrained(path, revision=revision, dtype=DTYPES[dtype],
-                                      attn_implementation=attention or attention_implementation(device, dtype),
-                                      **placement)
-    if architecture == "qwen2_5_vl":
+    implementation = attention or attention_implementation(device, dtype)
+    if implementation == "sdpa" and not family.sdpa:
+        implementation = "eager"
+    model = model_class.from_pretrained(path, revision=revision, dtype=DTYPES[dtype],
+                                        attn_implementation=implementation, **placement)
+    if family.language_model:
         model = model.language_model
     if adapter_dir is not None:
         from peft import PeftModel

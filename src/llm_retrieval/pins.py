@@ -174,6 +174,14 @@ def resolve(refs: Iterable[HubRef], api=None) -> dict:
         from huggingface_hub import HfApi
 
         api = HfApi()
+    from .backbones import HubTokenError, hub_token_present, is_gated
+
+    refs = list(refs)
+    gated = sorted({r.repo for r in refs if r.kind == "model" and not r.pinned and is_gated(r.repo)})
+    if gated and api_needs_token(api) and not hub_token_present():
+        raise HubTokenError(f"gated models need a Hugging Face token: {', '.join(gated)}; accept each licence on "
+                            "huggingface.co, then export HF_TOKEN=hf_... (or `hf auth login`) and rerun "
+                            "(docs/backbones.md, 'Gated models')")
     lock: dict[str, dict] = {section: {} for section in KINDS.values()}
     for ref in refs:
         if ref.pinned:
@@ -188,6 +196,13 @@ def resolve(refs: Iterable[HubRef], api=None) -> dict:
             raise UnpinnedError(f"{ref.where}: the hub answered {sha!r} for {ref.repo}@{ref.revision}, not a hash")
         lock[KINDS[ref.kind]].setdefault(ref.repo, {})[ref.revision] = sha
     return lock
+
+
+def api_needs_token(api) -> bool:
+    """A real hub client (a test's fake answers without one)."""
+    from huggingface_hub import HfApi
+
+    return isinstance(api, HfApi) and not getattr(api, "token", None)
 
 
 def write_lock(path: str | Path, lock: dict, endpoint: str) -> None:

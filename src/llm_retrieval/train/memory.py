@@ -45,7 +45,9 @@ class ModelDims:
     @classmethod
     def from_config(cls, config) -> "ModelDims":
         config = getattr(config, "text_config", None) or config  # Qwen2.5-VL: its language model
-        return cls(config.hidden_size, config.intermediate_size, config.num_hidden_layers,
+        # T5 names its MLP width d_ff
+        intermediate = getattr(config, "intermediate_size", None) or config.d_ff
+        return cls(config.hidden_size, intermediate, config.num_hidden_layers,
                    config.num_attention_heads, getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
                    config.vocab_size)
 

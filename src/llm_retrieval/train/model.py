@@ -11,21 +11,24 @@ from torch import nn
 
 from .. import encoders
 from ..modeling import attention_implementation, load_text_model
-from ..prompts import PrefixEosFormatter, document_text
+from ..prompts import document_text, formatter_and_budgets
 from .packing import FLASH, PackedBatch, pack
 
 class Batcher:
     """Token ids for queries (``Query: text<eos>``) and passages (``Passage: title text<eos>``).
 
-    The formatter is the one the encoder uses for the supervised setting, so training
-    and encoding see identical inputs. ``max_length`` bounds the whole sequence: the
-    text is cut, never the prefix or the EOS that is pooled.
+    The formatter and budgets come from the one function the encoder uses for the supervised
+    setting (``prompts.formatter_and_budgets``), so training and encoding see identical inputs
+    for every family (``[CLS] text [SEP]`` for BERT, ``text </s>`` for T5, ...). ``max_length``
+    bounds the whole sequence: the text is cut, never the prefix or the EOS that is pooled.
     """
 
-    def __init__(self, tokenizer, max_length: dict[str, int], architecture: str = "qwen2"):
-        # A BERT-style encoder reads ``[CLS] text [SEP]`` instead (encoders.py).
-        self.tokenizer, self.formatter = tokenizer, encoders.supervised_formatter(tokenizer, architecture)
-        self.text_budget = {kind: self.formatter.text_budget(kind, total) for kind, total in max_length.items()}
+    def __init__(self, tokenizer, max_length: dict[str, int], architecture: str = "qwen2", path: str | None = None):
+        backbone = {"architecture": architecture, "path": path}
+        self.tokenizer = tokenizer
+        self.formatter, self.text_budget = formatter_and_budgets(tokenizer, backbone, max_length)
+        if path is not None:  # before any GPU work: every sequence fits the model's positions
+            encoders.check_position_limit(backbone, max_length, "training.max_length")
 
     def tensors(self, kind: str, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         ids = self.formatter.token_ids(kind, texts, self.text_budget[kind])
@@ -57,7 +60,7 @@ class Retriever(nn.Module):
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return F.normalize(encoders.pool(hidden, attention_mask, self.pooling).float(), dim=-1)
+        return encoders.embedding(hidden, attention_mask, self.pooling, normalize=True)  # as the encoder pools
 
     def embed_packed(self, batch: PackedBatch) -> torch.Tensor:
         """Unit-length EOS embeddings of every sequence of a packed row."""
@@ -120,6 +123,8 @@ def trainable_retriever(backbone_path: str, architecture: str, lora: dict, dtype
         # Non-reentrant checkpointing needs no input grads, which the frozen embeddings lack.
         backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     config = LoraConfig(r=lora["rank"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                        target_modules=encoders.lora_targets(architecture, lora["target_modules"]), bias="none")
-    return Retriever(get_peft_model(backbone, config), multimodal_positions=architecture == "qwen2_5_vl",
-                     pooling=pooling or encoders.family(architecture).poolings[0])
+                        target_modules=encoders.lora_targets(architecture, lora["target_modules"], backbone_path),
+                        bias="none")
+    record = {"architecture": architecture, "path": backbone_path, "pooling": pooling}
+    return Retriever(get_peft_model(backbone, config), multimodal_positions=encoders.family(architecture).language_model,
+                     pooling=encoders.pooling_of(record))

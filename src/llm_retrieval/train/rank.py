@@ -21,6 +21,7 @@ from transformers.integrations import HfDeepSpeedConfig
 from ..atomic import write_json
 from ..modeling import load_tokenizer
 from .. import encoders
+from ..memory_guard import memory_guard
 from . import checkpoint, preemption, snapshots
 from .adapter import save_adapter
 from .dataset import GroupSchedule, read_groups, sample_group
@@ -82,7 +83,7 @@ def setup(job: TrainJob) -> Rank:
     groups = read_groups(job.groups_path)
     schedule = GroupSchedule(len(groups), cfg["per_device_batch"], cfg["gradient_accumulation"], world,
                              cfg["seed"], cfg.get("epochs", 1), cfg.get("max_steps"))
-    batcher = Batcher(load_tokenizer(job.backbone_path), cfg["max_length"], job.architecture)
+    batcher = Batcher(load_tokenizer(job.backbone_path), cfg["max_length"], job.architecture, job.backbone_path)
     template = job.deepspeed_config or cfg["deepspeed_config"]
     dims = ModelDims.from_config(AutoConfig.from_pretrained(job.backbone_path))
     ds_config = deepspeed_config(template, cfg, world, on_gpu, dims.hidden)
@@ -161,7 +162,7 @@ def micro_batch(groups, batcher, cfg, epoch, indices, device, where: str = "micr
 
 def forward_backward(engine, inputs, cfg: dict, world: int) -> float:
     """Forward (one pass), InfoNCE over the micro-step gathered across ranks, backward; returns the loss."""
-    with encoders.memory_guard(f"a micro-step of {cfg['per_device_batch']} queries x {cfg['group_size']} passages",
+    with memory_guard(f"a micro-step of {cfg['per_device_batch']} queries x {cfg['group_size']} passages",
                                "lower training.per_device_batch (raising gradient_accumulation keeps the global batch) "
                                "or training.max_length, or set gradient_checkpointing: true"):
         q, p = engine(*inputs)
