@@ -88,10 +88,11 @@ def hub_refs(config: dict) -> list[HubRef]:
                 revision = source.get("revisions", {}).get(role, source.get("revision", "main"))
                 refs.append(HubRef("dataset", repo, revision, f"{where}.revisions.{role}", ("collections", name, role)))
     data = config.get("training", {}).get("data", {})
-    if data.get("type") == "tevatron" and data.get("data_root") is None:
-        from .data.tevatron import DEFAULT_DATASET
+    if data.get("type") in ("tevatron", "nli") and data.get("data_root") is None:
+        from .data import nli, tevatron
 
-        refs.append(HubRef("dataset", data.get("dataset", DEFAULT_DATASET), data.get("revision", "main"),
+        default = {"tevatron": tevatron.DEFAULT_DATASET, "nli": nli.DEFAULT_DATASET}[data["type"]]
+        refs.append(HubRef("dataset", data.get("dataset", default), data.get("revision", "main"),
                            "training.data.revision", ("training",)))
     return refs
 

@@ -1,8 +1,12 @@
-"""BM25 hard negatives for the offline demo, as RepLLaMA's training groups were mined.
+"""BM25 hard negatives from any canonical collection's query set, as RepLLaMA's training groups were mined.
 
 Positives come from the qrels (relevance > 0); negatives are the top-``depth`` BM25
 hits for the query that are not positives, best first. Queries with no positive or no
 negative are left out and counted (they cannot be trained on); the result is in TRAIN_GROUPS_SCHEMA.
+
+Any collection with a training query set serves: the demo's, BEIR's HotpotQA ``train`` split or
+``nq-train``, ToolBench's ``train`` queries, QReCC's training turns. Only the corpus ids and the
+texts of the passages a group uses are held in memory, so a 5M-passage corpus mines in bounded memory.
 """
 from __future__ import annotations
 
@@ -13,11 +17,34 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from ..atomic import write_parquet
-from ..data.canonical import (CORPUS_FILE, CORPUS_SCHEMA, QRELS_FILE, QUERIES_FILE, TRAIN_GROUPS_SCHEMA, DataError,
-                              check_schema, first_few, read_parquet, read_qrels, read_queries)
 from ..bm25 import bm25_search
+from ..data.canonical import (
+    CORPUS_FILE,
+    CORPUS_SCHEMA,
+    QRELS_FILE,
+    QUERIES_FILE,
+    TRAIN_GROUPS_SCHEMA,
+    DataError,
+    check_schema,
+    first_few,
+    iter_corpus_batches,
+    read_parquet,
+    read_qrels,
+    read_queries,
+)
 
 log = logging.getLogger(__name__)
+
+
+def _passages(corpus_path: Path, wanted: set[str]) -> dict[str, dict]:
+    """``{doc id: passage record}`` of the wanted documents, read a row group at a time."""
+    found = {}
+    for batch in iter_corpus_batches(corpus_path):
+        rows = batch.to_pydict()
+        for doc_id, title, text in zip(rows["id"], rows["title"], rows["text"]):
+            if doc_id in wanted:
+                found[doc_id] = {"docid": doc_id, "title": title or "", "text": text or ""}
+    return found
 
 
 def mine_bm25_groups(collection_dir: str | Path, index_dir: str | Path, query_set: str, out_path: str | Path,
@@ -29,11 +56,11 @@ def mine_bm25_groups(collection_dir: str | Path, index_dir: str | Path, query_se
     collection_dir = Path(collection_dir)
     corpus_path = collection_dir / CORPUS_FILE
     check_schema(corpus_path, CORPUS_SCHEMA)
-    corpus = read_parquet(corpus_path, columns=CORPUS_SCHEMA.names).to_pydict()
+    doc_ids = read_parquet(corpus_path, columns=["id"]).column("id").to_pylist()
     queries = read_queries(collection_dir / QUERIES_FILE, query_set)
     qrels = read_qrels(collection_dir / QRELS_FILE, query_set)
-    index = {doc_id: i for i, doc_id in enumerate(corpus["id"])}
-    unknown = sorted({d for rels in qrels.values() for d in rels if d not in index})
+    known = set(doc_ids)
+    unknown = sorted({d for rels in qrels.values() for d in rels if d not in known})
     if unknown:
         raise DataError(collection_dir / QRELS_FILE, f"qrels name documents missing from the corpus: {unknown[:5]}")
 
@@ -43,22 +70,19 @@ def mine_bm25_groups(collection_dir: str | Path, index_dir: str | Path, query_se
         raise DataError(collection_dir / QRELS_FILE, f"no query of set {query_set!r} has a positive document")
     # Deep enough that `depth` non-positives remain after removing positives.
     k = depth + max(len(positives[q]) for q in query_ids)
-    hits = bm25_search(index_dir, corpus["id"], {q: queries[q] for q in query_ids}, k, bm25)
-
-    def passage(doc_id: str) -> dict:
-        i = index[doc_id]
-        return {"docid": doc_id, "title": corpus["title"][i] or "", "text": corpus["text"][i] or ""}
+    hits = bm25_search(index_dir, doc_ids, {q: queries[q] for q in query_ids}, k, bm25)
+    del doc_ids, known
+    negatives = {qid: [d for d, _ in hits[qid] if d not in set(positives[qid])][:depth] for qid in query_ids}
+    passages = _passages(corpus_path, {d for q in query_ids for d in (*positives[q], *negatives[q])})
 
     rows, without_negatives = [], []
     for qid in tqdm(query_ids, desc="mine negatives", unit="query", disable=None, mininterval=5):
-        pos = set(positives[qid])
-        negatives = [doc for doc, _ in hits[qid] if doc not in pos][:depth]
-        if not negatives:  # BM25 found nothing else sharing a term: no hard negative to train against
+        if not negatives[qid]:  # BM25 found nothing else sharing a term: no hard negative to train against
             without_negatives.append(qid)
             continue
         rows.append({"query_id": qid, "query": queries[qid],
-                     "positive_passages": [passage(d) for d in positives[qid]],
-                     "negative_passages": [passage(d) for d in negatives]})
+                     "positive_passages": [passages[d] for d in positives[qid]],
+                     "negative_passages": [passages[d] for d in negatives[qid]]})
     if without_negatives:
         log.warning("%d queries left out: BM25 found no negative for them (%s)", len(without_negatives),
                     first_few(without_negatives))
