@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -138,3 +139,28 @@ def test_checkpointing_auto_is_on_only_when_the_activations_would_not_fit():
     z2 = estimate_memory(qwen7b, lora, 2528, 8, 2, checkpointing=False)
     z3 = estimate_memory(qwen7b, lora, 2528, 8, 3, checkpointing=False)
     assert z2.weights > 4 * z3.weights and z2.activations == z3.activations
+
+
+def test_zero_stage_auto_takes_stage_2_where_its_memory_estimate_fits_else_3():
+    from llm_retrieval.train.memory import zero_stage_for
+
+    qwen7b = ModelDims(hidden=3584, intermediate=18944, layers=28, heads=28, kv_heads=4, vocab=152064)
+    lora = {"rank": 32, "dropout": 0.1, "target_modules": training_config()["lora"]["target_modules"]}
+    protocol = {"per_device_batch": 1, "group_size": 16, "max_length": {"query": 32, "passage": 156}, "lora": lora,
+                "gradient_checkpointing": "auto", "zero_stage": "auto"}
+    stage2 = use_checkpointing("auto", qwen7b, protocol, 8, 2, 80 * GIB)[1]
+    assert stage2.fits() and stage2.weights > 13 * GIB  # the whole bf16 backbone on every GPU, and still fits
+    assert zero_stage_for(protocol, qwen7b, 8, 80 * GIB) == 2  # a 7B on 8 x 80 GB: never gather the backbone
+    assert zero_stage_for(protocol, qwen7b, 8, 16 * GIB) == 3  # the full bf16 copy (15 GB) does not fit
+    assert zero_stage_for(protocol, qwen7b, 8, None) == 2  # CPU: no device memory to run out of
+    assert zero_stage_for({**protocol, "zero_stage": 3}, qwen7b, 8, 80 * GIB) == 3  # a number is taken as given
+
+
+def test_the_paper_config_trains_with_zero_stage_auto():
+    import yaml
+
+    from llm_retrieval.config_schema import validate_config
+
+    path = Path(__file__).resolve().parents[1] / "config/config.yaml"
+    config = validate_config(yaml.safe_load(path.read_text()), path.parents[1] / "workflow/schemas/config.schema.yaml")
+    assert config["training"]["zero_stage"] == "auto"

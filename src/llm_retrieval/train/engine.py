@@ -29,7 +29,8 @@ def zero_stage(training: dict, template: dict | None = None) -> int:
         stage = (template or {}).get("zero_optimization", {}).get("stage", 3)
     if stage not in ZERO_STAGES:
         raise ZeroStageError(f"training.zero_stage={stage!r}: this trainer runs ZeRO stage 2 or 3 "
-                             f"(3 is the protocol's; 2 keeps a full bf16 copy of the weights on every GPU)")
+                             f"(3 is the protocol's; 2 keeps a full bf16 copy of the weights on every GPU; "
+                             f"auto is resolved to one of them by train.memory.zero_stage_for)")
     return stage
 
 

@@ -130,3 +130,21 @@ def use_checkpointing(setting, dims: ModelDims, training: dict, world: int, zero
     else:
         on = bool(setting)
     return on, (estimate(*args, checkpointing=True, device_bytes=device_bytes) if on else without)
+
+
+def zero_stage_for(training: dict, dims: ModelDims, world: int, device_bytes: int | None) -> int | None:
+    """``training.zero_stage`` as given (2, 3, or None: the DeepSpeed template's); ``auto``: 2 where
+    ZeRO-2's per-GPU estimate fits (gradient checkpointing as configured), else 3.
+
+    With LoRA the backbone is frozen: stage 2 computes the same loss and gradients as stage 3 without
+    gathering the weights twice per micro-step (docs/training.md). No GPU (``device_bytes`` None,
+    the CPU tests): 2, there is no device memory to run out of.
+    """
+    stage = training.get("zero_stage")
+    if stage != "auto":
+        return stage
+    if device_bytes is None:
+        return 2
+    _, memory = use_checkpointing(training.get("gradient_checkpointing", "auto"), dims, training, world, 2,
+                                  device_bytes)
+    return 2 if memory.fits() else 3

@@ -28,7 +28,7 @@ from .dataset import GroupSchedule, read_groups, sample_group
 from .job import TrainJob
 from .engine import build_engine, check_batch, deepspeed_config, init_process_group
 from .loss import info_nce
-from .memory import GIB, MemoryEstimate, ModelDims, use_checkpointing
+from .memory import GIB, MemoryEstimate, ModelDims, use_checkpointing, zero_stage_for
 from .model import Batcher, trainable_retriever
 from .packing import check_attention
 
@@ -86,9 +86,11 @@ def setup(job: TrainJob) -> Rank:
     batcher = Batcher(load_tokenizer(job.backbone_path), cfg["max_length"], job.architecture, job.backbone_path)
     template = job.deepspeed_config or cfg["deepspeed_config"]
     dims = ModelDims.from_config(AutoConfig.from_pretrained(job.backbone_path))
-    ds_config = deepspeed_config(template, cfg, world, on_gpu, dims.hidden)
-    stage = ds_config["zero_optimization"]["stage"]
     device_bytes = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory if on_gpu else None
+    # zero_stage auto: 2 where its memory estimate fits (the frozen backbone is then never gathered).
+    ds_config = deepspeed_config(template, {**cfg, "zero_stage": zero_stage_for(cfg, dims, world, device_bytes)},
+                                 world, on_gpu, dims.hidden)
+    stage = ds_config["zero_optimization"]["stage"]
     checkpointing, memory = use_checkpointing(cfg.get("gradient_checkpointing", "auto"), dims, cfg, world, stage,
                                               device_bytes)
     checkpointing = checkpointing and on_gpu  # CPU runs (tests) are tiny: no recomputation
