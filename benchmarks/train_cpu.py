@@ -11,7 +11,7 @@ protocol's micro-batch), for two length profiles:
 - MS MARCO-like: synthetic passages whose token lengths follow MS MARCO passages under a
   Qwen tokenizer (mean ~75, sd ~25, cut at the protocol's 156; queries ~12 tokens). No MS
   MARCO text ships with the repository; ``--groups`` takes a training-groups Parquet
-  (TRAIN_GROUPS_SCHEMA, e.g. results/train/groups.parquet) to measure real ones.
+  (TRAIN_GROUPS_SCHEMA, e.g. results/training_groups/default.parquet) to measure real ones.
 
 Prints step time, computed / real tokens and forward passes per step for both, and the ratios.
 On a tiny model on CPU the step time says little about a GPU; the token and pass counts

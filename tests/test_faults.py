@@ -82,7 +82,7 @@ def test_kill_9_in_bm25_encoding_search_evaluation_and_training_then_the_same_co
         "encode_corpus_shard": "results/embeddings/zeroshot/base/synth-text/corpus/shard-1.parquet",
         "dense_search": "results/runs/zeroshot/vl-i/stdlib-t2c",  # one folder: every query set's run
         "evaluate_run": "results/metrics/zeroshot/vl-i/synth-text/test.json",
-        "train_lora": "results/train/base/training.json",
+        "train_lora": "results/train/default/base/training.json",
     }
     faults = [f"replace:*{targets['bm25_search']}=kill",
               f"replace:*{targets['encode_corpus_shard']}.parts/*@2=kill",
@@ -91,16 +91,16 @@ def test_kill_9_in_bm25_encoding_search_evaluation_and_training_then_the_same_co
               "call:llm_retrieval.train.rank:micro_step@3=kill"]
     for target in targets.values():
         shutil.rmtree(work / target) if (work / target).is_dir() else (work / target).unlink()
-    shutil.rmtree(work / "results/train/base/adapter")
-    shutil.rmtree(work / "results/checkpoints/base", ignore_errors=True)
+    shutil.rmtree(work / "results/train/default/base/adapter")
+    shutil.rmtree(work / "results/checkpoints/default/base", ignore_errors=True)
 
-    killed = run_with_faults(work, faults, *targets.values(), "results/train/base/adapter")
+    killed = run_with_faults(work, faults, *targets.values(), "results/train/default/base/adapter")
     assert killed.returncode != 0 and fired(work) == len(faults), killed.stderr[-3000:]
     assert not any((work / t).exists() for t in targets.values())
     parts = list((work / (targets["encode_corpus_shard"] + ".parts")).glob("*.parquet"))
     assert len(parts) == 1  # chunk 1 committed; killed as chunk 2 was being committed
 
-    again = run_with_faults(work, faults, *targets.values(), "results/train/base/adapter")
+    again = run_with_faults(work, faults, *targets.values(), "results/train/default/base/adapter")
     assert again.returncode == 0, again.stderr[-4000:]
     assert jobs_run(again) == Counter(list(targets))  # the killed jobs, nothing else
     assert leftovers(work) == []
@@ -114,8 +114,8 @@ def test_kill_9_in_bm25_encoding_search_evaluation_and_training_then_the_same_co
     for rule, target in targets.items():
         if rule != "train_lora":
             same_file(work / target, finished_mini / target)
-    a = load_file(str(work / "results/train/base/adapter/adapter_model.safetensors"))
-    b = load_file(str(finished_mini / "results/train/base/adapter/adapter_model.safetensors"))
+    a = load_file(str(work / "results/train/default/base/adapter/adapter_model.safetensors"))
+    b = load_file(str(finished_mini / "results/train/default/base/adapter/adapter_model.safetensors"))
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)

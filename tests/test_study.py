@@ -60,7 +60,7 @@ def test_warmup_and_mined_depth_defaults_come_from_the_schema():
     schema = yaml.safe_load(SCHEMA.read_text())
     spec = schema["properties"]["training"]["properties"]
     assert training["warmup_ratio"] == spec["warmup_ratio"]["default"]
-    assert training["data"]["depth"] == spec["data"]["then"]["properties"]["depth"]["default"]
+    assert training["data"]["depth"] == schema["$defs"]["training_source"]["then"]["properties"]["depth"]["default"]
 
 
 def test_no_code_outside_the_schema_carries_a_config_default_of_its_own():

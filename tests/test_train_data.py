@@ -68,13 +68,16 @@ def test_mining_rejects_qrels_for_unknown_documents(collection, tmp_path):
     assert not (tmp_path / "g.parquet").exists()
 
 
-def test_groups_without_negatives_are_rejected_by_name(tmp_path):
+def test_a_source_with_negatives_for_some_queries_only_is_rejected_by_name(tmp_path):
+    # A source has hard negatives for every query, or for none (then in-batch negatives only: tests/test_recipes.py).
     from llm_retrieval.atomic import write_parquet
     import pyarrow as pa
     out = tmp_path / "groups.parquet"
-    write_parquet(out, pa.Table.from_pylist([{"query_id": "q2", "query": "baking bread", "negative_passages": [],
-                                              "positive_passages": [{"docid": "d4", "title": "", "text": "bread"}]}],
-                                            schema=TRAIN_GROUPS_SCHEMA))
+    positive = [{"docid": "d4", "title": "", "text": "bread"}]
+    write_parquet(out, pa.Table.from_pylist([
+        {"query_id": "q1", "query": "rye", "negative_passages": positive, "positive_passages": positive},
+        {"query_id": "q2", "query": "baking bread", "negative_passages": [], "positive_passages": positive}],
+        schema=TRAIN_GROUPS_SCHEMA))
     with pytest.raises(DataError, match="without any negative.*q2"):
         read_groups(out)
 

@@ -8,7 +8,14 @@ runs through the same encode -> search -> evaluate rules as the setting itself:
   (0 = the untrained backbone in the supervised format); the learning curve.
 - ``passage_tokens``: the maximum passage length at encoding time (zero-shot: text
   tokens; supervised: the whole sequence, as ``training.max_length.passage``).
-- ``instruction`` (``true``): queries carry their collection's task instruction.
+- ``instruction``: queries carry their collection's task instruction (``true``) or one of a named set of
+  ``collections.<c>.instructions`` (e.g. ``id`` / ``ood``), chosen per query by its id.
+- ``recipe`` (supervised): the retrievers of other training recipes (recipes.py), against the
+  default one (the setting itself).
+
+In the supervised setting any other axis may run on several recipes' retrievers
+(``{values: [...], recipes: [default, instructed]}``): the variant of recipe ``r`` is named
+``supervised.recipe-<r>.<axis>-<value>`` (the default recipe's keeps the plain name).
 
 A variant is encoded in full (its queries come with its first corpus shard, one model load).
 Size and encoder family are not axes: they are backbones (config entries).
@@ -19,12 +26,15 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from . import recipes as recipe_model
 from .evaluation_kinds import display_name
+from .recipes import DEFAULT
 
 AXES: dict[str, dict[str, Any]] = {
     "steps": {"settings": ("supervised",), "label": "training steps"},
     "passage_tokens": {"settings": ("zeroshot", "supervised"), "label": "max passage tokens"},
     "instruction": {"settings": ("zeroshot", "supervised"), "label": "task instruction"},
+    "recipe": {"settings": ("supervised",), "label": "training recipe"},
 }
 CURVE_MEASURES = ("mrr_10", "ndcg_cut_10")
 
@@ -41,14 +51,21 @@ class Variant:
     value: Any    # 200
     backbones: tuple | None = None    # a narrower scope than the setting's (None: all of them)
     collections: tuple | None = None
+    recipe: str = DEFAULT   # whose trained retriever it evaluates (supervised)
 
 
 def axis_spec(raw) -> dict:
     """An axis is a list of values, or ``{values: [...], backbones: [...], collections: [...]}`` to run
     it on part of the setting only."""
     if isinstance(raw, dict):
-        return {"values": list(raw["values"]), "backbones": raw.get("backbones"), "collections": raw.get("collections")}
-    return {"values": list(raw), "backbones": None, "collections": None}
+        return {"values": list(raw["values"]), "backbones": raw.get("backbones"), "collections": raw.get("collections"),
+                "recipes": list(raw.get("recipes") or [DEFAULT])}
+    return {"values": list(raw), "backbones": None, "collections": None, "recipes": [DEFAULT]}
+
+
+def recipe_setting(base: str, recipe: str) -> str:
+    """The setting name of a recipe's retriever: the setting itself for the default recipe."""
+    return base if recipe == DEFAULT else f"{base}.recipe-{recipe}"
 
 
 def value_name(value: Any) -> str:
@@ -62,10 +79,15 @@ def variants(settings: dict) -> list[Variant]:
     for base, spec in settings.items():
         for axis, raw in (spec.get("axes") or {}).items():
             scope = axis_spec(raw)
+            narrowed = (tuple(scope["backbones"]) if scope["backbones"] else None,
+                        tuple(scope["collections"]) if scope["collections"] else None)
             for value in scope["values"]:
-                out.append(Variant(f"{base}.{axis}-{value_name(value)}", base, axis, value,
-                                   tuple(scope["backbones"]) if scope["backbones"] else None,
-                                   tuple(scope["collections"]) if scope["collections"] else None))
+                if axis == "recipe":
+                    out.append(Variant(recipe_setting(base, value), base, axis, value, *narrowed, recipe=value))
+                    continue
+                for recipe in scope["recipes"]:
+                    out.append(Variant(f"{recipe_setting(base, recipe)}.{axis}-{value_name(value)}", base, axis,
+                                       value, *narrowed, recipe=recipe))
     return out
 
 
@@ -78,7 +100,16 @@ def scope(config: dict, setting: str) -> tuple[list[str], list[str]]:
         backbones = [b for b in backbones if b in variant.backbones]
     if variant and variant.collections:
         collections = [c for c in collections if c in variant.collections]
+    if variant and variant.recipe != DEFAULT:
+        trained = recipe_model.recipe(config, variant.recipe).backbones
+        backbones = [b for b in backbones if b in trained]
     return backbones, collections
+
+
+def recipe_of(config: dict, setting: str) -> str:
+    """The recipe whose retriever a supervised setting or variant evaluates."""
+    variant = variant_of(config, setting)
+    return variant.recipe if variant else DEFAULT
 
 
 def base_of(setting: str) -> str:
@@ -87,7 +118,6 @@ def base_of(setting: str) -> str:
 
 def check(config: dict, error=AxisError) -> None:
     """Config-level checks of every axis value (raised as ``error`` naming the key)."""
-    training = config.get("training") or {}
     for base, spec in (config.get("settings") or {}).items():
         for axis, raw in (spec.get("axes") or {}).items():
             key = f"settings.{base}.axes.{axis}"
@@ -104,27 +134,63 @@ def check(config: dict, error=AxisError) -> None:
                 raise error(f"{key}: the {axis} axis applies to {' / '.join(AXES[axis]['settings'])} only")
             if len(set(map(value_name, values))) != len(values):
                 raise error(f"{key}: repeated value")
-            if axis == "steps":
-                # Every supervised backbone's run exports the adapters at these steps.
-                for backbone in spec["backbones"]:
-                    steps = training_for(config, backbone).get("max_steps") if training else None
-                    over = [v for v in values if steps is not None and v > steps]
-                    if over:
-                        where = ("training.max_steps" if "max_steps" not in (config["backbones"][backbone].get("training")
-                                                                             or {}) else f"backbones.{backbone}.training.max_steps")
-                        raise error(f"{key}: steps {over} exceed {where}={steps}")
-            if axis == "instruction":
-                if values != [True]:
-                    raise error(f"{key}: list [true] (the setting itself is the run without instructions)")
-                missing = [c for c in scoped["collections"] if not config["collections"][c].get("instruction")]
-                if missing:
-                    raise error(f"{key}: collections without an `instruction`: {', '.join(missing)}")
-            if axis == "passage_tokens":
-                for backbone in scoped["backbones"]:
-                    limit = position_limit(config["backbones"][backbone])
-                    over = [v for v in values if limit is not None and v > limit]
-                    if over:
-                        raise error(f"{key}: {over} exceed backbone {backbone!r}'s position limit of {limit} tokens")
+            _check_recipes(config, base, spec, axis, narrowed, key, error)
+            CHECKS.get(axis, lambda *a: None)(config, spec, scoped, values, key, error)
+
+
+def _check_recipes(config: dict, base: str, spec: dict, axis: str, narrowed: dict, key: str, error) -> None:
+    """A recipe axis names known recipes; another axis's ``recipes:`` names the default or a recipe axis value."""
+    named = narrowed["values"] if axis == "recipe" else narrowed["recipes"]
+    if axis != "recipe" and named != [DEFAULT] and base != "supervised":
+        raise error(f"{key}.recipes: only the supervised setting has recipes")
+    known = recipe_model.recipes(config)
+    unknown = [r for r in named if r not in known]
+    if unknown:
+        raise error(f"{key}: unknown recipe(s) {', '.join(map(str, unknown))} (known: {', '.join(known)})")
+    if axis != "recipe":
+        compared = axis_spec((spec.get("axes") or {}).get("recipe") or [])["values"]
+        missing = [r for r in named if r != DEFAULT and r not in compared]
+        if missing:
+            raise error(f"{key}.recipes: {', '.join(missing)} not among settings.{base}.axes.recipe (the axis compares "
+                        "each recipe's retriever with and without it)")
+
+
+def _check_steps(config, spec, scoped, values, key, error) -> None:
+    # Every (recipe, backbone) training run exports the adapters at these steps.
+    for name in recipe_model.recipes(config):
+        for backbone in spec["backbones"]:
+            steps = recipe_model.training_for(config, name, backbone).get("max_steps")
+            over = [v for v in values if steps is not None and v > steps]
+            if over:
+                where = (f"backbones.{backbone}.training.max_steps" if "max_steps" in
+                         (config["backbones"][backbone].get("training") or {}) else
+                         "training.max_steps" if name == DEFAULT else f"recipes.{name}.training.max_steps")
+                raise error(f"{key}: steps {over} exceed {where}={steps}")
+
+
+def _check_instruction(config, spec, scoped, values, key, error) -> None:
+    for value in values:
+        if value is True:
+            missing = [c for c in scoped["collections"] if not config["collections"][c].get("instruction")]
+            if missing:
+                raise error(f"{key}: collections without an `instruction`: {', '.join(missing)}")
+        else:
+            missing = [c for c in scoped["collections"]
+                       if value not in (config["collections"][c].get("instructions") or {})]
+            if missing:
+                raise error(f"{key}: collections without an instruction set {value!r} "
+                            f"(collections.<c>.instructions.{value}): {', '.join(missing)}")
+
+
+def _check_passage_tokens(config, spec, scoped, values, key, error) -> None:
+    for backbone in scoped["backbones"]:
+        limit = position_limit(config["backbones"][backbone])
+        over = [v for v in values if limit is not None and v > limit]
+        if over:
+            raise error(f"{key}: {over} exceed backbone {backbone!r}'s position limit of {limit} tokens")
+
+
+CHECKS = {"steps": _check_steps, "instruction": _check_instruction, "passage_tokens": _check_passage_tokens}
 
 
 def position_limit(backbone: dict) -> int | None:
@@ -146,13 +212,14 @@ def variant_of(config: dict, setting: str) -> Variant | None:
 
 def encoding_for(config: dict, setting: str, collection: str) -> dict:
     """The ``encoding`` section as this setting (or variant) uses it on ``collection``; an instruction
-    variant carries the collection's task sentence as ``encoding.instruction``."""
+    variant carries the collection's task sentence (or the named set's sentences) as ``encoding.instruction``."""
     encoding = copy.deepcopy(config["encoding"])
     variant = variant_of(config, setting)
     if variant and variant.axis == "passage_tokens" and variant.base == "zeroshot":
         encoding["max_text_tokens"] = {**encoding["max_text_tokens"], "passage": variant.value}
     if variant and variant.axis == "instruction":
-        encoding["instruction"] = config["collections"][collection]["instruction"]
+        spec = config["collections"][collection]
+        encoding["instruction"] = spec["instruction"] if variant.value is True else spec["instructions"][variant.value]
     return encoding
 
 
@@ -160,8 +227,8 @@ def max_length_for(config: dict, setting: str) -> dict | None:
     """Whole-sequence limits of the supervised format (as in training); None for zero-shot."""
     if base_of(setting) != "supervised":
         return None
-    max_length = dict(config["training"]["max_length"])
     variant = variant_of(config, setting)
+    max_length = dict(recipe_model.recipe(config, variant.recipe if variant else DEFAULT).training["max_length"])
     if variant and variant.axis == "passage_tokens":
         max_length["passage"] = variant.value
     return max_length
@@ -172,9 +239,9 @@ def adapter_step(config: dict, setting: str) -> int | None:
     return variant.value if variant and variant.axis == "steps" else None
 
 
-def training_for(config: dict, backbone: str) -> dict:
-    """The ``training`` section for one backbone: its own overrides (``backbones.<b>.training``) applied."""
-    return {**config["training"], **(config["backbones"][backbone].get("training") or {})}
+def training_for(config: dict, backbone: str, recipe: str = DEFAULT) -> dict:
+    """The ``training`` section for one (recipe, backbone): its own overrides (``backbones.<b>.training``) applied."""
+    return recipe_model.training_for(config, recipe, backbone)
 
 
 def snapshot_steps(config: dict) -> list[int]:
@@ -190,39 +257,72 @@ def axis_tables(config: dict) -> list[tuple[str, str]]:
 
 # --- the axis table and curve -------------------------------------------------------------
 
-def axis_points(config: dict, base: str, axis: str) -> list[tuple[str, Any]]:
-    """(setting name, x value) along one axis, the setting itself included where it is a point."""
+def axis_recipes(config: dict, base: str, axis: str) -> list[str]:
+    """The recipes whose retrievers an axis runs on (the recipe axis: the default one, its baseline)."""
+    return [DEFAULT] if axis == "recipe" else axis_spec(config["settings"][base]["axes"][axis])["recipes"]
+
+
+def axis_points(config: dict, base: str, axis: str, recipe: str = DEFAULT) -> list[tuple[str, Any]]:
+    """(setting name, x value) along one axis for one recipe's retriever, the setting itself included where it
+    is a point."""
     values = axis_spec(config["settings"][base]["axes"][axis])["values"]
-    points = [(f"{base}.{axis}-{value_name(v)}", v) for v in values]
+    own = recipe_setting(base, recipe)
+    if axis == "recipe":
+        return [(base, DEFAULT)] + [(recipe_setting(base, v), v) for v in values]
+    points = [(f"{own}.{axis}-{value_name(v)}", v) for v in values]
     if axis == "steps":
-        final = (config.get("training") or {}).get("max_steps")
-        points.append((base, final if final is not None else "final"))
+        final = recipe_model.recipe(config, recipe).training.get("max_steps") if base == "supervised" else None
+        points.append((own, final if final is not None else "final"))
     elif axis == "passage_tokens":
-        own = max_length_for(config, base)["passage"] if base == "supervised" else \
+        length = max_length_for(config, own)["passage"] if base == "supervised" else \
             config["encoding"]["max_text_tokens"]["passage"]
-        points.append((base, own))
+        points.append((own, length))
         points.sort(key=lambda p: p[1])
     else:
-        points.insert(0, (base, False))
+        points.insert(0, (own, False))
     return points
 
 
+def axis_settings(config: dict, base: str, axis: str) -> list[str]:
+    """Every setting an axis table reads."""
+    return [s for r in axis_recipes(config, base, axis) for s, _ in axis_points(config, base, axis, r)]
+
+
 def axis_rows(study, base: str, axis: str, load) -> list[dict]:
-    """One row per (backbone, collection, query set, x): the curve measures. ``load(setting, backbone,
-    collection, query_set)`` returns a metrics dict."""
+    """One row per (recipe, backbone, collection, query set, x): the curve measures, and on the recipe axis each
+    recipe's difference from the default one. ``load(setting, backbone, collection, query_set)`` returns a
+    metrics dict."""
     rows = []
-    first_variant = axis_points(study.config, base, axis)[0][0]
-    first_variant = first_variant if first_variant != base else axis_points(study.config, base, axis)[1][0]
-    backbones, collections = scope(study.config, first_variant)  # the axis's scope (all variants share it)
-    for backbone in backbones:
-        for collection in collections:
-            for query_set in study.eval_query_sets(collection):
-                for setting, x in axis_points(study.config, base, axis):
-                    aggregate = load(setting, backbone, collection, query_set)["aggregate"]
-                    rows.append({"backbone": study.backbone(backbone)["label"], "collection":
-                                 study.collection(collection)["label"], "query_set": query_set, axis: value_name(x),
-                                 **{m: aggregate[m] for m in CURVE_MEASURES}})
+    for recipe in axis_recipes(study.config, base, axis):
+        points = axis_points(study.config, base, axis, recipe)
+        variant = next(s for s, _ in points if variant_of(study.config, s) is not None)
+        backbones, collections = scope(study.config, variant)  # the axis's scope (all variants share it)
+        for backbone in backbones:
+            for collection in collections:
+                for query_set in study.eval_query_sets(collection):
+                    rows += _point_rows(study, axis, recipe, points, load, backbone, collection, query_set)
     return rows
+
+
+def _point_rows(study, axis, recipe, points, load, backbone, collection, query_set) -> list[dict]:
+    rows, first = [], None
+    for setting, x in points:
+        if backbone not in study.backbones_of(setting):  # a recipe that does not train this backbone
+            continue
+        aggregate = load(setting, backbone, collection, query_set)["aggregate"]
+        row = {"recipe": recipe, "backbone": study.backbone(backbone)["label"],
+               "collection": study.collection(collection)["label"], "query_set": query_set, axis: value_name(x),
+               **{m: aggregate[m] for m in CURVE_MEASURES}}
+        first = first or row
+        if axis == "recipe":
+            row.update({f"delta_{m}": row[m] - first[m] for m in CURVE_MEASURES})
+        rows.append(row)
+    return rows
+
+
+def axis_header(axis: str) -> list[str]:
+    deltas = [f"delta_{m}" for m in CURVE_MEASURES] if axis == "recipe" else []
+    return ["recipe", "backbone", "collection", "query_set", axis, *CURVE_MEASURES, *deltas]
 
 
 def write_axis_outputs(study, base: str, axis: str, load, md_path, csv_path, svg_path) -> None:
@@ -232,7 +332,7 @@ def write_axis_outputs(study, base: str, axis: str, load, md_path, csv_path, svg
     from .atomic import write_text
 
     rows = axis_rows(study, base, axis, load)
-    header = ["backbone", "collection", "query_set", axis, *CURVE_MEASURES]
+    header = axis_header(axis)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -257,13 +357,14 @@ def _curve_svg(rows: list[dict], axis: str, title: str) -> str:
     fig, panels = plt.subplots(1, len(CURVE_MEASURES), figsize=(5 * len(CURVE_MEASURES), 3.6), squeeze=False)
     series: dict[tuple, list] = {}
     for r in rows:
-        series.setdefault((r["backbone"], r["collection"], r["query_set"]), []).append(r)
+        series.setdefault((r["recipe"], r["backbone"], r["collection"], r["query_set"]), []).append(r)
     for panel, measure in zip(panels[0], CURVE_MEASURES):
-        for (backbone, collection, query_set), points in series.items():
+        for (recipe, backbone, collection, query_set), points in series.items():
             labels = [p[axis] for p in points]
             numeric = all(x.isdigit() for x in labels)
             xs = [int(x) for x in labels] if numeric else list(range(len(labels)))
-            panel.plot(xs, [p[measure] for p in points], marker="o", label=f"{backbone} / {collection} / {query_set}")
+            label = f"{backbone} / {collection} / {query_set}" + (f" ({recipe})" if recipe != DEFAULT else "")
+            panel.plot(xs, [p[measure] for p in points], marker="o", label=label)
             if not numeric:
                 panel.set_xticks(xs, labels)
         panel.set_xlabel(AXES[axis]["label"])

@@ -32,7 +32,8 @@ def read_queries(queries_path: str | Path, query_sets: Sequence[str]) -> dict:
 
 def _encode_queries_with(encoder: Encoder, queries_path: str, out_path: str, query_sets: Sequence[str]) -> int:
     table = read_queries(queries_path, query_sets)
-    vectors = encoder.encode("query", table["text"], desc=f"queries {Path(queries_path).parent.name}")
+    prepared = encoder.prepare_queries(table["text"], table["id"])
+    vectors = encoder.run(prepared, desc=f"queries {Path(queries_path).parent.name}")
     write_embeddings(out_path, table["id"], vectors, {"query_set": table["query_set"]})
     return len(table["id"])
 

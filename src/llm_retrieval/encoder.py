@@ -15,7 +15,7 @@ from tqdm import tqdm
 from . import encoders
 from .memory_guard import memory_guard
 from .modeling import load_text_model, load_tokenizer
-from .prompts import Formatter, formatter_and_budgets
+from .prompts import Formatter, InstructedFormatters, formatter_and_budgets, formatter_for, instruction_of_query
 from .study import ConfigError
 
 
@@ -60,10 +60,21 @@ class EncoderSpec:
     # training (config `training.max_length`); None: the zero-shot PromptReps prompts.
     max_length: dict | None = None
 
+    def instructions(self) -> tuple[str, ...]:
+        """The instruction axis: the collection's task sentence, or a named set's sentences (one per query)."""
+        instruction = self.encoding.get("instruction")
+        return () if not instruction else (instruction,) if isinstance(instruction, str) else tuple(instruction)
+
+    def formatter_for(self, tokenizer, instruction: str | None) -> Formatter:
+        """The setting's format with one query instruction (or none)."""
+        return formatter_for(tokenizer, self.backbone, self.max_length is not None, self.encoding.get("prompts"),
+                             instruction)
+
     def formatter_and_budgets(self, tokenizer) -> tuple[Formatter, dict[str, int]]:
-        # The instruction axis: the collection's task sentence (encoding.instruction).
+        """The formatter (with the one instruction, if one) and each kind's text budget."""
+        instructions = self.instructions()
         return formatter_and_budgets(tokenizer, self.backbone, self.max_length, self.encoding,
-                                     self.encoding.get("instruction"))
+                                     instructions[0] if len(instructions) == 1 else None)
 
 
 class Encoder:
@@ -71,14 +82,16 @@ class Encoder:
         self.spec, self.device = spec, device
         self.tokenizer = load_tokenizer(spec.backbone["path"], spec.backbone.get("revision"))
         self.formatter, self.text_budget = spec.formatter_and_budgets(self.tokenizer)
+        self.instructed = InstructedFormatters(lambda instruction: spec.formatter_for(self.tokenizer, instruction))
         dtype = spec.encoding["dtype"] if device.startswith("cuda") else "float32"  # CPUs lack fast bf16 matmul
         self.check_budget()
         self.model = load_text_model(spec.backbone["path"], spec.backbone["architecture"], dtype, device,
                                      spec.backbone.get("revision"), spec.adapter_dir)
 
     def longest_sequence(self, kind: str) -> int:
-        prefix, suffix = self.formatter.pieces[kind]
-        return len(prefix) + self.text_budget[kind] + len(suffix)
+        formats = [self.instructed.get(i) for i in self.spec.instructions()] if kind == "query" else []
+        return max(len(prefix) + self.text_budget[kind] + len(suffix)
+                   for prefix, suffix in (f.pieces[kind] for f in [self.formatter, *formats]))
 
     def check_budget(self) -> None:
         """Every text must fit a batch alone, truncated as the format says: a smaller budget is a config error."""
@@ -104,11 +117,21 @@ class Encoder:
         bidirectional = encoders.family(self.spec.backbone["architecture"]).bidirectional
         if self.spec.max_length is not None or bidirectional or not self.spec.encoding.get("share_prefix", False):
             return []
+        if kind == "query" and len(self.spec.instructions()) > 1:
+            return []  # queries of a named set start with different instructions
         return list(self.formatter.pieces[kind][0])
 
     def prepare(self, kind: str, texts: Sequence[str]) -> Prepared:
         """Tokenise and plan the batches (CPU work: runs in the reader thread, beside the GPU)."""
         return self.prepare_ids(kind, self.formatter.token_ids(kind, texts, self.text_budget[kind]))
+
+    def prepare_queries(self, texts: Sequence[str], query_ids: Sequence[str]) -> Prepared:
+        """Queries; with a named instruction set each gets the instruction its id chooses."""
+        instructions = self.spec.instructions()
+        if len(instructions) <= 1:
+            return self.prepare("query", texts)
+        chosen = [instruction_of_query(instructions, qid) for qid in query_ids]
+        return self.prepare_ids("query", self.instructed.token_ids("query", texts, chosen, self.text_budget["query"]))
 
     def prepare_ids(self, kind: str, ids: list[list[int]], batches: list[list[int]] | None = None) -> Prepared:
         """Batches of already formatted token ids (every one starting with shared_prefix(kind));

@@ -16,7 +16,8 @@ format is chosen, for encoding and training alike.
 """
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+import hashlib
+from typing import Callable, Protocol, Sequence
 
 from transformers import PreTrainedTokenizerBase
 
@@ -190,3 +191,33 @@ def formatter_and_budgets(tokenizer: PreTrainedTokenizerBase, backbone: dict, ma
 
 def document_text(title: str, text: str, use_title: bool) -> str:
     return f"{title} {text}" if use_title and title else text
+
+
+class InstructedFormatters:
+    """Queries that each carry their own instruction (or none): one formatter per instruction, built on
+    first use by ``make(instruction)``; texts are tokenised per instruction and put back in their order."""
+
+    def __init__(self, make: Callable[[str | None], Formatter]):
+        self.make, self.cache = make, {}
+
+    def get(self, instruction: str | None) -> Formatter:
+        if instruction not in self.cache:
+            self.cache[instruction] = self.make(instruction)
+        return self.cache[instruction]
+
+    def token_ids(self, kind: str, texts: Sequence[str], instructions: Sequence[str | None],
+                  max_text_tokens: int) -> list[list[int]]:
+        rows_of: dict[str | None, list[int]] = {}
+        for row, instruction in enumerate(instructions):
+            rows_of.setdefault(instruction, []).append(row)
+        out: list[list[int]] = [[] for _ in texts]
+        for instruction, rows in rows_of.items():
+            ids = self.get(instruction).token_ids(kind, [texts[r] for r in rows], max_text_tokens)
+            for row, seq in zip(rows, ids):
+                out[row] = seq
+        return out
+
+
+def instruction_of_query(instructions: Sequence[str], query_id: str) -> str:
+    """At evaluation, the instruction of a named set a query gets: chosen by its id (the same on every run)."""
+    return instructions[int(hashlib.sha256(query_id.encode()).hexdigest(), 16) % len(instructions)]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Iterator
 
-from . import axes, corpus_sizes, encoders, evaluation_kinds
+from . import axes, corpus_sizes, encoders, evaluation_kinds, recipes
 
 SETTINGS = ("zeroshot", "supervised")
 LEXICAL = "lexical"  # the setting name BM25 runs are filed under
@@ -67,9 +67,12 @@ class Study:
         training = self.config.get("training")
         if "supervised" in self.settings and not training:
             raise ConfigError("training: required when settings.supervised is present")
-        if training:
-            self._check_training_data(training["data"])
-            check_global_batch(training, training["world_size"])
+        recipes.check(self.config, ConfigError)
+        for name, recipe in recipes.recipes(self.config).items():
+            try:
+                check_global_batch(recipe.training, recipe.training["world_size"])
+            except ConfigError as err:
+                raise ConfigError(str(err) if name == recipes.DEFAULT else f"recipes.{name}: {err}") from None
         for name, table in self.config.get("tables", {}).items():
             self._check_table(name, table)
 
@@ -85,18 +88,6 @@ class Study:
                     raise ConfigError(
                         f"settings.{name}.collections: unknown collection {collection!r} "
                         f"(known: {', '.join(self.collections)})")
-
-    def _check_training_data(self, data: dict) -> None:
-        if data["type"] != "bm25_mined":
-            return
-        for key in ("collection", "query_set"):
-            if key not in data:
-                raise ConfigError(f"training.data.{key}: required for type bm25_mined")
-        if data["collection"] not in self.collections:
-            raise ConfigError(f"training.data.collection: unknown collection {data['collection']!r}")
-        if data["query_set"] not in self.collections[data["collection"]]["query_sets"]:
-            raise ConfigError(f"training.data.query_set: collection {data['collection']!r} "
-                              f"has no query set {data['query_set']!r}")
 
     def _check_table(self, name: str, table: dict) -> None:
         if table["setting"] not in self.settings:
@@ -181,10 +172,21 @@ class Study:
         seen: dict[str, None] = {}
         for setting in self.settings.values():
             seen.update(dict.fromkeys(setting["collections"]))
-        training = self.config.get("training")
-        if "supervised" in self.settings and training and training["data"]["type"] == "bm25_mined":
-            seen[training["data"]["collection"]] = None
+        sources = recipes.task_sources(self.config)
+        for task in self.trained_tasks():
+            if "collection" in sources[task]:  # a source mined from a collection (training_sources.needs_collection)
+                seen[sources[task]["collection"]] = None
         return list(seen)
+
+    def trained_recipes(self) -> list[str]:
+        """The recipes whose retrievers the supervised setting or its variants evaluate."""
+        if "supervised" not in self.settings:
+            return []
+        return list(dict.fromkeys([recipes.DEFAULT] + [axes.recipe_of(self.config, s) for s in self.dense_settings()
+                                                        if axes.base_of(s) == "supervised"]))
+
+    def trained_tasks(self) -> list[str]:
+        return recipes.tasks_of(self.config, self.trained_recipes())
 
     def used_backbones(self) -> list[str]:
         seen: dict[str, None] = {}

@@ -3,7 +3,8 @@ import json
 import os
 import sys
 
-from llm_retrieval import axes, model_resources
+from llm_retrieval import axes, model_resources, recipes
+from llm_retrieval.data import training_sources
 from llm_retrieval.pins import UnpinnedError, apply_lock, check_pins, read_lock
 from llm_retrieval.report import FIGURE_KINDS, PIN_FILES, table_collections, table_units
 from llm_retrieval.study import BM25, LEXICAL, ConfigError, Study, metrics_path
@@ -38,6 +39,8 @@ wildcard_constraints:
     query_set=r"[a-z0-9][a-z0-9_.-]*",
     shard=r"\d+",
     table=regex_of(config.get("tables", {})),
+    recipe=regex_of(recipes.recipes(config)),
+    task=regex_of(recipes.task_sources(config)),
 
 
 # --- paths ----------------------------------------------------------------------
@@ -169,16 +172,28 @@ def adapter_of(wildcards):
     if axes.base_of(wildcards.setting) != "supervised":
         return []
     step = axes.adapter_step(config, wildcards.setting)
-    return [snapshot_dir(wildcards.backbone, step) if step is not None else f"{R}/train/{wildcards.backbone}/adapter"]
+    recipe = axes.recipe_of(config, wildcards.setting)  # whose retriever: the default recipe or a recipe variant's
+    if step is not None:
+        return [snapshot_dir(recipe, wildcards.backbone, step)]
+    return [adapter_dir(recipe, wildcards.backbone)]
 
 
-def snapshot_dir(backbone, step):
-    return f"{R}/train/{backbone}/adapter-step-{step}"
+def adapter_dir(recipe, backbone):
+    return f"{R}/train/{recipe}/{backbone}/adapter"
+
+
+def snapshot_dir(recipe, backbone, step):
+    return f"{R}/train/{recipe}/{backbone}/adapter-step-{step}"
+
+
+def groups_file(task):
+    """A training task's groups, prepared once and read by every recipe training on it."""
+    return f"{R}/training_groups/{task}.parquet"
 
 
 def snapshot_outputs():
     """train_lora's outputs for the learning curve: one adapter folder per step of settings.supervised.axes.steps."""
-    return {f"step_{n}": directory(snapshot_dir("{backbone}", n)) for n in axes.snapshot_steps(config)}
+    return {f"step_{n}": directory(snapshot_dir("{recipe}", "{backbone}", n)) for n in axes.snapshot_steps(config)}
 
 
 def all_axis_tables():
@@ -193,7 +208,7 @@ def axis_table_metrics(wildcards):
     return [
         metrics_file(unit)
         for unit in study.eval_units()
-        if unit.setting in [s for s, _ in axes.axis_points(config, wildcards.base, wildcards.axis)]
+        if unit.setting in axes.axis_settings(config, wildcards.base, wildcards.axis)
     ]
 
 
@@ -207,13 +222,6 @@ def source_inputs(wildcards):
         return {"pairs": f"{R}/sources/stdlib-codesearch/pairs.parquet"}
     if source["type"] == "beir_local":
         return {"folder": source["path"]}
-    return {}
-
-
-def training_group_inputs(wildcards):
-    data = config["training"]["data"]
-    if data["type"] == "bm25_mined":
-        return {"index": f"{R}/bm25/{data['collection']}/index", **collection_files(data["collection"])}
     return {}
 
 

@@ -1,23 +1,47 @@
-# Supervised setting: training groups (Tevatron format) -> LoRA retriever per backbone,
-# trained with DeepSpeed ZeRO-3; checkpoints outside the declared outputs make it resumable.
+# Supervised setting: training groups (Tevatron format), one file per training task, shared by every
+# recipe using it -> one LoRA retriever per (recipe, backbone), trained with DeepSpeed ZeRO-3;
+# checkpoints outside the declared outputs make it resumable (docs/recipes.md, docs/training.md).
+
+
+def get_training_group_inputs(wildcards):
+    """A source mined from a collection reads its canonical files and BM25 index; others read nothing local."""
+    collection = training_sources.needs_collection(recipes.task_sources(config)[wildcards.task])
+    if collection is None:
+        return {}
+    return {"index": f"{R}/bm25/{collection}/index", **collection_files(collection)}
+
+
+def get_recipe_groups(wildcards):
+    """The groups of every task of the recipe, by task name."""
+    return {t.task: groups_file(t.task) for t in recipes.recipe(config, wildcards.recipe).tasks}
+
+
+def recipe_task_options(recipe_name):
+    """train_lora.py's --task-options: each task's weight and query instructions."""
+    return json.dumps(
+        {
+            t.task: {"weight": t.weight, "query_instructions": list(t.query_instructions)}
+            for t in recipes.recipe(config, recipe_name).tasks
+        }
+    )
 
 
 rule training_groups:
     input:
-        unpack(training_group_inputs),
+        unpack(get_training_group_inputs),
     output:
-        f"{R}/train/groups.parquet",
+        groups_file("{task}"),
     log:
-        f"{R}/logs/training_groups.log",
+        f"{R}/logs/training_groups/{{task}}.log",
     benchmark:
-        f"{R}/benchmarks/training_groups.tsv"
+        f"{R}/benchmarks/training_groups/{{task}}.tsv"
     conda:
         ENV
     threads: rule_threads("training_groups")
     resources:
         **rule_resources("training_groups"),
     params:
-        source=config.get("training", {}).get("data"),
+        source=lambda wc: recipes.task_sources(config)[wc.task],
         bm25=config["bm25"],
         work_dir=f"{R}/downloads/training",
     script:
@@ -26,26 +50,27 @@ rule training_groups:
 
 rule train_lora:
     input:
-        backbone=backbone_record,
-        groups=f"{R}/train/groups.parquet",
+        unpack(lambda wc: {"backbone": backbone_record(wc), **get_recipe_groups(wc)}),
         deepspeed=config.get("training", {}).get("deepspeed_config", []),
     output:
         **snapshot_outputs(),
-        adapter=directory(f"{R}/train/{{backbone}}/adapter"),
-        report=f"{R}/train/{{backbone}}/training.json",
+        adapter=directory(adapter_dir("{recipe}", "{backbone}")),
+        report=f"{R}/train/{{recipe}}/{{backbone}}/training.json",
     log:
-        f"{R}/logs/train_lora/{{backbone}}.log",
+        f"{R}/logs/train_lora/{{recipe}}/{{backbone}}.log",
     benchmark:
-        f"{R}/benchmarks/train_lora/{{backbone}}.tsv"
+        f"{R}/benchmarks/train_lora/{{recipe}}/{{backbone}}.tsv"
     conda:
         ENV
     threads: rule_threads("train_lora")
     resources:
         **rule_resources("train_lora"),
     params:
-        # The training section, with the backbone's own overrides (backbones.<b>.training, e.g. max_steps).
-        training=lambda wc: json.dumps(axes.training_for(config, wc.backbone)),
-        checkpoints=lambda wc: f"{R}/checkpoints/{wc.backbone}",
+        # The recipe's training section, with the backbone's own overrides (backbones.<b>.training, e.g. max_steps).
+        training=lambda wc: json.dumps(axes.training_for(config, wc.backbone, wc.recipe)),
+        groups=lambda wc: " ".join(f"--groups {task}={path}" for task, path in get_recipe_groups(wc).items()),
+        task_options=lambda wc: recipe_task_options(wc.recipe),
+        checkpoints=lambda wc: f"{R}/checkpoints/{wc.recipe}/{wc.backbone}",
         # One rank per GPU; on Slurm, srun starts them on every node of the allocation.
         launcher=rank_launcher(),
         # The interpreter running this job, as for the script: rules (also when no venv is active).
@@ -56,7 +81,7 @@ rule train_lora:
             f"--snapshot {name[len('step_'):]}={path}" for name, path in output.items() if name.startswith("step_")
         ),
     shell:
-        "{params.launcher} {params.python} {params.script} --backbone {input.backbone} --groups {input.groups}"
-        " --training {params.training:q} --deepspeed-config {input.deepspeed}"
+        "{params.launcher} {params.python} {params.script} --backbone {input.backbone} {params.groups}"
+        " --task-options {params.task_options:q} --training {params.training:q} --deepspeed-config {input.deepspeed}"
         " --adapter {output.adapter} --report {output.report} --checkpoints {params.checkpoints} --log {log}"
         " {params.snapshots}"

@@ -1,13 +1,16 @@
-"""Train one backbone's LoRA retriever (supervised setting); resumes from its newest checkpoint.
+"""Train one (recipe, backbone)'s LoRA retriever (supervised setting); resumes from its newest checkpoint.
 
 The Snakemake rule runs it from the command line, so that on Slurm ``srun`` can start
 one copy per GPU (a ``script:`` cannot be wrapped in srun); with one rank it spawns
 nothing. For example::
 
     srun python workflow/scripts/train_lora.py --backbone results/models/base/backbone.json \
-        --groups results/train/groups.parquet --config config/config.yaml \
-        --adapter results/train/base/adapter --report results/train/base/training.json \
-        --checkpoints results/checkpoints/base --log results/logs/train_lora/base.log
+        --groups default=results/training_groups/default.parquet --config config/config.yaml \
+        --adapter results/train/default/base/adapter --report results/train/default/base/training.json \
+        --checkpoints results/checkpoints/default/base --log results/logs/train_lora/default/base.log
+
+A recipe of several tasks names each one's groups (``--groups TASK=PATH``, repeated) and their weights and
+query instructions (``--task-options '{"TASK": {"weight": null, "query_instructions": [...]}}'``).
 """
 import argparse
 import json
@@ -15,13 +18,16 @@ import os
 
 from llm_retrieval.joblog import job_log
 from llm_retrieval.train.driver import launch, under_slurm_ranks
-from llm_retrieval.train.job import TrainJob
+from llm_retrieval.train.job import TrainJob, TrainTask
 
 
 def _from_command_line() -> tuple[TrainJob, str | None]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backbone", required=True, help="backbone.json record (path, architecture)")
-    parser.add_argument("--groups", required=True, help="training groups Parquet (TRAIN_GROUPS_SCHEMA)")
+    parser.add_argument("--groups", required=True, action="append", metavar="[TASK=]PATH",
+                        help="a task's training groups Parquet (TRAIN_GROUPS_SCHEMA); repeated for a mixture")
+    parser.add_argument("--task-options", default="{}", help="JSON: per task, weight (null: proportional) and "
+                        "query_instructions")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="study config YAML (its `training` section is used)")
     source.add_argument("--training", help="the `training` section itself, as JSON")
@@ -47,7 +53,11 @@ def _from_command_line() -> tuple[TrainJob, str | None]:
                         source=args.config)
         training = config["training"]
     backbone = json.load(open(args.backbone, encoding="utf-8"))
-    job = TrainJob(backbone["path"], backbone["architecture"], args.groups, args.adapter, args.checkpoints,
+    options = json.loads(args.task_options)
+    named = [g.split("=", 1) if "=" in g else ["default", g] for g in args.groups]
+    tasks = tuple(TrainTask(name, path, options.get(name, {}).get("weight"),
+                            tuple(options.get(name, {}).get("query_instructions", ()))) for name, path in named)
+    job = TrainJob(backbone["path"], backbone["architecture"], tasks, args.adapter, args.checkpoints,
                    args.report, training, args.deepspeed_config, args.fail_at_step,
                    pooling=backbone.get("pooling"),
                    snapshots={int(step): path for step, path in (s.split("=", 1) for s in args.snapshot)})

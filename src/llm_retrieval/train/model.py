@@ -11,7 +11,7 @@ from torch import nn
 
 from .. import encoders
 from ..modeling import attention_implementation, load_text_model
-from ..prompts import document_text, formatter_and_budgets
+from ..prompts import InstructedFormatters, document_text, formatter_and_budgets, formatter_for
 from .packing import FLASH, PackedBatch, pack
 
 class Batcher:
@@ -29,9 +29,18 @@ class Batcher:
         self.formatter, self.text_budget = formatter_and_budgets(tokenizer, backbone, max_length)
         if path is not None:  # before any GPU work: every sequence fits the model's positions
             encoders.check_position_limit(backbone, max_length, "training.max_length")
+        # A query's instruction (its task's, drawn with the seed) in the family's format, as encoding does.
+        self.instructed = InstructedFormatters(lambda i: formatter_for(tokenizer, backbone, True, None, i))
 
-    def tensors(self, kind: str, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        ids = self.formatter.token_ids(kind, texts, self.text_budget[kind])
+    def token_ids(self, kind: str, texts: Sequence[str], instructions: Sequence[str | None] | None = None):
+        """Formatted ids; queries with their instructions (an instruction does not take from the text's budget)."""
+        if kind == "query" and instructions and any(instructions):
+            return self.instructed.token_ids(kind, texts, instructions, self.text_budget[kind])
+        return self.formatter.token_ids(kind, texts, self.text_budget[kind])
+
+    def tensors(self, kind: str, texts: Sequence[str],
+                instructions: Sequence[str | None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = self.token_ids(kind, texts, instructions)
         width, pad = max(map(len, ids)), self.tokenizer.pad_token_id
         # Right padding: under causal attention the EOS never sees the pads.
         input_ids = torch.tensor([seq + [pad] * (width - len(seq)) for seq in ids])
@@ -39,10 +48,10 @@ class Batcher:
         return input_ids, mask
 
     def packed(self, queries: Sequence[str], passages: Sequence[str], max_tokens: int | None = None,
-               where: str = "micro-step") -> PackedBatch:
+               where: str = "micro-step", instructions: Sequence[str | None] | None = None) -> PackedBatch:
         """Queries then passages in one padding-free row (see :mod:`.packing`)."""
-        return pack(self.formatter.token_ids("query", queries, self.text_budget["query"]),
-                    self.formatter.token_ids("passage", passages, self.text_budget["passage"]), max_tokens, where)
+        return pack(self.token_ids("query", queries, instructions), self.token_ids("passage", passages), max_tokens,
+                    where)
 
     def passage_texts(self, passages) -> list[str]:
         return [document_text(p.title, p.text, True) for p in passages]

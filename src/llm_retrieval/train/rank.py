@@ -24,7 +24,7 @@ from .. import encoders
 from ..memory_guard import memory_guard
 from . import checkpoint, preemption, snapshots
 from .adapter import save_adapter
-from .dataset import GroupSchedule, read_groups, sample_group
+from .dataset import MicroBatch, TaskMixture, instruction_for, read_groups, sample_group
 from .job import TrainJob
 from .engine import build_engine, check_batch, deepspeed_config, init_process_group
 from .loss import info_nce
@@ -40,14 +40,14 @@ class InjectedFailure(RuntimeError):
 
 
 @dataclass
-class Rank:
-    """One rank, set up: engine, data and the state a run resumes from."""
+class RankSession:
+    """One rank, set up: engine, data (every task's groups) and the state a run resumes from."""
 
     job: TrainJob
     deepspeed: object
     engine: object
-    schedule: GroupSchedule
-    groups: list
+    schedule: TaskMixture
+    groups: list  # per task of job.tasks: its groups
     batcher: Batcher
     state: dict
     rank: int
@@ -59,13 +59,14 @@ class Rank:
     started: float
 
     def inputs(self, step: int, micro: int) -> list:
-        epoch, indices = self.schedule.micro_batch(step, micro, self.rank)
-        return micro_batch(self.groups, self.batcher, self.job.training, epoch, indices, self.engine.device,
-                           f"{self.job.groups_path}: step {step + 1}, micro-step {micro + 1}, rank {self.rank}",
-                           self.packing)
+        batch = self.schedule.micro_batch(step, micro, self.rank)
+        task = self.job.tasks[batch.task]
+        return micro_batch(self.groups[batch.task], self.batcher, self.job.training, batch, self.engine.device,
+                           f"{task.groups_path}: step {step + 1}, micro-step {micro + 1}, rank {self.rank}",
+                           self.packing, task.query_instructions)
 
 
-def setup(job: TrainJob) -> Rank:
+def setup(job: TrainJob) -> RankSession:
     """Process group, data, model (partitioned under ZeRO-3) and engine; resumes from the newest checkpoint."""
     started = time.time()
     on_gpu = torch.cuda.is_available()
@@ -80,9 +81,9 @@ def setup(job: TrainJob) -> Rank:
     check_batch(cfg, world)
     preemption.install()
 
-    groups = read_groups(job.groups_path)
-    schedule = GroupSchedule(len(groups), cfg["per_device_batch"], cfg["gradient_accumulation"], world,
-                             cfg["seed"], cfg.get("epochs", 1), cfg.get("max_steps"))
+    groups = [read_groups(task.groups_path) for task in job.tasks]
+    schedule = TaskMixture([len(g) for g in groups], [task.weight for task in job.tasks], cfg["per_device_batch"],
+                           cfg["gradient_accumulation"], world, cfg["seed"], cfg["epochs"], cfg.get("max_steps"))
     batcher = Batcher(load_tokenizer(job.backbone_path), cfg["max_length"], job.architecture, job.backbone_path)
     template = job.deepspeed_config or cfg["deepspeed_config"]
     dims = ModelDims.from_config(AutoConfig.from_pretrained(job.backbone_path))
@@ -91,12 +92,11 @@ def setup(job: TrainJob) -> Rank:
     ds_config = deepspeed_config(template, {**cfg, "zero_stage": zero_stage_for(cfg, dims, world, device_bytes)},
                                  world, on_gpu, dims.hidden)
     stage = ds_config["zero_optimization"]["stage"]
-    checkpointing, memory = use_checkpointing(cfg.get("gradient_checkpointing", "auto"), dims, cfg, world, stage,
-                                              device_bytes)
+    checkpointing, memory = use_checkpointing(cfg["gradient_checkpointing"], dims, cfg, world, stage, device_bytes)
     checkpointing = checkpointing and on_gpu  # CPU runs (tests) are tiny: no recomputation
     if rank == 0:
         print(f"per-GPU memory estimate (ZeRO-{stage}, world {world}, gradient checkpointing "
-              f"{'on' if checkpointing else 'off'} [{cfg.get('gradient_checkpointing', 'auto')}]): "
+              f"{'on' if checkpointing else 'off'} [{cfg['gradient_checkpointing']}]): "
               f"{memory.describe()}", flush=True)
 
     torch.manual_seed(cfg["seed"])  # identical LoRA initialisation on every rank
@@ -107,7 +107,7 @@ def setup(job: TrainJob) -> Rank:
                                 "bfloat16" if on_gpu else "float32", checkpointing, job.pooling,
                                 "cuda" if on_gpu else "cpu")
     # Packing derives causal per-sequence masks from positions: decoders only; an encoder runs padded.
-    packing = bool(cfg.get("packing")) and not encoders.family(job.architecture).bidirectional
+    packing = cfg["packing"] and not encoders.family(job.architecture).bidirectional
     if packing:
         path = check_attention(model.backbone.config._attn_implementation)
         if rank == 0:
@@ -124,41 +124,42 @@ def setup(job: TrainJob) -> Rank:
         state = checkpoint.load(engine, latest, expect=mode)
         state["resumed_from"].append(state["step"])
     state["mode"] = mode
-    return Rank(job, deepspeed, engine, schedule, groups, batcher, state, rank, world, packing, checkpointing,
-                memory, hf_ds, started)
+    return RankSession(job, deepspeed, engine, schedule, groups, batcher, state, rank, world, packing, checkpointing,
+                       memory, hf_ds, started)
 
 
 def train_rank(job: TrainJob) -> dict | None:
     """Train (or resume) on this rank; rank 0 writes the adapter and the log. Returns the log on rank 0."""
-    r = setup(job)
+    session = setup(job)
     fail_at = job.fail_at_step or (int(os.environ[FAIL_ENV]) if os.environ.get(FAIL_ENV) else None)
-    engine, rank, world = r.engine, r.rank, r.world
-    run_log = _loop(r, fail_at)
-    save_adapter(engine, job.adapter_dir, rank, r.deepspeed)
+    engine, rank, world = session.engine, session.rank, session.world
+    run_log = _loop(session, fail_at)
+    save_adapter(engine, job.adapter_dir, rank, session.deepspeed)
     peak_host = [None] * world  # peak resident host memory of every rank (GiB), for the log
     dist.all_gather_object(peak_host, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2)
     if rank == 0:
         snapshots.export(job)
-        run_log.update(packing=r.packing, gradient_checkpointing=r.checkpointing,
-                       memory_estimate_gib=r.memory.total / GIB, peak_host_memory_gib_per_rank=peak_host,
-                       wall_seconds_this_process=time.time() - r.started, optimizer_steps=engine.global_steps,
+        run_log.update(packing=session.packing, gradient_checkpointing=session.checkpointing,
+                       memory_estimate_gib=session.memory.total / GIB, peak_host_memory_gib_per_rank=peak_host,
+                       wall_seconds_this_process=time.time() - session.started, optimizer_steps=engine.global_steps,
                        zero_stage=engine.zero_optimization_stage(), dtype=str(next(engine.module.parameters()).dtype))
         write_json(job.log_path, run_log)
     dist.barrier()
     return run_log if rank == 0 else None
 
 
-def micro_batch(groups, batcher, cfg, epoch, indices, device, where: str = "micro-step",
-                packing: bool | None = None) -> list:
-    """The model inputs of one micro-step: this rank's queries and, per query, its sampled group
-    (one packed row when packing — ``training.packing`` unless the rank decided otherwise, as for an
-    encoder — else padded query and passage tensors)."""
-    group_size = cfg["group_size"]
-    passages = [p for i in indices for p in sample_group(groups[i], group_size, cfg["seed"], epoch, i)]
+def micro_batch(groups, batcher, cfg, batch: MicroBatch, device, where: str = "micro-step",
+                packing: bool | None = None, query_instructions: tuple[str, ...] = ()) -> list:
+    """The model inputs of one micro-step: this rank's queries (each with its instruction, drawn with the
+    task's seed) and, per query, its sampled group (one packed row when packing — ``training.packing``
+    unless the rank decided otherwise, as for an encoder — else padded query and passage tensors)."""
+    group_size, seed, epoch, indices = cfg["group_size"], batch.seed, batch.epoch, batch.indices
+    passages = [p for i in indices for p in sample_group(groups[i], group_size, seed, epoch, i)]
     queries, texts = [groups[i].query for i in indices], batcher.passage_texts(passages)
-    if cfg.get("packing") if packing is None else packing:
-        return [batcher.packed(queries, texts, cfg.get("max_packed_tokens"), where).to(device)]
-    q, p = batcher.tensors("query", queries), batcher.tensors("passage", texts)
+    instructions = [instruction_for(query_instructions, seed, epoch, i) for i in indices]
+    if cfg["packing"] if packing is None else packing:
+        return [batcher.packed(queries, texts, cfg["max_packed_tokens"], where, instructions).to(device)]
+    q, p = batcher.tensors("query", queries, instructions), batcher.tensors("passage", texts)
     return [t.to(device) for t in (*q, *p)]
 
 
@@ -182,10 +183,11 @@ def micro_step(engine, inputs, cfg: dict, world: int) -> float:
     return loss
 
 
-def _loop(r: Rank, fail_at: int | None) -> dict:
-    engine, job, schedule, state, rank, world = r.engine, r.job, r.schedule, r.state, r.rank, r.world
+def _loop(session: RankSession, fail_at: int | None) -> dict:
+    engine, job, schedule, state = session.engine, session.job, session.schedule, session.state
+    rank, world = session.rank, session.world
     cfg = job.training
-    every = cfg.get("checkpoint_every") or 0
+    every = cfg["checkpoint_every"]
     start = state["step"]
     bar = tqdm(range(start, schedule.total_steps), initial=start, total=schedule.total_steps,
                desc="train", unit="step", disable=rank != 0 or None, mininterval=5)
@@ -194,7 +196,7 @@ def _loop(r: Rank, fail_at: int | None) -> dict:
         t0 = time.time()
         micro_losses = []
         for micro in range(cfg["gradient_accumulation"]):
-            micro_losses.append(micro_step(engine, r.inputs(step, micro), cfg, world))
+            micro_losses.append(micro_step(engine, session.inputs(step, micro), cfg, world))
         state["step"] = step + 1
         state["losses"].append(sum(micro_losses) / len(micro_losses))
         state["train_seconds"] += time.time() - t0
@@ -212,6 +214,7 @@ def _loop(r: Rank, fail_at: int | None) -> dict:
     return {"steps": state["step"], "losses": state["losses"], "world_size": world,
             "global_batch": schedule.global_batch, "group_size": cfg["group_size"],
             "steps_per_epoch": schedule.steps_per_epoch, "train_seconds": state["train_seconds"],
+            "tasks": [task.name for task in job.tasks], "task_steps_per_epoch": schedule.counts,
             "seconds_per_step": state["train_seconds"] / max(state["step"], 1),
             "step_seconds": state.get("step_seconds", []),
             "steps_this_process": steps_run, "resumed_from": state["resumed_from"]}
