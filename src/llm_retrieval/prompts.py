@@ -17,7 +17,8 @@ format is chosen, for encoding and training alike.
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from transformers import PreTrainedTokenizerBase
 

@@ -59,8 +59,11 @@ def _supervised_backbones(config: dict) -> tuple[str, ...]:
 
 def _task(name: str, spec: dict) -> RecipeTask:
     weight = spec.get("weight", "proportional")  # the schema's default, absent when built by hand (tests)
-    return RecipeTask(name, None if weight == "proportional" else float(weight),
-                      tuple((spec.get("instructions") or {}).get("query", ())))
+    return RecipeTask(
+        name,
+        None if weight == "proportional" else float(weight),
+        tuple((spec.get("instructions") or {}).get("query", ())),
+    )
 
 
 def recipes(config: dict) -> dict[str, Recipe]:
@@ -70,9 +73,12 @@ def recipes(config: dict) -> dict[str, Recipe]:
     base = config["training"]
     out = {DEFAULT: Recipe(DEFAULT, (RecipeTask(DEFAULT, None),), base, _supervised_backbones(config))}
     for name, spec in (config.get("recipes") or {}).items():
-        out[name] = Recipe(name, tuple(_task(task, t) for task, t in spec["tasks"].items()),
-                           merged_training(base, spec.get("training") or {}),
-                           tuple(spec.get("backbones") or _supervised_backbones(config)))
+        out[name] = Recipe(
+            name,
+            tuple(_task(task, t) for task, t in spec["tasks"].items()),
+            merged_training(base, spec.get("training") or {}),
+            tuple(spec.get("backbones") or _supervised_backbones(config)),
+        )
     return out
 
 
@@ -102,8 +108,10 @@ def check(config: dict, error=RecipeError) -> None:
             raise error(f"recipes.{name}: a recipe starts from the training: section, which is missing")
         unknown = [t for t in spec["tasks"] if t not in known]
         if unknown:
-            raise error(f"recipes.{name}.tasks: unknown task(s) {', '.join(unknown)} "
-                        f"(known: {', '.join(known)}; declare one under training_tasks:)")
+            raise error(
+                f"recipes.{name}.tasks: unknown task(s) {', '.join(unknown)} "
+                f"(known: {', '.join(known)}; declare one under training_tasks:)"
+            )
         outside = [b for b in spec.get("backbones") or [] if b not in _supervised_backbones(config)]
         if outside:
             raise error(f"recipes.{name}.backbones: {', '.join(outside)} not among settings.supervised.backbones")

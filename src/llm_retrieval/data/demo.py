@@ -3,7 +3,8 @@
 - a real code-search dataset from the running interpreter's standard library: every
   function or method with a docstring of at least 4 words becomes a pair (query = the
   docstring's first sentence, document = the function's source without its docstring),
-  split deterministically into train / test, usable in both CoIR directions;
+  split deterministically into train / test, usable in both CoIR directions and a third task,
+  function name → function (the name's words as the query: a lexical task unlike the other two);
 - a small generated text-retrieval dataset, written in BEIR layout and read back
   through the same BEIR reader as the real BEIR sets.
 """
@@ -31,7 +32,7 @@ PAIRS_SCHEMA = pa.schema([("id", pa.string()), ("module", pa.string()), ("qualna
                           ("split", pa.string())])
 SKIPPED_PACKAGES = {"site-packages", "test", "idlelib", "lib2to3", "tests"}  # test suites, not library code
 MIN_DOC_WORDS = 4
-DIRECTIONS = ("text-to-code", "code-to-text")
+DIRECTIONS = ("text-to-code", "code-to-text", "name-to-code")
 
 
 def first_sentence(docstring: str) -> str:
@@ -39,6 +40,12 @@ def first_sentence(docstring: str) -> str:
     paragraph = " ".join(paragraph.split())
     match = re.match(r"(.+?[.!?])(\s|$)", paragraph)
     return match.group(1) if match else paragraph
+
+
+def name_words(qualname: str) -> str:
+    """A function's qualified name as words: ``Cls.parse_args`` -> ``cls parse args``."""
+    parts = [p for p in qualname.replace("<locals>", "").split(".") if p]
+    return " ".join(w for p in parts for w in re.sub(r"([a-z])([A-Z])", r"\1 \2", p).replace("_", " ").lower().split())
 
 
 def split_of(pair_id: str, test_percent: int = 20) -> str:
@@ -95,14 +102,17 @@ def build_stdlib_pairs(out_path: str | Path) -> dict:
 
 
 def prepare_stdlib_codesearch(source: dict, query_sets: list[str], out_dir: Path, work_dir: Path) -> dict:
-    """Text-to-code: docstring sentence → function; code-to-text: function → sentence (CoIR's two directions)."""
+    """Text-to-code: docstring sentence → function; code-to-text: function → sentence (CoIR's two directions);
+    name-to-code: the function's name as words → the function without its name line's docstring."""
     direction = source.get("direction")
     if direction not in DIRECTIONS:
         raise DataError(out_dir, f"source.direction must be one of {DIRECTIONS}, got {direction!r}")
     pairs = read_table(source["pairs"], PAIRS_SCHEMA).to_pylist()
     if source.get("limit"):  # a deterministic subset, for quick test studies
         pairs = sorted(pairs, key=lambda p: hashlib.md5(p["id"].encode()).hexdigest())[:source["limit"]]
-    query_field, doc_field = ("query", "code") if direction == "text-to-code" else ("code", "query")
+    query_field, doc_field = {"text-to-code": ("query", "code"), "code-to-text": ("code", "query"),
+                              "name-to-code": ("name", "code")}[direction]
+    pairs = [{**p, "name": name_words(p["qualname"])} for p in pairs]
     chosen = [p for p in pairs if p["split"] in query_sets]
     with staged_collection(out_dir) as stage:
         write_corpus(stage / CORPUS_FILE, ({"id": f"d-{p['id']}", "title": "", "text": p[doc_field]} for p in pairs))

@@ -24,9 +24,9 @@ prepared once (``training_groups`` rule, one job per task) and shared by every r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .canonical import DataError
 
@@ -85,5 +85,7 @@ def needs_collection(source: dict) -> str | None:
 def prepare_groups(request: GroupsRequest) -> dict:
     kind = request.source["type"]
     if kind not in PREPARERS:
-        raise DataError(request.out_path, f"unknown training source type {kind!r} (known: {', '.join(sorted(PREPARERS))})")
+        raise DataError(
+            request.out_path, f"unknown training source type {kind!r} (known: {', '.join(sorted(PREPARERS))})"
+        )
     return PREPARERS[kind](request)
