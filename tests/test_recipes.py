@@ -220,18 +220,16 @@ def test_a_one_task_mixture_has_the_loss_and_gradients_of_single_source_training
 
 
 def _bert(tmp_path):
-    from llm_retrieval.encoders import build_tiny_bert
+    from llm_retrieval.tiny_models import build_tiny_model
 
-    texts = ["Given a question retrieve the answer", "what is rye bread", "bread is baked"] * 20
-    build = {
-        "seed": 0,
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 2,
-        "vocab_size": 300,
-    }
-    return build_tiny_bert(build, texts, tmp_path / "bert")
+    texts = ["Given a question retrieve the answer", "what is rye bread", "bread is baked", "Instruct: Query:"] * 20
+    build = {"seed": 0, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+             "vocab_size": 300}
+    return build_tiny_model("bert", build, tmp_path / "bert", texts)
+
+
+def _contains(seq: list[int], part: list[int]) -> bool:
+    return any(seq[i : i + len(part)] == part for i in range(len(seq) - len(part) + 1))
 
 
 def test_bert_keeps_its_instruction_at_encoding_and_in_training(tmp_path):
@@ -243,18 +241,21 @@ def test_bert_keeps_its_instruction_at_encoding_and_in_training(tmp_path):
     instruction = "Given a question retrieve the answer"
     told = tokenizer(instruction, add_special_tokens=False)["input_ids"]
     text = tokenizer("what is rye bread", add_special_tokens=False)["input_ids"]
-    spec = EncoderSpec(record, {"instruction": instruction}, max_length={"query": 8, "passage": 16})
+    max_length = {"query": 8, "passage": 16}
+    spec = EncoderSpec(record, {"instruction": instruction}, max_length=max_length)
     formatter, budgets = spec.formatter_and_budgets(tokenizer)
+    plain, plain_budgets = EncoderSpec(record, {}, max_length=max_length).formatter_and_budgets(tokenizer)
     ids = formatter.token_ids("query", ["what is rye bread"], budgets["query"])[0]
-    assert ids == [tokenizer.cls_token_id, *told, *text[: budgets["query"]], tokenizer.sep_token_id]
-    assert (
-        formatter.token_ids("passage", ["bread is baked"], 16)[0][1:-1]
-        == tokenizer("bread is baked", add_special_tokens=False)["input_ids"]
-    )  # passages never get one
-    batcher = Batcher(tokenizer, {"query": 8, "passage": 16}, "bert")
-    trained, _ = batcher.tensors("query", ["what is rye bread", "what is rye bread"], [instruction, None])
-    assert trained[0, : len(ids)].tolist() == ids
-    assert trained[1, : len(text[:6]) + 2].tolist() == [tokenizer.cls_token_id, *text[:6], tokenizer.sep_token_id]
+    assert _contains(ids, told) and ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+    kept = text[: budgets["query"]]  # the instruction takes nothing from the text's budget
+    assert budgets == plain_budgets and ids[-1 - len(kept) : -1] == kept
+    assert not _contains(plain.token_ids("query", ["what is rye bread"], budgets["query"])[0], told)
+    assert formatter.token_ids("passage", ["bread is baked"], 16)[0] == \
+        plain.token_ids("passage", ["bread is baked"], 16)[0]  # passages never get one
+    batcher = Batcher(tokenizer, max_length, "bert", record["path"])
+    trained, mask = batcher.tensors("query", ["what is rye bread", "what is rye bread"], [instruction, None])
+    assert trained[0][mask[0].bool()].tolist() == ids  # training formats as encoding does
+    assert not _contains(trained[1][mask[1].bool()].tolist(), told)
 
 
 def test_a_decoder_query_gets_its_instruction_before_the_query_prefix(tmp_path):
@@ -265,7 +266,7 @@ def test_a_decoder_query_gets_its_instruction_before_the_query_prefix(tmp_path):
     backbone = tiny_backbone(tmp_path / "backbone", list(task["docs"].values()) + list(task["queries"].values()))
     tokenizer = load_tokenizer(str(backbone))
     batcher = Batcher(tokenizer, {"query": 16, "passage": 24})
-    ids, mask = batcher.tensors("query", ["the zaaa", "the zaaa"], ["find it", None])
+    ids, mask = batcher.tensors("query", ["the zaaa", "the zaaa"], ["find it", None])  # noqa: the tokenizer knows it
     decoded = tokenizer.decode(ids[0][mask[0].bool()])
     assert decoded.startswith("Instruct: find it\nQuery: ") and decoded.endswith(tokenizer.eos_token)
     assert tokenizer.decode(ids[1][mask[1].bool()]).startswith("Query: ")
