@@ -266,7 +266,7 @@ def test_a_decoder_query_gets_its_instruction_before_the_query_prefix(tmp_path):
     backbone = tiny_backbone(tmp_path / "backbone", list(task["docs"].values()) + list(task["queries"].values()))
     tokenizer = load_tokenizer(str(backbone))
     batcher = Batcher(tokenizer, {"query": 16, "passage": 24})
-    ids, mask = batcher.tensors("query", ["the zaaa", "the zaaa"], ["find it", None])  # noqa: the tokenizer knows it
+    ids, mask = batcher.tensors("query", ["the zaaa", "the zaaa"], ["find it", None])
     decoded = tokenizer.decode(ids[0][mask[0].bool()])
     assert decoded.startswith("Instruct: find it\nQuery: ") and decoded.endswith(tokenizer.eos_token)
     assert tokenizer.decode(ids[1][mask[1].bool()]).startswith("Query: ")
