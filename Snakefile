@@ -48,6 +48,7 @@ include: "workflow/rules/encode.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/sts.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/axes.smk"
 

@@ -164,3 +164,13 @@ def test_toolbench_and_qrecc_local_files_size_themselves_at_plan_time(tmp_path):
     assert table.mean_tokens("tools", {"source": {"type": "toolbench", "path": str(folder)}})[0] == 5
     documents, mean_tokens = table.mean_tokens("conv", {"source": _qrecc(tmp_path)})
     assert documents == 4 and mean_tokens == pytest.approx(14 / 4 * table.ratios["text"])  # words of "contents"
+
+
+def test_the_local_files_of_toolbench_and_qrecc_are_their_preparing_rules_inputs(tmp_path):
+    from llm_retrieval.data.sources import local_inputs
+
+    assert local_inputs({"type": "toolbench", "path": "G1"}) == {"folder": "G1"}
+    source = {**_qrecc(tmp_path), "qrels": {"test": "q.txt"}}
+    assert local_inputs(source) == {"passages": source["passages"], "turns_test": source["turns"]["test"],
+                                    "qrels_test": "q.txt"}
+    assert local_inputs({"type": "beir", "name": "nq"}) == {}

@@ -211,3 +211,49 @@ def test_an_sts_collection_is_scored_per_backbone_without_bm25_and_its_table_mea
         r"collections \(known measures, sts: cosine_spearman, cosine_pearson\)",
     ):
         Study(_study_with_sts("ndcg_cut_10"))
+
+
+@pytest.fixture(scope="module")
+def sts_workdir(tmp_path_factory):
+    """The mini study with a local STS set on its zero-shot setting (a table of its own)."""
+    from pathlib import Path
+
+    import yaml
+    from workflow_helpers import scratch_copy
+
+    workdir = scratch_copy(tmp_path_factory.mktemp("sts-study"))
+    _write_jsonl(Path(workdir) / "sts-src" / "test.jsonl", PAIRS)
+    config = yaml.safe_load((Path(workdir) / "config" / "mini.yaml").read_text())
+    config["collections"]["sts-mini"] = {"label": "STS-mini", "table": "sts", "query_sets": {"test": {}},
+                                         "source": {"type": "sts_local", "path": "sts-src"}}
+    config["settings"]["zeroshot"]["collections"].append("sts-mini")
+    config["tables"]["sts"] = {"title": "Sentence similarity", "setting": "zeroshot", "measure": "cosine_spearman"}
+    (Path(workdir) / "config" / "mini-sts.yaml").write_text(yaml.safe_dump(config))
+    return workdir
+
+
+def test_the_dag_plans_sts_pairs_sentences_and_scores_without_bm25_or_a_corpus(sts_workdir):
+    from workflow_helpers import planned_jobs, snakemake
+
+    jobs = planned_jobs(snakemake(sts_workdir, "-n", "--configfile", "config/mini-sts.yaml").stdout)
+    on_sts = [(rule, w) for rule, w in jobs if w.get("collection") == "sts-mini"]
+    rules = {rule for rule, _ in on_sts}
+    assert rules == {"prepare_sts_pairs", "encode_sts_sentences", "evaluate_sts"}
+    assert {w["backbone"] for rule, w in on_sts if rule == "evaluate_sts"} == {"base", "vl-i"}
+
+
+@pytest.mark.slow
+def test_an_sts_set_is_scored_end_to_end_by_its_own_rules(sts_workdir):
+    from pathlib import Path
+
+    from workflow_helpers import snakemake
+
+    target = "results/metrics/zeroshot/base/sts-mini/test.json"
+    snakemake(sts_workdir, target, "--cores", "2", "--configfile", "config/mini-sts.yaml")
+    metrics = json.loads((Path(sts_workdir) / target).read_text())
+    _, gold, cos = sts.per_pair_arrays(metrics)
+    assert metrics["kind"] == "sts" and metrics["num_pairs"] == len(PAIRS)
+    assert metrics["aggregate"]["cosine_spearman"] == pytest.approx(scipy.stats.spearmanr(gold, cos)[0], abs=1e-9)
+    for rule in ("prepare_sts_pairs", "encode_sts_sentences", "evaluate_sts"):
+        assert list((Path(sts_workdir) / "results" / "logs" / rule).rglob("*.log")), rule
+        assert list((Path(sts_workdir) / "results" / "benchmarks" / rule).rglob("*.tsv")), rule

@@ -211,9 +211,11 @@ class Study:
                     for query_set in self.eval_query_sets(collection):
                         yield EvalUnit(setting, backbone, collection, query_set)
 
-    def collections_of_kind(self, setting: str, kind: str) -> list[str]:
-        """A setting's collections of one evaluation kind (retrieval: encoded corpus, searched; sts: pairs)."""
-        return [c for c in self.collections_of(setting) if self.collection_kind(c) == kind]
+    def collections_of_kind(self, setting: str | None, kind: str) -> list[str]:
+        """A setting's (None: the config's) collections of one evaluation kind (retrieval: an encoded
+        corpus, searched; sts: sentence pairs)."""
+        names = self.collections if setting is None else self.collections_of(setting)
+        return [c for c in names if self.collection_kind(c) == kind]
 
     def collection_kind(self, name: str) -> str:
         """``retrieval`` or ``sts`` (evaluation_kinds.py): what the collection's jobs compute."""

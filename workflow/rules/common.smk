@@ -6,6 +6,8 @@ import sys
 from llm_retrieval import axes, model_resources, recipes
 from llm_retrieval.data import training_sources
 from llm_retrieval.pins import UnpinnedError, apply_lock, check_pins, read_lock
+from llm_retrieval.data.sources import local_inputs
+from llm_retrieval.evaluation_kinds import RETRIEVAL, STS
 from llm_retrieval.report import FIGURE_KINDS, PIN_FILES, table_collections, table_units
 from llm_retrieval.study import BM25, LEXICAL, ConfigError, Study, metrics_path
 
@@ -73,11 +75,14 @@ def all_embeddings():
     targets a deleted one is recomputed (and what depends on it), not silently skipped."""
     files = []
     for setting in study.dense_settings():
+        retrieval, sts = study.collections_of_kind(setting, RETRIEVAL), study.collections_of_kind(setting, STS)
         for backbone in study.backbones_of(setting):
-            for collection in study.collections_of(setting):
+            for collection in retrieval:
                 stem = f"{R}/embeddings/{setting}/{backbone}/{collection}"
                 files.append(f"{stem}/queries.parquet")
                 files += shard_files(setting, backbone, collection)
+            for collection in sts:  # sts.smk: both sentences of each pair
+                files.append(f"{R}/embeddings/{setting}/{backbone}/{collection}/sentences.parquet")
     return files
 
 
@@ -220,9 +225,7 @@ def source_inputs(wildcards):
     source = study.collection(wildcards.collection)["source"]
     if source["type"] == "stdlib_codesearch":
         return {"pairs": f"{R}/sources/stdlib-codesearch/pairs.parquet"}
-    if source["type"] == "beir_local":
-        return {"folder": source["path"]}
-    return {}
+    return local_inputs(source)
 
 
 def run_of(wildcards):

@@ -45,6 +45,8 @@ rule prepare_collection:
         f"{R}/logs/prepare_collection/{{collection}}.log",
     benchmark:
         f"{R}/benchmarks/prepare_collection/{{collection}}.tsv"
+    wildcard_constraints:
+        collection=regex_of(study.collections_of_kind(None, RETRIEVAL)),
     conda:
         ENV
     threads: rule_threads("data")

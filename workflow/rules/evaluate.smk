@@ -13,6 +13,7 @@ rule evaluate_run:
         f"{R}/benchmarks/evaluate_run/{{run_setting}}/{{retriever}}/{{collection}}/{{query_set}}.tsv"
     wildcard_constraints:
         run_setting=regex_of([LEXICAL, *study.dense_settings()]),
+        collection=regex_of(study.collections_of_kind(None, RETRIEVAL)),
     conda:
         ENV
     threads: rule_threads("evaluate")

@@ -38,3 +38,15 @@ def prepare_collection(source: dict, query_sets: list[str], out_dir: Path, work_
     if kind not in PREPARERS:
         raise DataError(out_dir, f"unknown source type {kind!r} (known: {', '.join(sorted(PREPARERS))})")
     return PREPARERS[kind](source, query_sets, Path(out_dir), Path(work_dir))
+
+
+def local_inputs(source: dict) -> dict[str, str]:
+    """The local files or folders a source is read from, by name: the preparing rule's inputs (a change
+    to them reruns it). A downloaded source has none."""
+    kind = source["type"]
+    if kind in ("beir_local", "toolbench", "sts_local"):
+        return {"folder": source["path"]}
+    if kind == "qrecc":
+        named = {"passages": source["passages"], **{f"turns_{s}": p for s, p in source["turns"].items()}}
+        return named | {f"qrels_{s}": p for s, p in source.get("qrels", {}).items()}
+    return {}

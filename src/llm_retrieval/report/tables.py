@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..atomic import write_text
 from ..data.canonical import CorruptOutputError
-from ..evaluation_kinds import display_name
+from ..evaluation_kinds import STS, display_name
 from ..pins import hub_refs
 from ..study import BM25, LEXICAL, EvalUnit, Study
 from . import significance as sig
@@ -104,12 +104,13 @@ def table_collections(study: Study, name: str) -> list[str]:
 
 
 def table_units(study: Study, name: str) -> list[EvalUnit]:
-    """The runs a table reads, BM25 included."""
+    """The runs a table reads, BM25 included (an STS collection has no BM25 run: sts.py)."""
     setting = study.config["tables"][name]["setting"]
     units = []
     for collection in table_collections(study, name):
         for query_set in study.eval_query_sets(collection):
-            units.append(EvalUnit(LEXICAL, BM25, collection, query_set))
+            if study.collection_kind(collection) != STS:
+                units.append(EvalUnit(LEXICAL, BM25, collection, query_set))
             units.extend(EvalUnit(setting, b, collection, query_set) for b in study.backbones_of(setting))
     return units
 
