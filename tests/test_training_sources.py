@@ -42,14 +42,14 @@ def _all_nli(root, rows):
     return {"type": "nli", "data_root": str(root)}
 
 
-def test_nli_triplets_become_groups_with_the_contradiction_as_hard_negative(tmp_path):
+def test_nli_triplets_become_groups_with_the_contradiction_as_hard_negative_and_none_without(tmp_path):
     report = prepare_nli_groups(_all_nli(tmp_path / "mirror", TRIPLETS), tmp_path / "groups.parquet", tmp_path)
     assert pq.read_schema(tmp_path / "groups.parquet").equals(TRAIN_GROUPS_SCHEMA)
     rows = pq.read_table(tmp_path / "groups.parquet").to_pylist()
-    assert [r["query"] for r in rows] == [t["anchor"] for t in TRIPLETS]
+    assert [r["query"] for r in rows] == [t["anchor"] for t in TRIPLETS[:2]]  # the third has no contradiction
     assert rows[0]["negative_passages"][0]["text"] == TRIPLETS[0]["negative"]
     assert rows[1]["positive_passages"][0]["docid"] == passage_id("There are children present")
-    assert rows[2]["negative_passages"] == [] and report["counts"] == {"groups": 3, "no_negatives": 1}
+    assert report["counts"] == {"groups": 2, "dropped_no_negative": 1}
     limited = {**_source_of(tmp_path / "mirror"), "limit": 2}
     prepare_nli_groups(limited, tmp_path / "two.parquet", tmp_path)
     groups = read_groups(tmp_path / "two.parquet")  # what train/dataset.py reads
@@ -130,3 +130,14 @@ def test_qrecc_training_turns_mine_groups_with_context_and_question_as_the_query
     second = next(g for g in groups if g.query_id == "74_2")
     assert second.query.endswith("Cheap to run. Tell me more about Tesla") and count == len(groups)
     assert {p.docid for p in second.positives} == {"p2", "p3"}
+
+
+def test_nli_training_tasks_on_the_hub_are_pinned_by_the_lock():
+    from llm_retrieval.pins import apply_lock
+
+    config = {"training_tasks": {"nli": {"source": {"type": "nli", "revision": "main"}}}}
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    ref = hub_refs(config)[0]
+    assert (ref.repo, ref.where) == ("sentence-transformers/all-nli", "training_tasks.nli.source.revision")
+    assert apply_lock(config, {"datasets": {"sentence-transformers/all-nli": {"main": sha}}}) == []
+    assert config["training_tasks"]["nli"]["source"]["revision"] == sha

@@ -87,13 +87,16 @@ def hub_refs(config: dict) -> list[HubRef]:
                                ("queries", source.get("queries_repo", QUERIES_REPO))):
                 revision = source.get("revisions", {}).get(role, source.get("revision", "main"))
                 refs.append(HubRef("dataset", repo, revision, f"{where}.revisions.{role}", ("collections", name, role)))
-    data = config.get("training", {}).get("data", {})
-    if data.get("type") in ("tevatron", "nli") and data.get("data_root") is None:
-        from .data import nli, tevatron
+    sources = [("training.data", ("training",), config.get("training", {}).get("data", {}))]
+    sources += [(f"training_tasks.{name}.source", ("training_tasks", name), task["source"])
+                for name, task in config.get("training_tasks", {}).items()]
+    for where, target, data in sources:
+        if data.get("type") in ("tevatron", "nli") and data.get("data_root") is None:
+            from .data import nli, tevatron
 
-        default = {"tevatron": tevatron.DEFAULT_DATASET, "nli": nli.DEFAULT_DATASET}[data["type"]]
-        refs.append(HubRef("dataset", data.get("dataset", default), data.get("revision", "main"),
-                           "training.data.revision", ("training",)))
+            default = {"tevatron": tevatron.DEFAULT_DATASET, "nli": nli.DEFAULT_DATASET}[data["type"]]
+            refs.append(HubRef("dataset", data.get("dataset", default), data.get("revision", "main"),
+                               f"{where}.revision", target))
     return refs
 
 
@@ -136,6 +139,8 @@ def _set_revision(config: dict, ref: HubRef, sha: str) -> None:
         config["backbones"][ref.target[1]]["revision"] = sha
     elif ref.target[0] == "training":
         config["training"]["data"]["revision"] = sha
+    elif ref.target[0] == "training_tasks":
+        config["training_tasks"][ref.target[1]]["source"]["revision"] = sha
     else:
         source = config["collections"][ref.target[1]]["source"]
         source["revisions"] = {**source.get("revisions", {}), ref.target[2]: sha}

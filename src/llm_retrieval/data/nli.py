@@ -10,8 +10,9 @@ Source keys: ``dataset`` (default ``sentence-transformers/all-nli``), ``config``
 ``triplet``), ``split`` (default ``train``), ``revision``, ``data_root`` (a local folder read as
 ``<data_root>/<dataset>/<config>/<split>-*.parquet``: offline tests, mirrors), ``cache_dir``, ``limit``.
 
-Policy as for Tevatron groups: a row missing a field or with an empty anchor or positive is an error
-naming the file and row; an empty negative keeps the group (in-batch negatives still apply) and is counted.
+Policy: a row missing a field or with an empty anchor or positive is an error naming the file and row;
+a row with an empty negative is dropped and counted, so every group has its hard negative (a source does
+not mix groups with and without: data/training_sources.py).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def prepare_nli_groups(source: dict, out_path: Path, work_dir: Path) -> dict:
     except Exception as err:  # network, missing file, bad Parquet: say which files
         raise DataError(where, f"could not load with the parquet builder: {err}") from err
     check_columns(ds, FIELDS, where)
-    limit, counts = source.get("limit"), {"groups": 0, "no_negatives": 0}
+    limit, counts = source.get("limit"), {"groups": 0, "dropped_no_negative": 0}
     with parquet_writer(out_path, TRAIN_GROUPS_SCHEMA) as writer:
         for start in range(0, len(ds) if limit is None else min(limit, len(ds)), BATCH):
             batch = ds.select_columns(list(FIELDS))[
@@ -81,7 +82,9 @@ def prepare_nli_groups(source: dict, out_path: Path, work_dir: Path) -> dict:
             groups = [
                 _group(start + i + 1, a, p, n, where) for i, (a, p, n) in enumerate(zip(*(batch[f] for f in FIELDS)))
             ]
-            counts["no_negatives"] += sum(not g["negative_passages"] for g in groups)
+            kept = [g for g in groups if g["negative_passages"]]
+            counts["dropped_no_negative"] += len(groups) - len(kept)
+            groups = kept
             writer.write_table(pa.Table.from_pylist(groups, schema=TRAIN_GROUPS_SCHEMA))
             counts["groups"] += len(groups)
         if counts["groups"] == 0:  # raised inside the writer: no file appears
