@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
+import sys
 
 import numpy as np
+import torch
 import pytest
 import yaml
 from snakemake.utils import validate
@@ -123,3 +127,47 @@ def test_inputs_too_long_for_memory_name_the_setting_to_change(tiny_bert, monkey
     monkeypatch.setattr(encoder, "model", exhausted)
     with pytest.raises(InputMemoryError, match="lower encoding.batch_tokens, or the input length"):
         encoder.encode("passage", ["a long text"])
+
+
+@pytest.mark.slow
+def test_full_fine_tuning_trains_every_weight_resumes_exactly_and_exports_a_model_folder(tmp_path):
+    from safetensors.torch import load_file
+
+    from train_fixtures import synthetic_task, training_config, write_groups
+
+    task = synthetic_task()
+    record = build_tiny_model("bert", BERT_BUILD, tmp_path / "bert",
+                              list(task["docs"].values()) + list(task["queries"].values()))
+    groups = str(write_groups(task, tmp_path / "g.parquet"))
+    training = training_config(world_size=1, global_batch=8, max_steps=5, checkpoint_every=2, learning_rate=1e-3,
+                               method="full")
+
+    backbone = tmp_path / "backbone.json"
+    backbone.write_text(json.dumps({**record, "pooling": "mean"}), encoding="utf-8")
+
+    def train(name, *extra):  # each run in its own process, as the workflow's train_lora job runs
+        out = tmp_path / name
+        proc = subprocess.run([sys.executable, str(ROOT / "workflow/scripts/train_lora.py"), "--backbone", str(backbone),
+                               "--groups", groups, "--training", json.dumps(training), "--adapter", str(out / "model"),
+                               "--checkpoints", str(out / "ckpt"), "--report", str(out / "log.json"), *extra],
+                              capture_output=True, text=True, timeout=600)
+        return proc, (json.loads((out / "log.json").read_text()) if (out / "log.json").is_file() else None)
+
+    _, straight = train("straight")
+    failed, _ = train("resumed", "--fail-at-step", "3")
+    assert failed.returncode != 0 and "injected failure after optimizer step 3" in failed.stderr + failed.stdout
+    _, resumed = train("resumed")
+    assert resumed["resumed_from"] == [2] and resumed["losses"] == pytest.approx(straight["losses"], abs=1e-6)
+    exported = tmp_path / "straight/model"
+    assert (exported / "config.json").is_file() and not (exported / "adapter_config.json").exists()
+    a, b = load_file(str(exported / "model.safetensors")), load_file(str(tmp_path / "resumed/model/model.safetensors"))
+    base = load_file(str(tmp_path / "bert/model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) or torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    changed = [k for k in a if k in base and not torch.allclose(a[k], base[k])]
+    assert any("embeddings" in k for k in changed) and any("layer.1.output" in k for k in changed)  # every weight
+    spec = EncoderSpec({**record, "pooling": "mean"}, {"normalize": True, "dtype": "float32", "batch_tokens": 256},
+                       str(exported), training["max_length"])
+    trained = Encoder(spec, "cpu").encode("query", ["where is x"])
+    untrained = Encoder(EncoderSpec(spec.backbone, spec.encoding, None, spec.max_length), "cpu").encode(
+        "query", ["where is x"])
+    assert not np.allclose(trained, untrained)

@@ -211,3 +211,65 @@ def test_raw_encoders_stay_supervised_only_while_embedding_models_are_zero_shot_
         "settings": {"zeroshot": {"backbones": ["minilm"]}},
     }
     encoders.check(config)
+
+
+LUO2024 = {  # the second study's backbones (PROTOCOL.md), as real hub ids
+    "bert-base": ("bert", "google-bert/bert-base-uncased"),
+    "t5-base": ("t5", "google/t5-v1_1-base"),
+    "phi-1.5": ("phi", "microsoft/phi-1_5"),
+    "phi-2": ("phi", "microsoft/phi-2"),
+    "gemma-2b": ("gemma", "google/gemma-2b"),
+    "llama-2-7b": ("llama", "meta-llama/Llama-2-7b-hf"),
+    "llama-3-8b-chat": ("llama", "meta-llama/Meta-Llama-3-8B-Instruct"),
+    "qwen1.5-0.5b": ("qwen2", "Qwen/Qwen1.5-0.5B"),
+}
+
+
+def luo2024_config(passage_tokens: list[int]) -> dict:
+    config = yaml.safe_load((ROOT / "config/scaling.yaml").read_text(encoding="utf-8"))
+    config["backbones"] = {name: {"label": name, "architecture": arch, "hub_id": hub_id}
+                           for name, (arch, hub_id) in LUO2024.items()}
+    config["settings"]["zeroshot"]["backbones"] = [n for n, (arch, _) in LUO2024.items() if arch not in ("bert", "t5")]
+    config["settings"]["supervised"]["backbones"] = list(LUO2024)
+    config["settings"]["supervised"]["axes"] = {"passage_tokens": {"values": passage_tokens,
+                                                                   "backbones": list(LUO2024)}}
+    return config
+
+
+def test_the_second_study_backbones_plan_with_real_hub_ids(tmp_path):
+    from workflow_helpers import load_study
+
+    path = tmp_path / "luo.yaml"
+    path.write_text(yaml.safe_dump(luo2024_config([256, 512])), encoding="utf-8")  # BERT's 512 positions bound it
+    study = load_study(path)
+    assert set(study.backbones_of("supervised")) == set(LUO2024)
+
+
+@pytest.mark.parametrize("backbone, limit", [("phi-1.5", 2048), ("llama-2-7b", 4096)])
+def test_the_length_axis_refuses_more_tokens_than_a_backbone_has_positions_at_dag_build(backbone, limit, tmp_path):
+    from workflow_helpers import load_study
+
+    from llm_retrieval.study import ConfigError
+
+    path = tmp_path / "luo.yaml"
+    config = luo2024_config([8192])
+    config["settings"]["supervised"]["axes"]["passage_tokens"]["backbones"] = [backbone, "t5-base"]
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"\[8192\] exceed backbone '{backbone}''s position limit of {limit} tokens"):
+        load_study(path)
+
+
+def test_a_gated_model_without_a_hub_token_is_named_by_pins_and_by_the_download(monkeypatch):
+    from huggingface_hub import HfApi
+
+    from llm_retrieval import backbones, pins
+
+    monkeypatch.setattr(backbones, "hub_token_present", lambda: False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    refs = [pins.HubRef("model", "meta-llama/Llama-2-7b-hf", "main", "backbones.llama.revision"),
+            pins.HubRef("model", "google/gemma-2b", "main", "backbones.gemma.revision"),
+            pins.HubRef("model", "Qwen/Qwen1.5-0.5B", "main", "backbones.qwen.revision")]
+    with pytest.raises(backbones.HubTokenError, match="google/gemma-2b, meta-llama/Llama-2-7b-hf; .*HF_TOKEN"):
+        pins.resolve(refs, HfApi(token=False))
+    with pytest.raises(backbones.HubTokenError, match="meta-llama/Llama-2-7b-hf is gated: .*export HF_TOKEN"):
+        backbones.fetch_hub_backbone("meta-llama/Llama-2-7b-hf", "main", "llama")

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from . import recipes as recipe_model
@@ -194,13 +196,38 @@ CHECKS = {"steps": _check_steps, "instruction": _check_instruction, "passage_tok
 
 
 def position_limit(backbone: dict) -> int | None:
-    """Longest input the backbone's positions allow, when the config says (built models, known shapes)."""
+    """Longest input the backbone's positions allow, as far as the DAG build can know: a built model's
+    ``build``, a local or packaged folder's config.json, a hub id's published shape
+    (resources/reference/backbone_configs.json) or recorded limit (resources/position_limits.tsv);
+    None for relative positions (T5) or an unknown hub model (checked after its download)."""
+    from . import encoders
+
+    family = encoders.family(backbone["architecture"])
+    if backbone["architecture"] != "sentence_transformers" and not family.position_keys:
+        return None
     if "build" in backbone:
         return backbone["build"].get("max_position_embeddings")
+    if "package" in backbone or "path" in backbone:
+        from .backbones import package_folder
+
+        folder = package_folder(backbone["package"]) if "package" in backbone else Path(backbone["path"])
+        return encoders.folder_position_limit({"architecture": backbone["architecture"], "path": str(folder)})
     from .model_resources import known_shape
 
     shape = known_shape(backbone.get("hub_id", ""))
-    return shape.get("max_position_embeddings") if shape else None
+    if shape:
+        return shape.get("max_position_embeddings")
+    return recorded_position_limits().get(backbone.get("hub_id", ""))
+
+
+POSITION_LIMITS = Path(__file__).resolve().parents[2] / "resources" / "position_limits.tsv"
+
+
+@lru_cache(maxsize=1)
+def recorded_position_limits() -> dict[str, int]:
+    rows = [line.split("\t") for line in POSITION_LIMITS.read_text(encoding="utf-8").splitlines()
+            if line and not line.startswith("#")]
+    return {hub_id: int(limit) for hub_id, limit in rows[1:]}
 
 
 def variant_of(config: dict, setting: str) -> Variant | None:

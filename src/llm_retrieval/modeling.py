@@ -45,6 +45,11 @@ def attention_implementation(device: str | torch.device, dtype: str) -> str:
     return "flash_attention_2"
 
 
+def is_full_model(folder: str) -> bool:
+    """A trained-weights folder holding a whole model (``training.method: full``), not a LoRA adapter."""
+    return (Path(folder) / "config.json").is_file() and not (Path(folder) / "adapter_config.json").is_file()
+
+
 def is_partitioned(model: nn.Module) -> bool:
     """True for a model DeepSpeed ZeRO-3 built partitioned (zero.Init): its parameters are stand-ins."""
     return any(hasattr(p, "ds_id") for p in model.parameters())
@@ -63,9 +68,11 @@ def load_text_model(path: str, architecture: str, dtype: str = "float32", device
     (``T5EncoderModel``); a sentence-transformers folder: its Transformer module's folder.
     """
     family = encoders.family(architecture)
-    if architecture == "sentence_transformers":
+    if architecture == "sentence_transformers" and not (adapter_dir and is_full_model(adapter_dir)):
         path, revision = encoders.sentence_transformers_config(str(path))["transformer_path"], None
     model_class = AutoModel if family.model_class == "AutoModel" else getattr(transformers, family.model_class)
+    if adapter_dir is not None and is_full_model(adapter_dir):
+        path, revision, adapter_dir = adapter_dir, None, None  # full fine-tuning exported the whole model
     if adapter_dir is not None:
         missing = [name for name in ADAPTER_FILES if not (Path(adapter_dir) / name).is_file()]
         if missing:

@@ -99,6 +99,11 @@ class MemoryEstimate:
                 f"activations {gib(self.activations)}, workspace+10% {gib(self.total - self.weights - self.lora_state - self.activations)})")
 
 
+def trained_lora(training: dict) -> dict | None:
+    """The LoRA recipe, or None under ``training.method: full`` (every weight trained)."""
+    return None if training.get("method") == "full" else training["lora"]
+
+
 def estimate(dims: ModelDims, lora: dict, tokens: int, world: int, zero_stage: int, checkpointing: bool,
              dtype_bytes: int = 2, device_bytes: int | None = None) -> MemoryEstimate:
     """Per-GPU bytes for one micro-step of ``tokens`` computed tokens."""
@@ -107,9 +112,10 @@ def estimate(dims: ModelDims, lora: dict, tokens: int, world: int, zero_stage: i
         h = dims.hidden
         live = int(25 * h * h) + dims.body_params // dims.layers  # prefetch bucket + the layer in use
         weights = weights // world + live * dtype_bytes
-    n_lora = dims.lora_params(lora["rank"], lora["target_modules"])
+    # Trained parameters: the LoRA matrices, or (lora None: full fine-tuning) every weight.
+    n_lora = dims.lora_params(lora["rank"], lora["target_modules"]) if lora else dims.all_params
     lora_state = n_lora * 16 // (world if zero_stage >= 2 else 1) + n_lora * dtype_bytes
-    per_token = dims.activation_elements_per_token(checkpointing, lora.get("dropout", 0) > 0)
+    per_token = dims.activation_elements_per_token(checkpointing, bool(lora) and lora.get("dropout", 0) > 0)
     return MemoryEstimate(weights, lora_state, tokens * per_token * dtype_bytes, WORKSPACE, device_bytes)
 
 
@@ -123,7 +129,7 @@ def use_checkpointing(setting, dims: ModelDims, training: dict, world: int, zero
                       device_bytes: int | None) -> tuple[bool, MemoryEstimate]:
     """``gradient_checkpointing`` true/false as given; ``auto``: on only if the step would not fit without it.
     Returns the decision and the estimate for the chosen setting."""
-    args = (dims, training["lora"], micro_step_tokens(training), world, zero_stage)
+    args = (dims, trained_lora(training), micro_step_tokens(training), world, zero_stage)
     without = estimate(*args, checkpointing=False, device_bytes=device_bytes)
     if setting == "auto":
         on = device_bytes is not None and not without.fits()

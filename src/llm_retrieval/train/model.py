@@ -116,14 +116,13 @@ def _pad_right(t: torch.Tensor, width: int, value: int) -> torch.Tensor:
     return F.pad(t, (0, width - t.size(1)), value=value) if t.size(1) < width else t
 
 
-def trainable_retriever(backbone_path: str, architecture: str, lora: dict, dtype: str = "float32",
+def trainable_retriever(backbone_path: str, architecture: str, lora: dict | None, dtype: str = "float32",
                         gradient_checkpointing: bool = False, pooling: str | None = None,
                         compute_device: str = "cpu") -> Retriever:
-    """Backbone with fresh LoRA adapters, loaded on the CPU for DeepSpeed to place (under ZeRO-3 with
-    ``HfDeepSpeedConfig`` alive, loaded partitioned: no rank holds a full copy); a decoder's attention
-    chosen for ``compute_device`` (flash-attention on GPU where installed)."""
-    from peft import LoraConfig, get_peft_model
-
+    """Backbone with fresh LoRA adapters (``lora``), or every weight trainable (``lora`` None: full
+    fine-tuning), loaded on the CPU for DeepSpeed to place (under ZeRO-3 with ``HfDeepSpeedConfig``
+    alive, loaded partitioned: no rank holds a full copy); a decoder's attention chosen for
+    ``compute_device`` (flash-attention on GPU where installed)."""
     # An encoder (BERT) keeps its default attention: flash-attention is a decoder path here.
     decoder = not encoders.family(architecture).bidirectional
     backbone = load_text_model(backbone_path, architecture, dtype, "cpu",
@@ -131,9 +130,18 @@ def trainable_retriever(backbone_path: str, architecture: str, lora: dict, dtype
     if gradient_checkpointing:
         # Non-reentrant checkpointing needs no input grads, which the frozen embeddings lack.
         backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    record = {"architecture": architecture, "path": backbone_path, "pooling": pooling}
+    multimodal = encoders.family(architecture).language_model
+    if lora is None:
+        if multimodal:
+            raise ValueError("training.method full: the exported language model of qwen2_5_vl would not load as "
+                             "the VL checkpoint does; train it with LoRA")
+        backbone.requires_grad_(True)
+        return Retriever(backbone, pooling=encoders.pooling_of(record))
+    from peft import LoraConfig, get_peft_model
+
     config = LoraConfig(r=lora["rank"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                         target_modules=encoders.lora_targets(architecture, lora["target_modules"], backbone_path),
                         bias="none")
-    record = {"architecture": architecture, "path": backbone_path, "pooling": pooling}
-    return Retriever(get_peft_model(backbone, config), multimodal_positions=encoders.family(architecture).language_model,
+    return Retriever(get_peft_model(backbone, config), multimodal_positions=multimodal,
                      pooling=encoders.pooling_of(record))

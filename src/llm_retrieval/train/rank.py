@@ -28,7 +28,7 @@ from .dataset import MicroBatch, TaskMixture, instruction_for, read_groups, samp
 from .job import TrainJob
 from .engine import build_engine, check_batch, deepspeed_config, init_process_group
 from .loss import info_nce
-from .memory import GIB, MemoryEstimate, ModelDims, use_checkpointing, zero_stage_for
+from .memory import GIB, MemoryEstimate, ModelDims, trained_lora, use_checkpointing, zero_stage_for
 from .model import Batcher, trainable_retriever
 from .packing import check_attention
 
@@ -103,7 +103,7 @@ def setup(job: TrainJob) -> RankSession:
     # Under ZeRO-3 a live HfDeepSpeedConfig makes from_pretrained build the model inside
     # deepspeed.zero.Init: each rank keeps only its partition (no full copy in host memory).
     hf_ds = HfDeepSpeedConfig(ds_config) if stage == 3 else None  # noqa: F841  (must stay alive while loading)
-    model = trainable_retriever(job.backbone_path, job.architecture, cfg["lora"],
+    model = trainable_retriever(job.backbone_path, job.architecture, trained_lora(cfg),
                                 "bfloat16" if on_gpu else "float32", checkpointing, job.pooling,
                                 "cuda" if on_gpu else "cpu")
     # Packing derives causal per-sequence masks from positions: decoders only; an encoder runs padded.
