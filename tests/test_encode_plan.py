@@ -140,3 +140,15 @@ def test_a_local_folder_missing_at_plan_time_asks_for_a_size_estimate(tmp_path):
     with pytest.raises(SizeEstimateError, match=r"collections.later: .*not-yet/corpus.jsonl does "
                        r"not exist when the plan is built.*size_estimate"):
         SizeTable().mean_tokens("later", spec)
+
+
+def test_a_study_with_a_local_beir_folder_and_no_size_estimate_plans_its_shards(tmp_path):
+    docs = [("", " ".join(["word"] * 50)) for _ in range(2000)]
+    folder = _beir_folder(tmp_path / "mine", docs)
+    study = load_study(ROOT / "config/demo.yaml")
+    spec = study.collections["synth-text"]
+    del spec["size_estimate"]
+    spec["source"] = {"type": "beir_local", "path": str(folder)}
+    documents, tokens = study.corpus_size("synth-text")
+    assert documents == 2000 and tokens > 2000 * 50
+    assert study.corpus_shards("synth-text") >= 1
