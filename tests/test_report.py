@@ -201,9 +201,12 @@ def test_cost_sums_benchmarks_per_stage_and_backbone_times_the_gpus_each_job_hol
     assert set(by_backbone) == {"base", "coder", "bm25"}
     assert by_backbone["base"]["gpu_h_requested"] == pytest.approx(1 + 0.25 * 8)
     assert by_backbone["base"]["max_rss_mb"] == pytest.approx(1234.5)
-    projected = cost.projection(config, cost.read_sizes(ROOT / "resources/reference/corpus_sizes.csv"))
-    assert {r["label"] for r in projected} == {"estimate"}
-    assert {r["stage"] for r in projected} == {"encode (zeroshot)", "encode (supervised)", "train (LoRA, 6N)"}
+    from llm_retrieval import cost_estimate
+
+    projected = cost_estimate.config_projection(ROOT / "config/config.yaml")
+    assert {r["label"] for r in projected.rows} == {"estimate"}
+    assert {(r["stage"], r["setting"]) for r in projected.rows} == {
+        ("encode", "zeroshot"), ("encode", "supervised"), ("train", "supervised")}
     markdown = cost.to_markdown(jobs, projected)
     assert "| encode_corpus_shard | 2 | 5400.0 |" in markdown and "**estimate**" in markdown
 

@@ -54,7 +54,9 @@ rule cost_table:
         figures=[f for t in study_tables() for f in table_figures(t)],
         axis_tables=all_axis_tables(),
         paper_config="config/config.yaml",
-        sizes="resources/reference/corpus_sizes.csv",
+        # What the projection's encode plan reads (llm_retrieval.cost_estimate, corpus_sizes.py).
+        sizes="resources/collection_sizes.tsv",
+        token_counts="resources/qwen_token_counts.tsv",
     output:
         md=f"{R}/report/cost.md",
         csv=f"{R}/report/cost.csv",

@@ -7,10 +7,9 @@ and per backbone. Two GPU-hour columns, so that a CPU-only run cannot be read as
 "GPU-h requested on the cluster" (wall x GPUs the job's kind holds, whatever the machine) and
 "GPU-h used" (the same, only for jobs whose log says they saw a GPU, ``joblog.GPUS_SEEN``).
 
-Projection for the paper study: corpus and query tokens (at most the configured token cap per
-text, plus the prompt) × 2N FLOPs per token for encoding, 6N per token for LoRA training with
-recomputation (docs/training.md), at an assumed MFU on an H100-class peak of 989 TFLOP/s. Every
-projected row is labelled "estimate": no GPU measurement exists for it.
+Projection for the paper study: :mod:`llm_retrieval.cost_estimate`, the one estimate the docs print
+too (from the plan, with its assumptions). Every projected row is labelled "estimate": no GPU
+measurement exists for it.
 """
 from __future__ import annotations
 
@@ -19,13 +18,8 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
-from .. import cluster, joblog
+from .. import cluster, cost_estimate, joblog
 
-PEAK_FLOPS = 989e12
-N_MATMUL = 6.53e9  # Qwen2.5-7B matmul parameters without the token embedding (PROTOCOL.md)
-ASSUMED_MFU = 0.4
-PROMPT_TOKENS = 40  # chat template + PromptReps instruction around each text (approximate)
-TRAIN_QUERIES = 500_000  # MS MARCO training queries, ~500K (PROTOCOL.md)
 # The kind of job each rule asks for where it is not the rule's own name (workflow/rules/*.smk);
 # rules named after their kind (resolve_backbone, training_groups, train_lora, encode_*) need no entry.
 KIND_OF_RULE = {"prepare_collection": "data", "build_stdlib_codesearch": "data", "build_synthetic_text": "data",
@@ -124,49 +118,6 @@ def summarise(jobs: list[dict], key: str) -> list[dict]:
     return [{key: name, **values} for name, values in sorted(groups.items())]
 
 
-def read_sizes(path: str | Path) -> dict[str, dict[str, int]]:
-    with open(path, encoding="utf-8", newline="") as stream:
-        return {r["collection"]: {"documents": int(r["documents"]), "queries": int(r["queries"])}
-                for r in csv.DictReader(stream)}
-
-
-def projection(paper: dict, sizes: dict[str, dict[str, int]], mfu: float = ASSUMED_MFU) -> list[dict]:
-    """Estimated GPU-hours of the paper study per stage and backbone (no GPU measurement: estimates)."""
-    caps = paper["encoding"]["max_text_tokens"]
-    rows = []
-
-    def sized(collection):
-        source = paper["collections"][collection]["source"]
-        return source.get("name", source["type"])
-
-    settings = paper.get("settings", {})
-    for setting, spec in settings.items():
-        names = list(dict.fromkeys(sized(c) for c in spec["collections"]))  # per-language sets share one size
-        missing = [n for n in names if n not in sizes]
-        if missing:
-            raise ValueError(f"no corpus size for {', '.join(missing)} (resources/reference/corpus_sizes.csv)")
-        if setting == "supervised":
-            lengths = paper["training"]["max_length"]
-            q_cap, p_cap = lengths["query"], lengths["passage"]
-        else:
-            q_cap, p_cap = caps["query"], caps["passage"]
-        tokens = sum(sizes[n]["documents"] * (p_cap + PROMPT_TOKENS) + sizes[n]["queries"] * (q_cap + PROMPT_TOKENS)
-                     for n in names)
-        gpu_h = 2 * N_MATMUL * tokens / (PEAK_FLOPS * mfu) / 3600
-        for backbone in spec["backbones"]:
-            rows.append({"stage": f"encode ({setting})", "backbone": backbone, "tokens": tokens, "gpu_h": gpu_h,
-                         "label": "estimate"})
-    if "supervised" in settings:
-        t = paper["training"]
-        tokens = TRAIN_QUERIES * t.get("epochs", 1) * (t["max_length"]["query"] + t["group_size"]
-                                                        * t["max_length"]["passage"])
-        gpu_h = 6 * N_MATMUL * tokens / (PEAK_FLOPS * mfu) / 3600
-        for backbone in settings["supervised"]["backbones"]:
-            rows.append({"stage": "train (LoRA, 6N)", "backbone": backbone, "tokens": tokens, "gpu_h": gpu_h,
-                         "label": "estimate"})
-    return rows
-
-
 def _h(value: float) -> str:
     return f"{value:.4f}" if value < 10 else f"{value:,.1f}"
 
@@ -175,7 +126,8 @@ def _used(value: float) -> str:
     return _h(value) if value else "–"
 
 
-def to_markdown(jobs: list[dict], projected: list[dict], mfu: float = ASSUMED_MFU) -> str:
+def to_markdown(jobs: list[dict], projected: cost_estimate.Projection | None = None) -> str:
+    """The cost page: measured jobs per stage and backbone, then the paper study's projection (if given)."""
     lines = ["## Cost", "", MEASURED_NOTE, ""]
     for key, title in (("rule", "stage"), ("backbone", "backbone")):
         lines += [f"| {title} | jobs | wall s | max RSS MB | GPU-h requested on the cluster | GPU-h used | CPU-h |",
@@ -189,15 +141,8 @@ def to_markdown(jobs: list[dict], projected: list[dict], mfu: float = ASSUMED_MF
                f"{', '.join(NOT_MEASURED)}, all), {total['wall_s']:.1f} s of job wall time, "
                f"{_h(total['gpu_h_requested'])} GPU-h requested on the cluster, {_used(total['gpu_h_used'])} GPU-h "
                f"used, {_h(total['cpu_h'])} CPU-h."), ""]
-    if projected:
-        by_stage = summarise([{**r, "wall_s": 0.0, "cpu_h": 0.0, "max_rss_mb": 0.0} for r in projected], "stage")
-        lines += ["Projection for the paper study (config/config.yaml), **estimate**: no GPU measurement exists. "
-                  f"Tokens at the configured caps (+{PROMPT_TOKENS} prompt tokens per text, an upper bound), "
-                  f"2N FLOPs per token to encode and 6N to train, N = {N_MATMUL:.3g}, at an assumed MFU of {mfu} "
-                  f"of {PEAK_FLOPS:.3g} FLOP/s:", "",
-                  "| stage | backbones | GPU-h (all backbones) | label |", "|---|---|---|---|"]
-        lines += [f"| {r['stage']} | {r['jobs']} | {r['gpu_h']:,.0f} | estimate |" for r in by_stage]
-        lines += ["", f"Total: {sum(r['gpu_h'] for r in projected):,.0f} GPU-h (estimate).", ""]
+    if projected:  # None (or no rows): a page of measurements only
+        lines += [cost_estimate.to_markdown(projected)]
     return "\n".join(lines)
 
 
@@ -210,7 +155,7 @@ def write_csv(jobs: list[dict], projected: list[dict]) -> str:
                    f"{j['gpus']},{j['cpus']},{seen},{j['gpu_h_requested']:.6f},{j['gpu_h_used']:.6f},,"
                    f"{j['cpu_h']:.6f},measured")
     for r in projected:
-        out.append(f"projected,{r['stage']},,{r['backbone']},,,,,,,,{r['gpu_h']:.3f},,estimate")
+        out.append(f"projected,{r['stage']} ({r['setting']}),,{r['backbone']},,,,,,,,{r['gpu_h']:.3f},,estimate")
     return "\n".join(out) + "\n"
 
 
