@@ -95,6 +95,27 @@ def test_packed_row_gives_the_padded_embeddings(tiny):
     assert (packed.input_ids[0, packed.last] == load_tokenizer(tiny["backbone"]).eos_token_id).all()
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_a_gpu_packed_and_padded_embeddings_agree_in_bf16(tiny):
+    """The varlen path (flash-attention where installed, else SDPA with a block-diagonal mask) in bf16
+    against padded batches: cosine above 0.999 per embedding (benchmarks/gpu_acceptance.sh runs it)."""
+    cfg = training_config()
+    torch.manual_seed(0)
+    model = trainable_retriever(tiny["backbone"], "qwen2", cfg["lora"], "bfloat16", compute_device="cuda")
+    model = model.to("cuda").eval()
+    batcher = Batcher(load_tokenizer(tiny["backbone"]), cfg["max_length"])
+    groups = tiny["groups"][:4]
+    passages = batcher.passage_texts([p for i, g in enumerate(groups) for p in sample_group(g, 4, 0, 0, i)])
+    queries = [g.query for g in groups]
+    with torch.no_grad():
+        padded = model(*[t.to("cuda") for t in (*batcher.tensors("query", queries), *batcher.tensors("passage", passages))])
+        packed = model(batcher.packed(queries, passages).to("cuda"))
+    for a, b in zip(packed, padded):
+        cosine = torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1)
+        assert cosine.min() > 0.999, cosine.min()
+
+
 def test_packing_computes_only_real_tokens_on_ms_marco_like_lengths():
     # Passage lengths spread like MS MARCO's under Qwen's tokenizer (median ~70, long tail to the 156 cap).
     g = torch.Generator().manual_seed(0)
@@ -164,3 +185,14 @@ def test_the_paper_config_trains_with_zero_stage_auto():
     path = Path(__file__).resolve().parents[1] / "config/config.yaml"
     config = validate_config(yaml.safe_load(path.read_text()), path.parents[1] / "workflow/schemas/config.schema.yaml")
     assert config["training"]["zero_stage"] == "auto"
+
+
+def test_a_zero3_stand_in_off_the_ranks_device_is_a_named_error_before_deepspeed_initialize():
+    from llm_retrieval.modeling import MisplacedPartitionError, check_stand_ins_on
+
+    model = torch.nn.Linear(2, 2)
+    for p in model.parameters():
+        p.ds_id = 0  # what zero.Init leaves on each stand-in
+    assert check_stand_ins_on(model, torch.device("cpu")) == 2
+    with pytest.raises(MisplacedPartitionError, match="2 of 2 ZeRO-3 stand-ins are on cpu, not cuda:0"):
+        check_stand_ins_on(model, torch.device("cuda", 0))

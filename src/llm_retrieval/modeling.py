@@ -55,6 +55,21 @@ def is_partitioned(model: nn.Module) -> bool:
     return any(hasattr(p, "ds_id") for p in model.parameters())
 
 
+class MisplacedPartitionError(RuntimeError):
+    """A ZeRO-3 stand-in is not where the rank computes: DeepSpeed would gather the weights there."""
+
+
+def check_stand_ins_on(model: nn.Module, device: torch.device) -> int:
+    """Raise :class:`MisplacedPartitionError` unless every ZeRO-3 stand-in is on ``device``; returns their count."""
+    stand_ins = [p for p in model.parameters() if hasattr(p, "ds_id")]
+    elsewhere = sorted({str(p.device) for p in stand_ins if p.device != device})
+    if elsewhere:
+        raise MisplacedPartitionError(
+            f"{sum(p.device != device for p in stand_ins)} of {len(stand_ins)} ZeRO-3 stand-ins are on "
+            f"{', '.join(elsewhere)}, not {device}: something moved the partitioned model after loading")
+    return len(stand_ins)
+
+
 def load_text_model(path: str, architecture: str, dtype: str = "float32", device: str = "cpu",
                     revision: str | None = None, adapter_dir: str | None = None,
                     attention: str | None = None) -> nn.Module:

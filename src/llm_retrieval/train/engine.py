@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from ..modeling import check_stand_ins_on
 from ..study import check_global_batch as check_batch  # noqa: F401  (the one global-batch check)
 
 ZERO_STAGES = (2, 3)
@@ -100,6 +101,11 @@ def build_engine(deepspeed, model: torch.nn.Module, ds_config: dict, total_steps
         from transformers import get_linear_schedule_with_warmup
         return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
 
+    if ds_config["zero_optimization"]["stage"] == 3 and torch.cuda.is_available():
+        device = torch.device("cuda", torch.cuda.current_device())
+        count = check_stand_ins_on(model, device)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"ZeRO-3: all {count} stand-ins on {device} before deepspeed.initialize", flush=True)
     engine, _, _, _ = deepspeed.initialize(model=model, config=ds_config, lr_scheduler=scheduler,
                                            model_parameters=[p for p in model.parameters() if p.requires_grad])
     return engine

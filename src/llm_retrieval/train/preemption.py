@@ -13,6 +13,7 @@ KillWait; clusters with a short KillWait can ask for the signal earlier
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 
@@ -21,6 +22,9 @@ import torch.distributed as dist
 
 log = logging.getLogger(__name__)
 RETRY_EXIT = 75  # EX_TEMPFAIL: "try again later"
+# The preflight drill (llm_retrieval.preflight.drill): rank 0 sends itself a real SIGTERM after this
+# optimizer step, so the handler, the ranks' agreement, the checkpoint and the exit code all run.
+SIGTERM_ENV = "LLM_RETRIEVAL_SIGTERM_AT_STEP"
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 _requested: list[int] = []
@@ -38,6 +42,12 @@ def install() -> None:
             signal.signal(sig, _handler)
         except ValueError:  # not the main thread
             return
+
+
+def drill_signal(step: int, rank: int) -> None:
+    """SIGTERM this process after ``step`` when :data:`SIGTERM_ENV` names it (rank 0 only)."""
+    if rank == 0 and os.environ.get(SIGTERM_ENV) == str(step):
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def stop_requested() -> bool:

@@ -205,6 +205,7 @@ def _loop(session: RankSession, fail_at: int | None) -> dict:
         if every and state["step"] % every == 0 and state["step"] < schedule.total_steps:
             checkpoint.save(engine, job.checkpoint_dir, state["step"], state)
         snapshots.maybe_save(engine, job, state["step"], rank)
+        preemption.drill_signal(state["step"], rank)
         if state["step"] < schedule.total_steps and preemption.stop_requested():  # SIGTERM: time limit
             checkpoint.save(engine, job.checkpoint_dir, state["step"], state)
             preemption.exit_for_retry(state["step"])

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# One GPU acceptance run: on one H100/H200-class GPU, at most 8 minutes, every figure and log under one
+# folder ($OUT when set, else results/gpu_acceptance/<time>). Each step has its own time budget (the
+# budgets add up to 8 minutes); a step over budget is stopped and reported TIMEOUT, and the run goes on.
+#
+#   bash benchmarks/gpu_acceptance.sh          # on a GPU node
+#   bash benchmarks/gpu_acceptance.sh --cpu    # the steps that run without a GPU (CI runs it), < 3 minutes
+#
+# Steps: the environment report; faiss-gpu's index at MS MARCO scale, memory reserved once (or the torch
+# search path where faiss-gpu is missing); the tiny model trained through the paper config's ZeRO path
+# in bf16 with packing (every ZeRO-3 stand-in asserted on CUDA before deepspeed.initialize), a SIGTERM
+# checkpoint, its resume, the adapter export and encoding with it; packed vs padded embeddings in bf16
+# (cosine > 0.999); `pytest -m gpu`; benchmarks/encode_gpu_7b.py and benchmarks/train_gpu.py on a
+# random-weight Qwen2.5-7B built on the GPU.
+#
+# Needs beyond a GPU image with torch (CUDA), transformers, peft and pyarrow: deepspeed, faiss (faiss-gpu
+# for the growth check), pytest, pyyaml, tokenizers, submitit and this package's other requirements
+# (requirements.txt). Where the image lacks them, carry wheels: on a machine with the internet
+#   pip download --no-deps -d wheels -r requirements.txt -r requirements-test.txt
+# and set WHEELS=wheels: missing modules are then installed from there (pip --no-index). A step whose
+# module is missing is reported SKIPPED with the module's name; the run fails only on FAILED steps.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+MODE=gpu
+[ "${1:-}" = "--cpu" ] && MODE=cpu
+OUT=${OUT:-results/gpu_acceptance/$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+# The project's environment when there is one (setup.sh makes .venv), else the image's python.
+if [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ]; then PY=$PWD/.venv/bin/python; else PY=${PYTHON:-python}; fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+SUMMARY="$OUT/summary.tsv"
+printf 'step\tstatus\tseconds\tlog\n' > "$SUMMARY"
+FAILED=0
+
+has() { "$PY" -c "import $1" >/dev/null 2>&1; }
+
+if [ -n "${WHEELS:-}" ]; then
+    for module in deepspeed faiss pytest yaml tokenizers submitit; do
+        has "$module" || "$PY" -m pip install -q --no-index --find-links "$WHEELS" "$module" "torch==$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')" \
+            || echo "gpu_acceptance: $module is not among the wheels in $WHEELS" >&2
+    done
+fi
+
+# step NAME BUDGET_S NEEDS CMD...: run CMD with its budget, log to $OUT/NAME.log, one summary row.
+step() {
+    local name=$1 budget=$2 needs=$3 status start seconds rc
+    shift 3
+    for module in ${needs//,/ }; do
+        if ! has "$module"; then
+            printf '%s\tSKIPPED (needs %s: see the header of benchmarks/gpu_acceptance.sh)\t0\t-\n' "$name" "$module" >> "$SUMMARY"
+            echo "== $name: SKIPPED, module $module missing (pip install -r requirements.txt, or WHEELS=...)"
+            return
+        fi
+    done
+    echo "== $name (budget ${budget} s): $*"
+    start=$EPOCHREALTIME
+    timeout --kill-after=10 "$budget" "$@" > "$OUT/$name.log" 2>&1
+    rc=$?
+    seconds=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+    case $rc in
+        0) status=PASSED ;;
+        124|137) status=TIMEOUT; FAILED=1 ;;
+        3) status="SKIPPED ($(tail -1 "$OUT/$name.log" | cut -c1-200))" ;;
+        *) status="FAILED (exit $rc)"; FAILED=1 ;;
+    esac
+    printf '%s\t%s\t%s\t%s\n' "$name" "$status" "$seconds" "$OUT/$name.log" >> "$SUMMARY"
+    echo "   $status in ${seconds} s (log: $OUT/$name.log)"
+    [ "${status%% *}" = FAILED ] && tail -n 15 "$OUT/$name.log"
+}
+
+WALL_START=$(date +%s)
+step environment "$([ "$MODE" = gpu ] && echo 30 || echo 300)" "" "$PY" benchmarks/gpu_acceptance.py env "$OUT"
+if [ "$MODE" = gpu ]; then
+    if "$PY" -c 'import faiss, sys; sys.exit(0 if faiss.get_num_gpus() > 0 else 1)' >/dev/null 2>&1; then
+        step faiss_growth_msmarco 75 faiss "$PY" benchmarks/gpu_acceptance.py faiss-growth "$OUT"
+    else
+        echo "== faiss-gpu is not installed or sees no GPU: the search jobs would take the torch path; timing it at MS MARCO scale"
+        step torch_search_msmarco 75 faiss "$PY" benchmarks/search_gpu.py --docs 8841823 --queries 6980 --depth 1000
+    fi
+    step train_zero3_drill 90 deepspeed,yaml,tokenizers "$PY" benchmarks/gpu_acceptance.py train "$OUT"
+    step packed_vs_padded_bf16 30 pytest,yaml "$PY" -m pytest -p no:cacheprovider -q -rs tests/test_train_model.py -k packed_and_padded
+    step pytest_gpu 120 pytest,deepspeed,faiss "$PY" -m pytest -p no:cacheprovider -q -rs -m gpu -k "not packed_and_padded" tests
+    step encode_gpu_7b 60 "" "$PY" benchmarks/encode_gpu_7b.py --texts 2048 --no-load
+    step train_gpu_7b 75 deepspeed "$PY" benchmarks/train_gpu.py --steps 4 --warmup 1 --queries 1 --modes zero3
+else
+    # Budgets here only stop a hung step: CI machines are shared, the times are reported, not asserted.
+    step torch_search_smoke 300 faiss "$PY" benchmarks/search_gpu.py --smoke
+    step train_zero3_drill 300 deepspeed,yaml,tokenizers "$PY" benchmarks/gpu_acceptance.py train "$OUT"
+    step packed_vs_padded_fp32 300 pytest,yaml "$PY" -m pytest -p no:cacheprovider -q tests/test_train_model.py -k packed_row_gives
+    step encode_gpu_7b_smoke 300 "" "$PY" benchmarks/encode_gpu_7b.py --smoke
+    step train_gpu_smoke 300 deepspeed "$PY" benchmarks/train_gpu.py --smoke
+    echo "== pytest -m gpu: not run in --cpu mode (every test in it skips without CUDA)"
+fi
+echo "gpu_acceptance ($MODE): $(( $(date +%s) - WALL_START )) s wall; summary: $SUMMARY"
+column -t -s $'\t' "$SUMMARY" 2>/dev/null || cat "$SUMMARY"
+exit $FAILED
