@@ -75,17 +75,14 @@ def plan_needs(config: dict) -> dict[str, dict]:
     trained = [b for b in _trained_backbones(config) if b in known]
     if trained and "training" in config:
         from ..cluster import slurm_settings
-        from ..train.engine import zero_stage
+        from ..train.memory import zero_stage_for
 
         cfg, b = config["training"], max(trained, key=lambda x: known[x].all_params)
         gpu_bytes = slurm_settings(config)["gpu_memory_mb"] * 2**20
-        stage, estimate = 3, None
-        for stage in (2, 3) if cfg.get("zero_stage") == "auto" else (zero_stage(cfg),):
-            _, estimate = use_checkpointing(
-                cfg["gradient_checkpointing"], known[b], cfg, cfg["world_size"], stage, gpu_bytes
-            )
-            if estimate.fits():  # auto: stage 2 when it fits, else 3
-                break
+        # The stage the ranks will choose (auto: 2 where its estimate fits this GPU size, else 3).
+        stage = zero_stage_for(cfg, known[b], cfg["world_size"], gpu_bytes) or 3
+        _, estimate = use_checkpointing(cfg["gradient_checkpointing"], known[b], cfg, cfg["world_size"], stage,
+                                        gpu_bytes)
         needs["train_lora"] = {
             "bytes": estimate.total,
             "what": f"{b}, ZeRO-{stage}, world {cfg['world_size']}, "
