@@ -308,3 +308,51 @@ def test_the_paper_plan_trains_once_per_backbone_with_the_default_recipe(workdir
     counts = job_counts(planned_jobs(snakemake(workdir, "-n", "--configfile", "config/config.yaml").stdout))
     supervised = yaml.safe_load((ROOT / "config/config.yaml").read_text())["settings"]["supervised"]["backbones"]
     assert counts["train_lora"] == len(supervised) and counts["training_groups"] == 1
+
+
+def test_the_cost_page_sums_each_recipes_training_and_evaluation_jobs(tmp_path):
+    from llm_retrieval.report import cost
+
+    bench = tmp_path / "benchmarks"
+    for rel in ("train_lora/multi/base.tsv", "train_lora/default/base.tsv",
+                "encode_queries_and_first_shard/supervised.recipe-multi/base/stdlib-t2c.tsv",
+                "dense_search/supervised.recipe-instructed.instruction-ood/base/stdlib-t2c.tsv",
+                "bm25_index/stdlib-t2c.tsv"):
+        (bench / rel).parent.mkdir(parents=True, exist_ok=True)
+        (bench / rel).write_text("s\th:m:s\tmax_rss\tcpu_time\n36.0\t0:00:36\t100\t30\n")
+    jobs = cost.measured(_config(), bench)
+    assert {j["job"]: j["recipe"] for j in jobs} == {
+        "bm25_index/stdlib-t2c.tsv": None, "train_lora/default/base.tsv": "default",
+        "train_lora/multi/base.tsv": "multi",
+        "encode_queries_and_first_shard/supervised.recipe-multi/base/stdlib-t2c.tsv": "multi",
+        "dense_search/supervised.recipe-instructed.instruction-ood/base/stdlib-t2c.tsv": "instructed"}
+    page = cost.to_markdown(jobs, [])
+    assert "| multi | 2 | 1 | 72.0 |" in page and "| instructed | 1 | 0 | 36.0 |" in page
+
+
+@pytest.mark.slow
+def test_the_recipes_study_runs_and_reports_single_multi_task_and_instruction_results(tmp_path):
+    """config/recipes.yaml end to end (README: the recipes demo), then a forced rerun of one recipe's training."""
+    import csv
+
+    work = scratch_copy(tmp_path)
+    snakemake(work, "--cores", "2", "--configfile", "config/recipes.yaml", timeout=1500)
+    results = work / "results"
+    multi = yaml.safe_load((results / "train/multi/base/training.json").read_text())
+    assert multi["tasks"] == ["default", "c2t", "n2c"] and len(multi["losses"]) == multi["steps"] == 60
+    rows = list(csv.DictReader(open(results / "tables/axes/supervised.recipe.csv")))
+    assert {r["recipe"] for r in rows} == {"default", "c2t", "multi", "instructed"}
+    assert {r["collection"] for r in rows} == {"Docstring2Code", "Code2Docstring", "Name2Code"}
+    assert all(float(r["delta_ndcg_cut_10"]) == 0 for r in rows if r["recipe"] == "default")
+    instructions = list(csv.DictReader(open(results / "tables/axes/supervised.instruction.csv")))
+    assert [r["instruction"] for r in instructions] == ["off", "id", "ood"]
+    assert {r["recipe"] for r in instructions} == {"instructed"}
+    report = (results / "report/summary.md").read_text() + (results / "report/cost.md").read_text()
+    assert "| instructed |" in report
+
+    again = planned_jobs(snakemake(work, "-n", "--configfile", "config/recipes.yaml",
+                                   "--forcerun", "results/train/multi/base/adapter").stdout)
+    touched = {(rule, w.get("recipe") or axes.recipe_of(_config(), w.get("setting", ""))) for rule, w in again
+               if rule in ("train_lora", "encode_queries_and_first_shard", "dense_search")}
+    assert touched == {("train_lora", "multi"), ("encode_queries_and_first_shard", "multi"), ("dense_search", "multi")}
+    assert not any(rule in ("training_groups", "bm25_index", "prepare_collection") for rule, _ in again)

@@ -95,11 +95,25 @@ def measured(config: dict, benchmarks: str | Path, logs: str | Path | None = Non
         bench = read_benchmark(path)
         gpus, cpus = held(config, rule)
         seen = joblog.gpus_seen((logs / rel).with_suffix(".log"))
-        jobs.append({"rule": rule, "job": str(rel), "backbone": backbone, "wall_s": bench["s"],
+        jobs.append({"rule": rule, "job": str(rel), "backbone": backbone, "recipe": recipe_of_job(config, rule, parts),
+                     "wall_s": bench["s"],
                      "max_rss_mb": bench["max_rss"], "cpu_time_s": bench["cpu_time"], "gpus": gpus, "cpus": cpus,
                      "gpus_seen": seen, "gpu_h_requested": bench["s"] * gpus / 3600,
                      "gpu_h_used": bench["s"] * gpus / 3600 if seen else 0.0, "cpu_h": bench["s"] * cpus / 3600})
     return jobs
+
+
+def recipe_of_job(config: dict, rule: str, parts: list[str]) -> str | None:
+    """The training recipe a job belongs to: a training job's own (``train_lora/<recipe>/<backbone>``), the one
+    whose retriever a supervised setting's encode / search / evaluate job uses; None for every other job."""
+    from ..axes import base_of, recipe_of
+
+    if rule == "train_lora" and len(parts) == 2:
+        return parts[0]
+    setting = parts[0] if parts else ""
+    if base_of(setting) == "supervised" and config.get("training"):
+        return recipe_of(config, setting)
+    return None
 
 
 MAXIMA = ("max_rss_mb",)  # summarised as the largest; every other number is summed
@@ -136,6 +150,7 @@ def to_markdown(jobs: list[dict], projected: cost_estimate.Projection | None = N
             lines.append(f"| {row[key]} | {row['jobs']} | {row['wall_s']:.1f} | {row['max_rss_mb']:.0f} | "
                          f"{_h(row['gpu_h_requested'])} | {_used(row['gpu_h_used'])} | {_h(row['cpu_h'])} |")
         lines.append("")
+    lines += _per_recipe(jobs)
     total = {k: sum(j[k] for j in jobs) for k in ("wall_s", "gpu_h_requested", "gpu_h_used", "cpu_h")}
     lines += [(f"Total: {len(jobs)} jobs ({STEPS_NOT_MEASURED} fewer than Snakemake's steps: "
                f"{', '.join(NOT_MEASURED)}, all), {total['wall_s']:.1f} s of job wall time, "
@@ -144,6 +159,21 @@ def to_markdown(jobs: list[dict], projected: cost_estimate.Projection | None = N
     if projected:  # None (or no rows): a page of measurements only
         lines += [cost_estimate.to_markdown(projected)]
     return "\n".join(lines)
+
+
+def _per_recipe(jobs: list[dict]) -> list[str]:
+    """Each training recipe's jobs: its training and the encoding, search and evaluation of its retriever."""
+    jobs = [j for j in jobs if j.get("recipe")]
+    if not jobs:
+        return []
+    lines = ["Per training recipe (its training jobs, and the encode / search / evaluate jobs of its retriever):", "",
+             "| recipe | jobs | training jobs | wall s | GPU-h requested on the cluster | GPU-h used | CPU-h |",
+             "|---|---|---|---|---|---|---|"]
+    for row in summarise(jobs, "recipe"):
+        trained = sum(1 for j in jobs if j["recipe"] == row["recipe"] and j["rule"] == "train_lora")
+        lines.append(f"| {row['recipe']} | {row['jobs']} | {trained} | {row['wall_s']:.1f} | "
+                     f"{_h(row['gpu_h_requested'])} | {_used(row['gpu_h_used'])} | {_h(row['cpu_h'])} |")
+    return lines + [""]
 
 
 def write_csv(jobs: list[dict], projected: list[dict]) -> str:
