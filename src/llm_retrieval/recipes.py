@@ -112,6 +112,9 @@ def check(config: dict, error=RecipeError) -> None:
                 f"recipes.{name}.tasks: unknown task(s) {', '.join(unknown)} "
                 f"(known: {', '.join(known)}; declare one under training_tasks:)"
             )
+        weights = [t.get("weight", "proportional") == "proportional" for t in spec["tasks"].values()]
+        if any(weights) and not all(weights):
+            raise error(f"recipes.{name}.tasks: give every task a weight, or none (proportional to its size)")
         outside = [b for b in spec.get("backbones") or [] if b not in _supervised_backbones(config)]
         if outside:
             raise error(f"recipes.{name}.backbones: {', '.join(outside)} not among settings.supervised.backbones")

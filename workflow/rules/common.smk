@@ -228,6 +228,29 @@ def source_inputs(wildcards):
     return local_inputs(source)
 
 
+def get_training_group_inputs(wildcards):
+    """A source mined from a collection reads its canonical files and BM25 index; others read nothing local."""
+    collection = training_sources.needs_collection(recipes.task_sources(config)[wildcards.task])
+    if collection is None:
+        return {}
+    return {"index": f"{R}/bm25/{collection}/index", **collection_files(collection)}
+
+
+def get_recipe_groups(wildcards):
+    """The groups of every task of the recipe, by task name."""
+    return {t.task: groups_file(t.task) for t in recipes.recipe(config, wildcards.recipe).tasks}
+
+
+def recipe_task_options(recipe_name):
+    """train_lora.py's --task-options: each task's weight and query instructions."""
+    return json.dumps(
+        {
+            t.task: {"weight": t.weight, "query_instructions": list(t.query_instructions)}
+            for t in recipes.recipe(config, recipe_name).tasks
+        }
+    )
+
+
 def run_of(wildcards):
     """The search job's output a query set's run comes from: a dense search writes one folder per
     (setting, backbone, collection) holding every query set's run; BM25 one file per query set."""
