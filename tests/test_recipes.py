@@ -53,9 +53,10 @@ def test_the_training_section_is_the_default_recipe_and_recipes_override_only_wh
         recipes.RecipeTask("default", None),
     )
     multi = made["multi"].training
-    assert multi["max_steps"] == 90 and made["default"].training["max_steps"] == 30
+    own = config["recipes"]["multi"]["training"]["max_steps"]
+    assert multi["max_steps"] == own != made["default"].training["max_steps"] == config["training"]["max_steps"]
     # Schema defaults are not filled into a recipe's overrides: they would undo the training section's values.
-    assert config["recipes"]["multi"]["training"] == {"max_steps": 90}
+    assert list(config["recipes"]["multi"]["training"]) == ["max_steps"]
     assert {k: v for k, v in multi.items() if k != "max_steps"} == {
         k: v for k, v in config["training"].items() if k != "max_steps"
     }
@@ -340,7 +341,8 @@ def test_the_recipes_study_runs_and_reports_single_multi_task_and_instruction_re
     snakemake(work, "--cores", "2", "--configfile", "config/recipes.yaml", timeout=1500)
     results = work / "results"
     multi = yaml.safe_load((results / "train/multi/base/training.json").read_text())
-    assert multi["tasks"] == ["default", "c2t", "n2c"] and len(multi["losses"]) == multi["steps"] == 60
+    assert multi["tasks"] == ["default", "c2t", "n2c"] and len(multi["losses"]) == multi["steps"] == \
+        _config()["recipes"]["multi"]["training"]["max_steps"]
     rows = list(csv.DictReader(open(results / "tables/axes/supervised.recipe.csv")))
     assert {r["recipe"] for r in rows} == {"default", "c2t", "multi", "instructed"}
     assert {r["collection"] for r in rows} == {"Docstring2Code", "Code2Docstring", "Name2Code"}
