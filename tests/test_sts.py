@@ -144,10 +144,13 @@ def test_paired_bootstrap_finds_no_difference_between_equal_systems_and_one_betw
     rng = np.random.default_rng(4)
     gold = rng.uniform(0, 5, size=300)
     good, noisy = gold + rng.normal(scale=0.5, size=300), rng.normal(size=300)
-    assert sts.paired_bootstrap_pvalue(gold, good, good, resamples=200) == 1.0
-    assert sts.paired_bootstrap_pvalue(gold, good, noisy, resamples=200) < 0.01
-    low, high = sts.bootstrap_ci(gold, good, resamples=200)
+    assert sts.paired_bootstrap_pvalue([(gold, good)], [(gold, good)], resamples=200) == 1.0
+    assert sts.paired_bootstrap_pvalue([(gold, good)], [(gold, noisy)], resamples=200) < 0.01
+    low, high = sts.bootstrap_ci([(gold, good)], resamples=200)
     assert low < sts.spearman(gold, good) < high
+    two = [(gold, good), (gold[:100], noisy[:100])]  # a row or Avg over two STS sets: the mean correlation
+    low, high = sts.bootstrap_ci(two, resamples=200)
+    assert low < (sts.spearman(gold, good) + sts.spearman(gold[:100], noisy[:100])) / 2 < high
 
 
 def test_both_sentences_are_encoded_as_queries_are(tiny_backbones, tmp_path):
@@ -254,6 +257,13 @@ def test_an_sts_set_is_scored_end_to_end_by_its_own_rules(sts_workdir):
     _, gold, cos = sts.per_pair_arrays(metrics)
     assert metrics["kind"] == "sts" and metrics["num_pairs"] == len(PAIRS)
     assert metrics["aggregate"]["cosine_spearman"] == pytest.approx(scipy.stats.spearmanr(gold, cos)[0], abs=1e-9)
+    snakemake(sts_workdir, "results/tables/sts.json", "--cores", "2", "--configfile", "config/mini-sts.yaml")
+    table = json.loads((Path(sts_workdir) / "results/tables/sts.json").read_text())
+    cells = {(c["retriever"], c["item"]): c for c in table["cells"]}
+    assert set(table["retrievers"]) == {"Base", "VL-I"} and table["anchor"] == "Base"  # no BM25 column
+    base = cells[("Base", "STS-mini")]
+    assert base["ours"] == pytest.approx(metrics["aggregate"]["cosine_spearman"]) and base["queries"] == len(PAIRS)
+    assert base["ci"][0] <= base["ours"] <= base["ci"][1] and 0 < cells[("VL-I", "STS-mini")]["p"] <= 1
     for rule in ("prepare_sts_pairs", "encode_sts_sentences", "evaluate_sts"):
         assert list((Path(sts_workdir) / "results" / "logs" / rule).rglob("*.log")), rule
         assert list((Path(sts_workdir) / "results" / "benchmarks" / rule).rglob("*.tsv")), rule

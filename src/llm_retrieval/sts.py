@@ -74,29 +74,39 @@ def score_pairs(ids: Sequence[str], gold: np.ndarray, first: np.ndarray, second:
     }
 
 
-def _resample(n: int, resamples: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+STATISTICS = {"cosine_spearman": spearman, "cosine_pearson": pearson}  # measure -> its correlation
 
 
-def bootstrap_ci(gold, cos, resamples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of Spearman's correlation over pairs resampled with replacement."""
-    gold, cos = np.asarray(gold, dtype=np.float64), np.asarray(cos, dtype=np.float64)
-    values = [spearman(gold[i], cos[i]) for i in _resample(len(gold), resamples, seed)]
+def _resampled(sets, resamples: int, rng, statistic) -> np.ndarray:
+    """The mean over ``sets`` of ``statistic(gold, cos)``, pairs resampled within each set, per resample."""
+    total = np.zeros(resamples)
+    for gold, cos in sets:
+        gold, cos = np.asarray(gold, dtype=np.float64), np.asarray(cos, dtype=np.float64)
+        rows = rng.integers(0, len(gold), size=(resamples, len(gold)))
+        total += np.array([statistic(gold[i], cos[i]) for i in rows])
+    return total / len(sets)
+
+
+def bootstrap_ci(sets, resamples: int = 1000, seed: int = 0, level: float = 0.95,
+                 statistic=spearman) -> tuple[float, float]:
+    """Percentile interval of the mean correlation over ``sets`` (``[(gold, cos), ...]``; one set: one STS
+    task), pairs resampled with replacement within each set."""
+    values = _resampled(sets, resamples, np.random.default_rng(seed), statistic)
     low, high = np.nanpercentile(values, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
     return float(low), float(high)
 
 
-def paired_bootstrap_pvalue(gold, cos_a, cos_b, resamples: int = 1000, seed: int = 0) -> float:
-    """Two-sided p-value of Spearman(a) = Spearman(b) on the same pairs (paired bootstrap).
+def paired_bootstrap_pvalue(sets_a, sets_b, resamples: int = 1000, seed: int = 0, statistic=spearman) -> float:
+    """Two-sided p-value of "a and b correlate equally" over the same pairs (paired bootstrap).
 
-    The differences over resampled pair sets are centred on the observed one; the p-value is the
-    share of centred differences at least as far from zero as the observed (Efron & Tibshirani).
+    ``sets_a`` / ``sets_b``: ``[(gold, cos), ...]`` of two systems on the same pairs, in the same order.
+    Each resample draws the same pairs for both; the differences of the mean correlations are centred
+    on the observed one, and the p-value is the share at least as far from zero as the observed
+    (Efron & Tibshirani), with the +1 correction.
     """
-    gold, cos_a, cos_b = (np.asarray(v, dtype=np.float64) for v in (gold, cos_a, cos_b))
-    observed = spearman(gold, cos_a) - spearman(gold, cos_b)
-    diffs = np.array(
-        [spearman(gold[i], cos_a[i]) - spearman(gold[i], cos_b[i]) for i in _resample(len(gold), resamples, seed)]
-    )
+    observed = (np.mean([statistic(g, c) for g, c in sets_a]) - np.mean([statistic(g, c) for g, c in sets_b]))
+    seed_a, seed_b = np.random.default_rng(seed), np.random.default_rng(seed)  # the same draws for both
+    diffs = _resampled(sets_a, resamples, seed_a, statistic) - _resampled(sets_b, resamples, seed_b, statistic)
     diffs = diffs[np.isfinite(diffs)]
     return float((np.sum(np.abs(diffs - observed) >= abs(observed)) + 1) / (len(diffs) + 1))
 

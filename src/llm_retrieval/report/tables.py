@@ -21,6 +21,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .. import sts
 from ..atomic import write_text
 from ..data.canonical import CorruptOutputError
 from ..evaluation_kinds import STS, display_name
@@ -142,12 +143,17 @@ def build(study: Study, name: str, metrics_path) -> Table:
                          "the workflow plans only tables with a dataset — add one to the setting or drop the table")
     options = study.config["report"]
     retrievers = _retrievers(study, spec["setting"])
+    sts_table = all(study.collection_kind(c) == STS for c in table_collections(study, name))
+    if sts_table:  # sentence pairs: no BM25 run (sts.py)
+        retrievers = [r for r in retrievers if r[0] != BM25]
     labels = [label for _, _, label in retrievers]
-    anchor = labels[1] if len(labels) > 1 else None
+    anchor = labels[0 if sts_table else 1] if len(labels) > (0 if sts_table else 1) else None
     layout = "column" if "columns" in spec else "measure"
     table = Table(name=name, title=spec["title"], layout=layout, measure=spec.get("measure"), retrievers=labels,
                   items=[], anchor=anchor, test=options["significance_test"], alpha=options["alpha"],
                   reference=spec.get("reference"), random_weights=random_weights(study, spec["setting"]))
+    if sts_table:
+        return _build_sts(study, name, table, retrievers, metrics_path)
     # per_query[(label, item)] = one {query: value} per collection of the row
     per_query: dict[tuple[str, str], list[dict[str, float]]] = {}
     if layout == "column":
@@ -197,6 +203,47 @@ def build(study: Study, name: str, metrics_path) -> Table:
     return table
 
 
+def _build_sts(study: Study, name: str, table: Table, retrievers, metrics_path) -> Table:
+    """An STS table: rows are STS sets, cells their correlation (sts.py); CIs and the tests against the
+    anchor by bootstrap over pairs (a correlation is not a mean of per-pair values)."""
+    spec, options = study.config["tables"][name], study.config["report"]
+    if table.layout == "column":
+        raise ValueError(f"tables.{name}: an STS table has one row per STS set: give it a `measure`, not `columns`")
+    statistic = sts.STATISTICS[spec["measure"]]
+    reference = read_reference(spec.get("reference"), "dataset")
+    rows: dict[str, list[str]] = {}
+    for collection in table_collections(study, name):
+        rows.setdefault(study.collection(collection)["label"], []).append(collection)
+    pairs: dict[tuple[str, str], list] = {}  # (label, row) -> [(gold, cosine)] per collection of the row
+    for n, (row_label, collections) in enumerate(rows.items()):
+        table.items.append(row_label)
+        for retriever, setting, label in retrievers:
+            loaded = [load_metrics(metrics_path(EvalUnit(setting, retriever, c, study.eval_query_sets(c)[0])))
+                      for c in collections]
+            pairs[(label, row_label)] = [sts.per_pair_arrays(m)[1:] for m in loaded]
+            table.cells[(label, row_label)] = Cell(
+                label, row_label, sum(m["aggregate"][spec["measure"]] for m in loaded) / len(loaded),
+                reference.get(row_label, label), queries=sum(m["num_pairs"] for m in loaded),
+                ci=sts.bootstrap_ci(pairs[(label, row_label)], options["bootstrap"], options["seed"] + n,
+                                    statistic=statistic))
+    same_rows = set(rows) == set(reference.values) - {AVG}
+    for i, label in enumerate(table.retrievers):
+        every = [s for item in table.items for s in pairs[(label, item)]]
+        table.averages[label] = Cell(label, AVG, sum(table.cells[(label, r)].ours for r in table.items) / len(rows),
+                                     reference.get(AVG, label) if same_rows else None,
+                                     ci=sts.bootstrap_ci(every, options["bootstrap"], options["seed"] + i,
+                                                         statistic=statistic))
+    table.not_compared = _not_compared(reference, set(table.items) | {AVG}, set(table.retrievers))
+    tested = []
+    for n, ((label, item), cell) in enumerate(table.cells.items()):
+        if table.anchor is not None and label != table.anchor:
+            cell.p = sts.paired_bootstrap_pvalue(pairs[(label, item)], pairs[(table.anchor, item)],
+                                                 options["bootstrap"], options["seed"] + n, statistic)
+            tested.append(cell)
+    _holm_marks(table, tested)
+    return table
+
+
 def _not_compared(reference: Reference, rows: set[str], columns: set[str]) -> list[str]:
     if reference.path is None:
         return []
@@ -225,6 +272,11 @@ def _test_against_anchor(table: Table, per_query, options: dict) -> None:
         cell.win_tie_loss = sig.win_tie_loss(a, b)
         cell.queries = len(a)
         tested.append(cell)
+    _holm_marks(table, tested)
+
+
+def _holm_marks(table: Table, tested: list[Cell]) -> None:
+    """Holm-adjusted p-values of the cells tested against the anchor, and their marks."""
     for cell, adjusted in zip(tested, sig.holm([c.p for c in tested])):
         cell.p_holm = adjusted
         if adjusted < table.alpha:
