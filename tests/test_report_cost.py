@@ -7,10 +7,10 @@ import logging
 
 import pytest
 import yaml
+from workflow_helpers import ROOT
 
 from llm_retrieval import joblog
 from llm_retrieval.report import cost, summary
-from workflow_helpers import ROOT
 
 BENCH_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 ENCODE = "encode_corpus_shard/zeroshot/base/fiqa/shard-0"
@@ -85,3 +85,19 @@ def test_every_job_logs_the_gpus_visible_to_it(tmp_path, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert joblog.visible_gpus() == 0
     assert joblog.gpus_seen(tmp_path / "missing.log") is None
+
+
+@pytest.mark.slow
+def test_the_cost_page_counts_every_step_snakemake_counts_but_the_three_it_names(finished_mini):
+    import json
+    import re
+
+    from workflow_helpers import snakemake
+
+    plan = snakemake(finished_mini, "-n", "--forceall", "--configfile", "config/mini.yaml")
+    steps = int(re.search(r"^total\s+(\d+)", plan.stdout + plan.stderr, flags=re.MULTILINE).group(1))
+    measured = json.loads((finished_mini / "results/report/cost.json").read_text())["measured"]
+    assert len(measured) == steps - cost.STEPS_NOT_MEASURED
+    assert f"Total: {len(measured)} jobs (3 fewer than Snakemake's steps" in (
+        finished_mini / "results/report/cost.md"
+    ).read_text()

@@ -98,3 +98,28 @@ def test_report_renders_in_headless_chromium_with_its_figures(finished_mini, min
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert distinct_colours(tmp_path / "figures.png") > 200  # heatmaps, bars and points, not broken images
     assert all(b"<svg" in base64.b64decode(b)[:400] for b in figures[:12])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None and os.environ.get("CI") != "true", reason="chromium not installed")
+def test_report_first_page_shows_the_main_tables_numbers_in_headless_chromium(finished_mini, mini_report, tmp_path):
+    import yaml
+
+    from llm_retrieval.report import read_table, summary
+
+    assert CHROMIUM, "chromium is required in CI (.ci/run installs it)"
+    config = yaml.safe_load((finished_mini / "config/mini.yaml").read_text())
+    (main,) = summary.main_tables(config)
+    table = read_table(finished_mini / f"results/tables/{main}.json")
+    number = f"{table.cell(table.anchor, table.items[0]).ours:.4f}"
+    report = finished_mini / "results/report.html"
+    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=8000",
+                          "--dump-dom", report.as_uri()], check=False, capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    # The page the browser shows first, not the data embedded for the menu (scripts, base64 files).
+    shown = re.sub(r"<script\b.*?</script>", "", dom.stdout, flags=re.DOTALL)
+    front = shown[shown.index("Specialized LLMs as dense retrievers"):]
+    assert "<table" in front and table.title in front
+    assert number in front, f"{number} (the main table's {table.anchor} / {table.items[0]}) is not on the first page"
+    proc = screenshot(report, tmp_path / "first_page.png", (1400, 1600))
+    assert proc.returncode == 0 and distinct_colours(tmp_path / "first_page.png") > 20, proc.stderr[-2000:]

@@ -51,3 +51,44 @@ def test_a_column_table_names_its_columns_by_measure_and_query_set():
     assert sentence.startswith("In *S*, Base leads on MRR@10 (test) (0.300, +0.100 over BM25)")
     assert "test_mrr10" not in sentence
     assert Table.from_json(table.to_json()).item_name("test_mrr10") == "MRR@10 (test)"
+
+
+def test_the_front_page_shows_the_main_table_inline_as_rst_that_docutils_renders():
+    from docutils.core import publish_parts
+
+    main = Table(name="supervised", title="S_1 *demo*", layout="column", measure=None, retrievers=["BM25", "Base"],
+                 items=["test_mrr10"], anchor="Base", test="ttest", alpha=0.05,
+                 columns={"test_mrr10": ["test", "mrr_10"]})  # fmt: skip
+    main.cells = {
+        ("BM25", "test_mrr10"): Cell("BM25", "test_mrr10", 0.2468, paper=0.25, ci=(0.2, 0.3)),
+        ("Base", "test_mrr10"): Cell("Base", "test_mrr10", 0.1357, mark=DROP_MARK),
+    }
+    other = measure_table({"BM25": [""]})
+    page = summary.front_page("Title\n=====\n\n.. summary goes here\n", "The summary, nDCG@10.", [other, main], ["supervised"])
+    html = publish_parts(page, writer_name="html", settings_overrides={"report_level": 2})["html_body"]
+    assert "The summary, nDCG&#64;10." in html and "system-message" not in html  # valid RST: no docutils complaint
+    assert "<table" in html and "S_1 *demo*" in html  # the title's markup characters printed as they are
+    assert "MRR&#64;10 (test)" in html and "mailto" not in html and "0.2468" in html and f"0.1357{DROP_MARK}" in html
+    assert "0.2468 [0.2000, 0.3000] / 0.2500" in html
+    assert "set0" not in html  # only the main table is inline
+
+
+def test_the_main_tables_are_the_configured_ones_else_the_first():
+    tables = {"beir": {}, "supervised": {}}
+    assert summary.main_tables({"report": {}, "tables": tables}) == ["beir"]
+    assert summary.main_tables({"report": {"main_tables": ["supervised"]}, "tables": tables}) == ["supervised"]
+
+
+def test_an_unknown_main_table_is_a_config_error_naming_it():
+    import pytest
+    import yaml
+    from workflow_helpers import ROOT
+
+    from llm_retrieval.config_schema import validate_config
+    from llm_retrieval.study import ConfigError, Study
+
+    config = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
+    config["report"] = {"main_tables": ["supervisd"]}
+    validate_config(config, ROOT / "workflow/schemas/config.schema.yaml")
+    with pytest.raises(ConfigError, match="report.main_tables: unknown table 'supervisd'"):
+        Study(config)

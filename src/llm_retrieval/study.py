@@ -75,6 +75,10 @@ class Study:
                 raise ConfigError(str(err) if name == recipes.DEFAULT else f"recipes.{name}: {err}") from None
         for name, table in self.config.get("tables", {}).items():
             self._check_table(name, table)
+        for name in self.config["report"].get("main_tables", []):
+            if name not in self.config.get("tables", {}):
+                raise ConfigError(f"report.main_tables: unknown table {name!r} "
+                                  f"(known: {', '.join(self.config.get('tables', {}))})")
 
     def _check_settings(self) -> None:
         for name, setting in self.settings.items():

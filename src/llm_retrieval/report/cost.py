@@ -177,8 +177,8 @@ def _per_recipe(jobs: list[dict]) -> list[str]:
 
 
 def write_csv(jobs: list[dict], projected: list[dict]) -> str:
-    out = ["kind,rule_or_stage,job,backbone,wall_s,max_rss_mb,gpus,cpus,gpus_seen,gpu_h_requested,gpu_h_used,"
-           "gpu_h_estimated,cpu_h,label"]
+    out = [("kind,rule_or_stage,job,backbone,wall_s,max_rss_mb,gpus,cpus,gpus_seen,gpu_h_requested,gpu_h_used,"
+            "gpu_h_estimated,cpu_h,label")]
     for j in jobs:
         seen = "" if j["gpus_seen"] is None else j["gpus_seen"]
         out.append(f"measured,{j['rule']},{j['job']},{j['backbone']},{j['wall_s']:.3f},{j['max_rss_mb']:.1f},"

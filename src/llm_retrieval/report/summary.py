@@ -12,7 +12,7 @@ import yaml
 
 from ..evaluation_kinds import display_name
 from .cost import NOT_MEASURED
-from .tables import DROP_MARK, UP_MARK, Table
+from .tables import DROP_MARK, UP_MARK, Table, to_rst
 
 CAVEAT = ("**Demo caveat:** the backbones here are tiny models with random weights, so the dense numbers are "
           "near chance and say nothing about how specialization changes retrieval; the demo exercises the "
@@ -104,6 +104,25 @@ def opening(tables: list[Table], fidelities: list[dict], cost_line: str | None =
     if any(t.random_weights for t in tables):
         text += "\n\n" + CAVEAT
     return text
+
+
+FRONT_PAGE_MARKER = ".. summary goes here"  # where the generated text goes in workflow/report/workflow.rst
+
+
+def main_tables(config: dict) -> list[str]:
+    """The tables the report's first page shows inline: report.main_tables, else the first table."""
+    return config["report"].get("main_tables") or list(config["tables"])[:1]
+
+
+def front_page(template: str, text: str, tables: list[Table], main: list[str]) -> str:
+    """The report's first page (RST): the summary, then the main tables inline; the rest stay in the menu."""
+    shown = [t for name in main for t in tables if t.name == name]
+    text = text.replace("@", "\\@")  # RST would make nDCG@10 a mailto: link
+    if shown:
+        names = ", ".join(f"*{t.title}*" for t in shown)
+        text += (f"\n\nThe main result{'s' * (len(shown) != 1)} ({names}); every table, figure and page is in "
+                 "the menu.\n\n" + "\n".join(to_rst(t) for t in shown))
+    return template.replace(FRONT_PAGE_MARKER, text)
 
 
 def provenance(config: dict, pin_files: list[str | Path], backbone_records: list[str | Path] = ()) -> str:

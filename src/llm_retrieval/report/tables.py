@@ -338,6 +338,24 @@ def to_markdown(table: Table) -> str:
     return "\n".join(lines + ["", note(table), ""])
 
 
+def _rst(text: str) -> str:
+    """Text that RST prints as it is (markup characters escaped)."""
+    return "".join("\\" + c if c in "\\*`|_[]@" else c for c in text)  # @: else nDCG@10 reads as an e-mail
+
+
+def to_rst(table: Table) -> str:
+    """The table as an RST list-table, for the report's first page (RST rendered by Snakemake)."""
+    header, rows = _grid(table)
+    lines = [f".. list-table:: {_rst(table.title)}", "   :header-rows: 1", ""]
+    for row in [[table.item_name(h) for h in header], *rows]:
+        texts = [c if isinstance(c, str) else _text(c, with_ci=table.layout == "column" or c.item == AVG)
+                 for c in row]
+        lines.append(f"   * - {_rst(texts[0])}")
+        lines += [f"     - {_rst(text)}" for text in texts[1:]]
+    paragraphs = [_rst(p) for p in note(table).split("\n\n")]
+    return "\n".join(lines) + "\n\n" + "\n\n".join(paragraphs) + "\n"
+
+
 def to_html(table: Table) -> str:
     header, rows = _grid(table)
     out = [f"<h2>{html.escape(table.title)}</h2>", '<table class="comparison">',
