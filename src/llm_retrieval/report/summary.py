@@ -91,7 +91,7 @@ def cost_sentence(costs: dict) -> str:
     projected = sum(r["gpu_h"] for r in costs["projected"])
     used = sum(j["gpu_h_used"] for j in measured)
     gpu = f"{used:.3f} GPU-h on the GPUs the jobs saw" if used else "no GPU used"
-    return (f"This run: {len(measured)} jobs (every step but {', '.join(NOT_MEASURED)} and the target rule `all`), "
+    return (f"This run: {len(measured)} jobs (every step but {', '.join(NOT_MEASURED)} and the target rule all), "
             f"{sum(j['wall_s'] for j in measured) / 60:.1f} min of job time, {sum(j['cpu_h'] for j in measured):.3f} "
             f"CPU-h, {gpu}; the paper study would take about {projected:,.0f} GPU-h (estimate, no GPU measurement).")
 
