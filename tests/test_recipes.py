@@ -343,11 +343,11 @@ def test_the_recipes_study_runs_and_reports_single_multi_task_and_instruction_re
     multi = yaml.safe_load((results / "train/multi/base/training.json").read_text())
     assert multi["tasks"] == ["default", "c2t", "n2c"] and len(multi["losses"]) == multi["steps"] == \
         _config()["recipes"]["multi"]["training"]["max_steps"]
-    rows = list(csv.DictReader(open(results / "tables/axes/supervised.recipe.csv")))
+    rows = list(csv.DictReader((results / "tables/axes/supervised.recipe.csv").read_text().splitlines()))
     assert {r["recipe"] for r in rows} == {"default", "c2t", "multi", "instructed"}
     assert {r["collection"] for r in rows} == {"Docstring2Code", "Code2Docstring", "Name2Code"}
     assert all(float(r["delta_ndcg_cut_10"]) == 0 for r in rows if r["recipe"] == "default")
-    instructions = list(csv.DictReader(open(results / "tables/axes/supervised.instruction.csv")))
+    instructions = list(csv.DictReader((results / "tables/axes/supervised.instruction.csv").read_text().splitlines()))
     assert [r["instruction"] for r in instructions] == ["off", "id", "ood"]
     assert {r["recipe"] for r in instructions} == {"instructed"}
     report = (results / "report/summary.md").read_text() + (results / "report/cost.md").read_text()
@@ -359,3 +359,12 @@ def test_the_recipes_study_runs_and_reports_single_multi_task_and_instruction_re
                if rule in ("train_lora", "encode_queries_and_first_shard", "dense_search")}
     assert touched == {("train_lora", "multi"), ("encode_queries_and_first_shard", "multi"), ("dense_search", "multi")}
     assert not any(rule in ("training_groups", "bm25_index", "prepare_collection") for rule, _ in again)
+
+
+def test_the_cost_projection_has_one_training_row_per_recipe_and_backbone():
+    from llm_retrieval.cost_estimate import projection, to_markdown
+
+    projected = projection(_config())
+    trained = [(r["recipe"], r["backbone"]) for r in projected.rows if r["stage"] == "train"]
+    assert trained == [("default", "base"), ("c2t", "base"), ("multi", "base"), ("instructed", "base")]
+    assert "| training recipe | backbones | GPU-h |" in to_markdown(projected, "config/recipes.yaml")

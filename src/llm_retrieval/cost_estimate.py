@@ -98,28 +98,24 @@ def _encode_rows(study: Study) -> list[dict]:
 
 
 def _train_rows(study: Study) -> list[dict]:
-    if "supervised" not in study.settings:
-        return []
-    training = study.config["training"]
-    groups = TRAIN_QUERIES * training["epochs"]
-    if training.get("max_steps"):
-        groups = min(groups, training["max_steps"] * training["global_batch"])
-    per_token = 6 if training["gradient_checkpointing"] is True else 4
+    """One row per (recipe, backbone) training job. A recipe's query groups per epoch are MS MARCO's
+    (TRAIN_QUERIES; the groups of other tasks are not known before they are prepared) unless its
+    max_steps x global_batch is fewer."""
+    from . import axes, recipes
+
     rows = []
-    for backbone in study.backbones_of("supervised"):
-        tokens = groups * TOKENS_PER_GROUP
-        flops = per_token * _matmul_params(study.config, backbone) * tokens
-        rows.append(
-            {
-                "stage": "train",
-                "setting": "supervised",
-                "backbone": backbone,
-                "tokens": tokens,
-                "jobs": 1,
-                "gpu_h": flops / (PEAK_FLOPS * TRAIN_MFU) / 3600,
-                "label": "estimate",
-            }
-        )
+    for recipe in study.trained_recipes():
+        for backbone in study.backbones_of(axes.recipe_setting("supervised", recipe)):
+            training = recipes.training_for(study.config, recipe, backbone)
+            groups = TRAIN_QUERIES * training["epochs"]
+            if training.get("max_steps"):
+                groups = min(groups, training["max_steps"] * training["global_batch"])
+            per_token = 6 if training["gradient_checkpointing"] is True else 4
+            tokens = groups * TOKENS_PER_GROUP
+            flops = per_token * _matmul_params(study.config, backbone) * tokens
+            rows.append({"stage": "train", "setting": "supervised", "recipe": recipe, "backbone": backbone,
+                         "tokens": tokens, "jobs": 1, "gpu_h": flops / (PEAK_FLOPS * TRAIN_MFU) / 3600,
+                         "label": "estimate"})
     return rows
 
 
@@ -158,6 +154,12 @@ def to_markdown(projected: Projection, name: str = "config/config.yaml") -> str:
                 f"| {stage} | {len(backbones)} | {tokens / 1e9:.2f} G | {projected.per_backbone(stage):,.1f} "
                 f"| {projected.total(stage):,.0f} |"
             )
+    trained = [r for r in projected.rows if r["stage"] == "train"]
+    if len({r["recipe"] for r in trained}) > 1:
+        lines += ["", "| training recipe | backbones | GPU-h |", "|---|---:|---:|"]
+        for recipe in dict.fromkeys(r["recipe"] for r in trained):
+            own = [r for r in trained if r["recipe"] == recipe]
+            lines.append(f"| {recipe} | {len(own)} | {sum(r['gpu_h'] for r in own):,.1f} |")
     lines += ["", f"Total: **{projected.total():,.0f} GPU-h** (estimate). Assumptions:", ""]
     lines += [f"- {a}" for a in projected.assumptions]
     return "\n".join(lines) + "\n"

@@ -166,9 +166,12 @@ def _per_recipe(jobs: list[dict]) -> list[str]:
     jobs = [j for j in jobs if j.get("recipe")]
     if not jobs:
         return []
-    lines = ["Per training recipe (its training jobs, and the encode / search / evaluate jobs of its retriever):", "",
-             "| recipe | jobs | training jobs | wall s | GPU-h requested on the cluster | GPU-h used | CPU-h |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "Per training recipe (its training jobs, and the encode / search / evaluate jobs of its retriever):",
+        "",
+        "| recipe | jobs | training jobs | wall s | GPU-h requested on the cluster | GPU-h used | CPU-h |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in summarise(jobs, "recipe"):
         trained = sum(1 for j in jobs if j["recipe"] == row["recipe"] and j["rule"] == "train_lora")
         lines.append(f"| {row['recipe']} | {row['jobs']} | {trained} | {row['wall_s']:.1f} | "
