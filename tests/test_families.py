@@ -273,3 +273,14 @@ def test_a_gated_model_without_a_hub_token_is_named_by_pins_and_by_the_download(
         pins.resolve(refs, HfApi(token=False))
     with pytest.raises(backbones.HubTokenError, match="meta-llama/Llama-2-7b-hf is gated: .*export HF_TOKEN"):
         backbones.fetch_hub_backbone("meta-llama/Llama-2-7b-hf", "main", "llama")
+
+
+@pytest.mark.parametrize("name, chosen, runs", [
+    ("qwen2", "flash_attention_2", "flash_attention_2"), ("llama", "sdpa", "sdpa"),
+    ("t5", "flash_attention_2", "sdpa"), ("bert", "flash_attention_2", "sdpa"),
+    ("gemma2", "sdpa", "eager"), ("gemma2", "flash_attention_2", "flash_attention_2"),
+])
+def test_each_family_runs_an_attention_implementation_it_has(name, chosen, runs):
+    from llm_retrieval.modeling import family_attention
+
+    assert family_attention(encoders.family(name), chosen) == runs

@@ -45,6 +45,17 @@ def attention_implementation(device: str | torch.device, dtype: str) -> str:
     return "flash_attention_2"
 
 
+def family_attention(family: encoders.Family, chosen: str) -> str:
+    """The attention a family can run: flash-attention is a decoder path here (T5's relative position
+    bias has no flash kernel; encoders take SDPA), and a family without SDPA (Gemma 2's logit
+    soft-capping) runs eager attention instead."""
+    if chosen == "flash_attention_2" and family.bidirectional:
+        chosen = "sdpa"
+    if chosen == "sdpa" and not family.sdpa:
+        chosen = "eager"
+    return chosen
+
+
 def is_full_model(folder: str) -> bool:
     """A trained-weights folder holding a whole model (``training.method: full``), not a LoRA adapter."""
     return (Path(folder) / "config.json").is_file() and not (Path(folder) / "adapter_config.json").is_file()
@@ -97,11 +108,10 @@ def load_text_model(path: str, architecture: str, dtype: str = "float32", device
     # the meta device (what low_cpu_mem_usage used to ask for). On the CPU there is nothing to move,
     # and training (ZeRO-3 places the weights itself) loads on the CPU.
     placement = {"device_map": str(device)} if torch.device(device).type != "cpu" else {}
-    implementation = attention or attention_implementation(device, dtype)
-    if implementation == "sdpa" and not family.sdpa:
-        implementation = "eager"
     model = model_class.from_pretrained(path, revision=revision, dtype=DTYPES[dtype],
-                                        attn_implementation=implementation, **placement)
+                                        attn_implementation=family_attention(family, attention or
+                                                                             attention_implementation(device, dtype)),
+                                        **placement)
     if family.language_model:
         model = model.language_model
     if adapter_dir is not None:
