@@ -14,6 +14,7 @@ from ..modeling import attention_implementation, load_text_model
 from ..prompts import InstructedFormatters, document_text, formatter_and_budgets, formatter_for
 from .packing import FLASH, PackedBatch, pack
 
+
 class Batcher:
     """Token ids for queries (``Query: text<eos>``) and passages (``Passage: title text<eos>``).
 
