@@ -284,3 +284,15 @@ def test_each_family_runs_an_attention_implementation_it_has(name, chosen, runs)
     from llm_retrieval.modeling import family_attention
 
     assert family_attention(encoders.family(name), chosen) == runs
+
+
+def test_a_pooling_for_a_sentence_transformers_model_or_an_unmapped_lora_name_is_refused_at_dag_build():
+    config = {"backbones": {"minilm": {"architecture": "sentence_transformers", "label": "MiniLM", "pooling": "cls"}},
+              "settings": {}}
+    with pytest.raises(ValueError, match="backbones.minilm.pooling: a sentence_transformers model pools as its own"):
+        encoders.check(config)
+    config = {"backbones": {"phi": {"architecture": "phi", "label": "Phi", "hub_id": "microsoft/phi-2"}},
+              "settings": {"supervised": {"backbones": ["phi"]}},
+              "training": {"lora": {"target_modules": ["q_proj", "c_attn"]}}}
+    with pytest.raises(ValueError, match=r"\['c_attn'\] have no counterpart in backbone 'phi' \(phi; known: q_proj"):
+        encoders.check(config)
