@@ -14,7 +14,8 @@ from llm_retrieval.atomic import write_json
 from llm_retrieval.report import (QuerySetMismatch, ReferenceTableError, build, build_table, fidelity,
                                   read_reference, read_table, write_table)
 from llm_retrieval.report import significance as sig
-from llm_retrieval.study import Study, metrics_path
+from llm_retrieval.paths import Layout
+from llm_retrieval.study import Study
 from workflow_helpers import ROOT
 
 
@@ -32,7 +33,7 @@ def fake_metrics(root, study, value_of, queries=30):
         per_query = {f"q{i}": {m: value_of(unit, i) for m in ("ndcg_cut_10", "mrr_10", "recall_100", "recall_200",
                                                               "recall_1000")} for i in range(queries)}
         aggregate = {m: sum(v[m] for v in per_query.values()) / queries for m in per_query["q0"]}
-        write_json(metrics_path(unit, str(root)), {"aggregate": aggregate, "per_query": per_query})
+        write_json(Layout(str(root)).metrics(unit), {"aggregate": aggregate, "per_query": per_query})
 
 
 def rows_of(csv_rows):
@@ -50,7 +51,7 @@ def test_coir_table_averages_languages_and_shows_published_numbers(tmp_path):
         return 0.5
 
     fake_metrics(tmp_path, study, value)
-    markdown, csv_rows = build_table(study, "coir", lambda u: metrics_path(u, str(tmp_path)))
+    markdown, csv_rows = build_table(study, "coir", Layout(str(tmp_path)).metrics)
     rows = rows_of(csv_rows)
     assert len(rows) == 11  # ten datasets + Avg
     assert rows["CodeSearchNet-CCR"]["Base"] == "0.2500"
@@ -70,7 +71,7 @@ def test_supervised_table_marks_significant_drops_against_base(tmp_path):
         return 0.5 + 0.01 * (query % 3)
 
     fake_metrics(tmp_path, study, value)
-    markdown, csv_rows = build_table(study, "supervised", lambda u: metrics_path(u, str(tmp_path)))
+    markdown, csv_rows = build_table(study, "supervised", Layout(str(tmp_path)).metrics)
     rows = {row[0]: dict(zip(csv_rows[0], row)) for row in csv_rows[1:]}
     assert list(rows)[:2] == ["BM25", "Base"]
     assert rows["Math"]["significant_drop"] == "dev_mrr10;dev_ndcg10;dev_r100;dev_r200;dev_r1000"
@@ -91,7 +92,7 @@ def test_every_beir_cell_is_tested_against_base_and_marked_in_md_csv_and_html(tm
     shifts = {"coder": 0.1, "math": -0.1}
     noisy_runs(tmp_path, study, lambda unit: shifts.get(unit.retriever, 0.0))
     out = tmp_path / "out"
-    table = write_table(study, "beir", lambda u: metrics_path(u, str(tmp_path)), out / "t.md", out / "t.csv",
+    table = write_table(study, "beir", Layout(str(tmp_path)).metrics, out / "t.md", out / "t.csv",
                         out / "t.html", out / "t.json")
     tested = [c for c in table.cells.values() if c.retriever != "Base"]
     assert len(tested) == 6 * 8 and all(c.p_holm is not None and c.p_holm >= c.p for c in tested)
@@ -124,13 +125,13 @@ def test_randomisation_and_ttest_agree_on_clear_and_null_differences():
 def test_unequal_query_sets_are_an_error_naming_the_cell(tmp_path):
     study = paper_study()
     fake_metrics(tmp_path, study, lambda unit, q: 0.5)
-    path = tmp_path / metrics_path(next(u for u in study.eval_units() if u.retriever == "coder"
-                                        and u.collection == "fiqa"), ".")
+    path = tmp_path / Layout(".").metrics(next(u for u in study.eval_units() if u.retriever == "coder"
+                                               and u.collection == "fiqa"))
     metrics = json.loads(path.read_text())
     del metrics["per_query"]["q3"]
     path.write_text(json.dumps(metrics))
     with pytest.raises(QuerySetMismatch, match=r"beir, FiQA: Coder vs Base.*1 only in the anchor.*'q3'"):
-        build(study, "beir", lambda u: metrics_path(u, str(tmp_path)))
+        build(study, "beir", Layout(str(tmp_path)).metrics)
 
 
 @pytest.mark.parametrize("text, message", [
@@ -152,7 +153,7 @@ def test_published_names_the_study_does_not_use_are_listed_as_not_compared(tmp_p
     study.config["settings"]["zeroshot"]["backbones"] = ["base", "coder"]
     study.config["settings"]["zeroshot"]["collections"] = ["fiqa", "nfcorpus"]
     fake_metrics(tmp_path, study, lambda unit, q: 0.3)
-    table = build(study, "beir", lambda u: metrics_path(u, str(tmp_path)))
+    table = build(study, "beir", Layout(str(tmp_path)).metrics)
     assert "dataset Quora" in table.not_compared and "column VL-I" in table.not_compared
     assert "dataset FiQA" not in table.not_compared and "column Coder" not in table.not_compared
     assert table.averages["Base"].paper is None  # the published Avg covers other datasets
@@ -169,7 +170,7 @@ def test_fidelity_reports_differences_and_rank_agreement(tmp_path):
         return float(reference[row][labels[unit.retriever]]) + extra if row in reference else 0.5
 
     fake_metrics(tmp_path, study, published_plus)
-    result = fidelity.fidelity(build(study, "beir", lambda u: metrics_path(u, str(tmp_path))), 0.02)
+    result = fidelity.fidelity(build(study, "beir", Layout(str(tmp_path)).metrics), 0.02)
     assert result["compared_cells"] == 6 * 9
     assert result["max_abs_diff"] == pytest.approx(0.07)
     assert result["mean_abs_diff"] == pytest.approx((53 * 0.01 + 0.07) / 54)
@@ -217,7 +218,7 @@ def test_summary_names_the_winner_the_margin_and_the_demo_caveat(tmp_path):
     study = paper_study()
     shifts = {"coder": 0.1, "math": -0.1}
     noisy_runs(tmp_path, study, lambda unit: shifts.get(unit.retriever, 0.0))
-    table = build(study, "beir", lambda u: metrics_path(u, str(tmp_path)))
+    table = build(study, "beir", Layout(str(tmp_path)).metrics)
     text = summary.opening([table], [fidelity.fidelity(table)])
     assert re.search(r"Coder has the highest average nDCG@10 \(0\.\d{3}, \+0\.\d{3} over \S+\) and leads on "
                      r"6 of 6 datasets", text)
@@ -233,7 +234,7 @@ def test_figures_are_written_as_svg_and_png_for_every_kind(tmp_path):
 
     study = paper_study()
     noisy_runs(tmp_path, study, lambda unit: 0.05 if unit.retriever == "coder" else 0.0)
-    written = draw_all(build(study, "supervised", lambda u: metrics_path(u, str(tmp_path))), tmp_path / "fig")
+    written = draw_all(build(study, "supervised", Layout(str(tmp_path)).metrics), tmp_path / "fig")
     assert sorted(p.name for p in written) == sorted(f"{k}.{f}" for k in FIGURE_KINDS for f in ("svg", "png"))
     assert all(p.stat().st_size > 2000 for p in written)
     assert (tmp_path / "fig/heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -31,10 +31,6 @@ class EvalUnit:
     query_set: str
 
 
-def metrics_path(unit: EvalUnit, root: str = "results") -> str:
-    return f"{root}/metrics/{unit.setting}/{unit.retriever}/{unit.collection}/{unit.query_set}.json"
-
-
 def check_global_batch(training: dict, world_size: int) -> int:
     """The one global-batch check: global_batch = per_device_batch x gradient_accumulation x world size.
 

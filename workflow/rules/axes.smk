@@ -4,15 +4,15 @@
 
 rule axis_table:
     input:
-        axis_table_metrics,
+        get_axis_table_metrics,
     output:
-        md=f"{R}/tables/axes/{{base}}.{{axis}}.md",
-        csv=f"{R}/tables/axes/{{base}}.{{axis}}.csv",
-        svg=f"{R}/tables/axes/{{base}}.{{axis}}.svg",
+        md=layout.axis_table("{base}", "{axis}", "md"),
+        csv=layout.axis_table("{base}", "{axis}", "csv"),
+        svg=layout.axis_table("{base}", "{axis}", "svg"),
     log:
-        f"{R}/logs/axis_table/{{base}}.{{axis}}.log",
+        layout.log("axis_table/{base}.{axis}"),
     benchmark:
-        f"{R}/benchmarks/axis_table/{{base}}.{{axis}}.tsv"
+        layout.benchmark("axis_table/{base}.{axis}")
     wildcard_constraints:
         base="zeroshot|supervised",
         axis=regex_of(list(axes.AXES)),

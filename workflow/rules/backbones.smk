@@ -4,11 +4,11 @@
 
 rule resolve_backbone:
     output:
-        record=f"{R}/models/{{backbone}}/backbone.json",
+        record=layout.backbone_record("{backbone}"),
     log:
-        f"{R}/logs/resolve_backbone/{{backbone}}.log",
+        layout.log("resolve_backbone/{backbone}"),
     benchmark:
-        f"{R}/benchmarks/resolve_backbone/{{backbone}}.tsv"
+        layout.benchmark("resolve_backbone/{backbone}")
     conda:
         ENV
     threads: rule_threads("resolve_backbone")
@@ -16,6 +16,6 @@ rule resolve_backbone:
         **rule_resources("resolve_backbone"),
     params:
         spec=lambda wc: study.backbone(wc.backbone),
-        model_dir=lambda wc: f"{R}/models/{wc.backbone}/model",
+        model_dir=lambda wc: layout.model_dir(wc.backbone),
     script:
         "../scripts/resolve_backbone.py"

@@ -3,13 +3,13 @@
 
 rule bm25_index:
     input:
-        corpus=f"{R}/data/{{collection}}/corpus.parquet",
+        corpus=layout.collection_file("{collection}", "corpus"),
     output:
-        directory(f"{R}/bm25/{{collection}}/index"),
+        directory(layout.bm25_index("{collection}")),
     log:
-        f"{R}/logs/bm25_index/{{collection}}.log",
+        layout.log("bm25_index/{collection}"),
     benchmark:
-        f"{R}/benchmarks/bm25_index/{{collection}}.tsv"
+        layout.benchmark("bm25_index/{collection}")
     conda:
         ENV
     threads: rule_threads("bm25")
@@ -17,22 +17,22 @@ rule bm25_index:
         **rule_resources("bm25"),
     params:
         bm25=config["bm25"],
-        use_title=lambda wc: study.collection(wc.collection)["use_title"],
+        use_title=of_collection("use_title"),
     script:
         "../scripts/bm25_index.py"
 
 
 rule bm25_search:
     input:
-        index=f"{R}/bm25/{{collection}}/index",
-        corpus=f"{R}/data/{{collection}}/corpus.parquet",
-        queries=f"{R}/data/{{collection}}/queries.parquet",
+        index=layout.bm25_index("{collection}"),
+        corpus=layout.collection_file("{collection}", "corpus"),
+        queries=layout.collection_file("{collection}", "queries"),
     output:
-        f"{R}/runs/{LEXICAL}/{BM25}/{{collection}}/{{query_set}}.trec",
+        layout.run_file(LEXICAL, BM25, "{collection}", "{query_set}"),
     log:
-        f"{R}/logs/bm25_search/{{collection}}/{{query_set}}.log",
+        layout.log("bm25_search/{collection}/{query_set}"),
     benchmark:
-        f"{R}/benchmarks/bm25_search/{{collection}}/{{query_set}}.tsv"
+        layout.benchmark("bm25_search/{collection}/{query_set}")
     conda:
         ENV
     threads: rule_threads("bm25")
@@ -40,7 +40,7 @@ rule bm25_search:
         **rule_resources("bm25"),
     params:
         bm25=config["bm25"],
-        top_k=lambda wc: study.collection(wc.collection)["top_k"],
-        drop_self_hits=lambda wc: study.collection(wc.collection)["drop_self_hits"],
+        top_k=of_collection("top_k"),
+        drop_self_hits=of_collection("drop_self_hits"),
     script:
         "../scripts/bm25_search.py"

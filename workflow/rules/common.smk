@@ -1,3 +1,7 @@
+# Shared by the rule files. The study (config checked beyond its schema, hub pins applied), the
+# results layout, the conda environment, the wildcard constraints; then, under a header naming
+# each rule file, the input functions and target lists that file uses.
+
 import glob
 import json
 import os
@@ -5,14 +9,18 @@ import sys
 
 from llm_retrieval import axes, model_resources, recipes
 from llm_retrieval.data import training_sources
-from llm_retrieval.pins import UnpinnedError, apply_lock, check_pins, read_lock
 from llm_retrieval.data.sources import local_inputs
 from llm_retrieval.evaluation_kinds import RETRIEVAL, STS
+from llm_retrieval.paths import Layout
+from llm_retrieval.pins import UnpinnedError, apply_lock, check_pins, hub_refs, read_lock
+from llm_retrieval.preflight import drill as preflight_drill
+from llm_retrieval.preflight import probe as preflight_probe
+from llm_retrieval.preflight import requests as preflight_requests
 from llm_retrieval.report import FIGURE_KINDS, PIN_FILES, table_collections, table_units
-from llm_retrieval.study import BM25, LEXICAL, ConfigError, Study, metrics_path
+from llm_retrieval.study import BM25, LEXICAL, ConfigError, EvalUnit, Study
 
 # Hub revisions pinned by `python -m llm_retrieval.pins`: the lock's commit hashes replace the
-# config's branch names before anything reads them; what stays unpinned is checked at onstart.
+# config's branch names before anything reads them; what stays unpinned is checked at onstart (guards.smk).
 PINS_LOCK = config["pins"]["lock"]
 try:
     UNPINNED = apply_lock(config, read_lock(PINS_LOCK))
@@ -25,7 +33,8 @@ try:
 except (ConfigError, model_resources.SizingError) as err:
     raise WorkflowError(f"invalid config: {err}") from None
 
-R = "results"
+# Every output path, below config["results_root"].
+layout = Layout.of(config)
 ENV = "../../envs/retrieval.yaml"
 
 
@@ -40,34 +49,34 @@ wildcard_constraints:
     retriever=regex_of([BM25, *study.backbones]),
     query_set=r"[a-z0-9][a-z0-9_.-]*",
     shard=r"\d+",
-    table=regex_of(config.get("tables", {})),
+    table=regex_of(config["tables"]),
     recipe=regex_of(recipes.recipes(config)),
     task=regex_of(recipes.task_sources(config)),
 
 
-# --- paths ----------------------------------------------------------------------
+def of_collection(key):
+    """A params function: the job's collection's `key` (collections.<collection>.<key>, schema defaults filled)."""
+    return lookup(dpath=f"collections/{{collection}}/{key}", within=config)
 
 
-def collection_files(collection):
-    return {kind: f"{R}/data/{collection}/{kind}.parquet" for kind in ("corpus", "queries", "qrels")}
+# --- data.smk: the files a collection is made from ------------------------------------------------
+
+
+def get_source_files(wildcards):
+    """Local files a collection is made from; remote sources have none (they are fetched)."""
+    source = study.collection(wildcards.collection)["source"]
+    if source["type"] == "stdlib_codesearch":
+        return {"pairs": layout.stdlib_codesearch_pairs()}
+    return local_inputs(source)
+
+
+# --- encode.smk: the shard plan, the encoder's inputs and params ----------------------------------
 
 
 def shard_files(setting, backbone, collection):
     """The corpus shards of one encoding, as many as its estimated token volume asks (Study.corpus_shards)."""
     n = study.corpus_shards(collection, setting)
-    return [f"{R}/embeddings/{setting}/{backbone}/{collection}/corpus/shard-{i}.parquet" for i in range(n)]
-
-
-def corpus_shards(wildcards):
-    return shard_files(wildcards.setting, wildcards.backbone, wildcards.collection)
-
-
-def metrics_file(unit):
-    return metrics_path(unit, R)
-
-
-def all_metrics():
-    return [metrics_file(unit) for unit in study.eval_units()]
+    return [layout.corpus_shard(setting, backbone, collection, i) for i in range(n)]
 
 
 def all_embeddings():
@@ -78,51 +87,154 @@ def all_embeddings():
         retrieval, sts = study.collections_of_kind(setting, RETRIEVAL), study.collections_of_kind(setting, STS)
         for backbone in study.backbones_of(setting):
             for collection in retrieval:
-                stem = f"{R}/embeddings/{setting}/{backbone}/{collection}"
-                files.append(f"{stem}/queries.parquet")
+                files.append(layout.query_embeddings(setting, backbone, collection))
                 files += shard_files(setting, backbone, collection)
             for collection in sts:  # sts.smk: both sentences of each pair
-                files.append(f"{R}/embeddings/{setting}/{backbone}/{collection}/sentences.parquet")
+                files.append(layout.sentence_embeddings(setting, backbone, collection))
     return files
+
+
+def get_adapter(wildcards):
+    """The supervised setting encodes with the trained LoRA adapter (a steps variant: the one exported
+    at that step); zero-shot with none."""
+    if axes.base_of(wildcards.setting) != "supervised":
+        return []
+    step = axes.adapter_step(config, wildcards.setting)
+    recipe = axes.recipe_of(config, wildcards.setting)  # whose retriever: the default recipe or a recipe variant's
+    if step is None:
+        return [layout.adapter(recipe, wildcards.backbone)]
+    return [layout.adapter_snapshot(recipe, wildcards.backbone, step)]
+
+
+def get_encoder_files(wildcards):
+    """The backbone's record and, for supervised encoding, its adapter."""
+    return {"backbone": layout.backbone_record(wildcards.backbone), "adapter": get_adapter(wildcards)}
+
+
+def get_encoding(wildcards):
+    """The `encoding` section as this setting or axis variant uses it."""
+    return axes.encoding_for(config, wildcards.setting, wildcards.collection)
+
+
+def get_max_length(wildcards):
+    """Supervised encoding formats and truncates exactly as training did (a length variant: its own limit)."""
+    return axes.max_length_for(config, wildcards.setting)
+
+
+def get_num_shards(wildcards):
+    return study.corpus_shards(wildcards.collection, wildcards.setting)
+
+
+# --- search.smk: every corpus shard of one encoding -----------------------------------------------
+
+
+def get_corpus_shard_files(wildcards):
+    return shard_files(wildcards.setting, wildcards.backbone, wildcards.collection)
+
+
+# --- train.smk: each task's groups inputs, a recipe's groups and options, the learning curve's snapshots -------
+
+
+def get_training_group_inputs(wildcards):
+    """A source mined from a collection reads its canonical files and BM25 index; others read nothing local."""
+    collection = training_sources.needs_collection(recipes.task_sources(config)[wildcards.task])
+    if collection is None:
+        return {}
+    return {"index": layout.bm25_index(collection), **layout.collection_files(collection)}
+
+
+def get_recipe_groups(wildcards):
+    """The groups of every task of the recipe, by task name."""
+    return {t.task: layout.training_groups(t.task) for t in recipes.recipe(config, wildcards.recipe).tasks}
+
+
+def get_training_inputs(wildcards):
+    """The backbone's record and the groups of every task of the recipe."""
+    return {"backbone": layout.backbone_record(wildcards.backbone), **get_recipe_groups(wildcards)}
+
+
+def recipe_task_options(recipe_name):
+    """train_lora.py's --task-options: each task's weight and query instructions."""
+    return json.dumps(
+        {
+            t.task: {"weight": t.weight, "query_instructions": list(t.query_instructions)}
+            for t in recipes.recipe(config, recipe_name).tasks
+        }
+    )
+
+
+def snapshot_outputs():
+    """train_lora's outputs for the learning curve: one adapter folder per step of settings.supervised.axes.steps."""
+    return {
+        f"step_{n}": directory(layout.adapter_snapshot("{recipe}", "{backbone}", n))
+        for n in axes.snapshot_steps(config)
+    }
+
+
+# --- evaluate.smk: the run a metrics job scores; every metrics file -------------------------------
+
+
+def all_metrics():
+    return [layout.metrics(unit) for unit in study.eval_units()]
+
+
+def get_run(wildcards):
+    """The search job's output a query set's run comes from: a dense search writes one folder per
+    (setting, backbone, collection) holding every query set's run; BM25 one file per query set."""
+    if wildcards.run_setting == LEXICAL:
+        return get_run_file(wildcards)
+    return layout.runs_dir(wildcards.run_setting, wildcards.retriever, wildcards.collection)
+
+
+def get_run_file(wildcards):
+    """The run file itself, inside the folder for dense runs."""
+    return layout.run_file(wildcards.run_setting, wildcards.retriever, wildcards.collection, wildcards.query_set)
+
+
+# --- report.smk: tables, figures, and the registry of what `snakemake --report` shows -------------
+
+
+TABLE_EXTS = ["md", "csv", "html", "json", "fidelity.md", "fidelity.json", "fidelity.html"]
 
 
 def study_tables():
     """The tables with at least one dataset in this study (a slice of the demo may leave one empty)."""
-    return [name for name in config.get("tables", {}) if table_collections(study, name)]
+    return [name for name in config["tables"] if table_collections(study, name)]
 
 
 def all_tables():
-    exts = ["md", "csv", "html", "json", "fidelity.md", "fidelity.json", "fidelity.html"]
-    return expand(f"{R}/tables/{{table}}.{{ext}}", table=study_tables(), ext=exts)
+    return [layout.table(name, ext) for name in study_tables() for ext in TABLE_EXTS]
 
 
-# --- the HTML report (snakemake --report) -------------------------------------------
+def get_table_metrics(wildcards):
+    return [layout.metrics(unit) for unit in table_units(study, wildcards.table)]
+
+
+def table_figures(table):
+    return [layout.figure(table, kind, ext) for kind in FIGURE_KINDS for ext in ("svg", "png")]
+
 
 SETTING_CATEGORY = {"zeroshot": "Zero-shot", "supervised": "Supervised"}
 REPORT_PAGES = ["summary.html", "fidelity.html", "cost.html", "cost.csv", "provenance.html"]
 
 
-def table_figures(table):
-    return [f"{R}/report/figures/{table}/{kind}.{ext}" for kind in FIGURE_KINDS for ext in ("svg", "png")]
-
-
 def report_items():
     """(path, caption, category, subcategory) of every file the HTML report shows."""
-    items = [(f"{R}/report/{page}", page.replace(".", "_") + ".rst", "Overview", None) for page in REPORT_PAGES]
+    items = [(layout.report_page(page), page.replace(".", "_") + ".rst", "Overview", None) for page in REPORT_PAGES]
     for name in study_tables():
         spec = config["tables"][name]
         where = (SETTING_CATEGORY[spec["setting"]], spec["title"])
         items += [
-            (f"{R}/tables/{name}.html", "table.rst", *where),
-            (f"{R}/tables/{name}.csv", "table_csv.rst", *where),
-            (f"{R}/tables/{name}.fidelity.html", "fidelity.rst", *where),
+            (layout.table(name, "html"), "table.rst", *where),
+            (layout.table(name, "csv"), "table_csv.rst", *where),
+            (layout.table(name, "fidelity.html"), "fidelity.rst", *where),
         ]
-        items += [(f"{R}/report/figures/{name}/{kind}.svg", f"{kind}.rst", *where) for kind in FIGURE_KINDS]
+        items += [(layout.figure(name, kind, "svg"), f"{kind}.rst", *where) for kind in FIGURE_KINDS]
     for base, axis in axes.axis_tables(config):  # study axes (docs/axes.md): the curve and its table
         where = (SETTING_CATEGORY[base], f"Axis: {axes.AXES[axis]['label']}")
         items += [
-            (f"{R}/tables/axes/{base}.{axis}.svg", "axis_curve.rst", *where),
-            (f"{R}/tables/axes/{base}.{axis}.csv", "axis_table.rst", *where),
+            (layout.axis_table(base, axis, "svg"), "axis_curve.rst", *where),
+            (layout.axis_table(base, axis, "csv"), "axis_table.rst", *where),
         ]
     return items
 
@@ -140,14 +252,14 @@ def all_report():
                 path, caption=f"workflow/report/{caption}", category=category, subcategory=subcategory
             )
     plain = all_tables() + [f for t in study_tables() for f in table_figures(t)]
-    plain += [f"{R}/report/{name}" for name in ["summary.md", "workflow.rst", "cost.md", "cost.json"]]
+    plain += [layout.report_page(name) for name in ["summary.md", "workflow.rst", "cost.md", "cost.json"]]
     wanted = list(dict.fromkeys(plain + [path for path, *_ in report_items()]))
     return [flagged.get(path, path) for path in wanted]
 
 
 def report_front_page():
     """The report's first page: the generated one once the summary exists, else the template."""
-    made = f"{R}/report/workflow.rst"
+    made = layout.report_page("workflow.rst")
     return made if os.path.exists(made) else "workflow/report/workflow.rst"
 
 
@@ -157,112 +269,52 @@ def pin_files():
     return [p for p in dict.fromkeys(files) if os.path.exists(p)]
 
 
-def backbone_record(wildcards):
-    return f"{R}/models/{wildcards.backbone}/backbone.json"
-
-
-def supervised_max_length(wildcards):
-    """Supervised encoding formats and truncates exactly as training did (a length variant: its own limit)."""
-    return axes.max_length_for(config, wildcards.setting)
-
-
-def encoding_of(wildcards):
-    """The `encoding` section as this setting or axis variant uses it."""
-    return axes.encoding_for(config, wildcards.setting, wildcards.collection)
-
-
-def adapter_of(wildcards):
-    """The supervised setting encodes with the trained LoRA adapter (a steps variant: the one exported
-    at that step); zero-shot with none."""
-    if axes.base_of(wildcards.setting) != "supervised":
-        return []
-    step = axes.adapter_step(config, wildcards.setting)
-    recipe = axes.recipe_of(config, wildcards.setting)  # whose retriever: the default recipe or a recipe variant's
-    if step is not None:
-        return [snapshot_dir(recipe, wildcards.backbone, step)]
-    return [adapter_dir(recipe, wildcards.backbone)]
-
-
-def adapter_dir(recipe, backbone):
-    return f"{R}/train/{recipe}/{backbone}/adapter"
-
-
-def snapshot_dir(recipe, backbone, step):
-    return f"{R}/train/{recipe}/{backbone}/adapter-step-{step}"
-
-
-def groups_file(task):
-    """A training task's groups, prepared once and read by every recipe training on it."""
-    return f"{R}/training_groups/{task}.parquet"
-
-
-def snapshot_outputs():
-    """train_lora's outputs for the learning curve: one adapter folder per step of settings.supervised.axes.steps."""
-    return {f"step_{n}": directory(snapshot_dir("{recipe}", "{backbone}", n)) for n in axes.snapshot_steps(config)}
+# --- axes.smk: the metrics of an axis's variants; every axis table --------------------------------
 
 
 def all_axis_tables():
     return [
-        f"{R}/tables/axes/{base}.{axis}.{ext}"
-        for base, axis in axes.axis_tables(config)
-        for ext in ("md", "csv", "svg")
+        layout.axis_table(base, axis, ext) for base, axis in axes.axis_tables(config) for ext in ("md", "csv", "svg")
     ]
 
 
-def axis_table_metrics(wildcards):
-    return [
-        metrics_file(unit)
-        for unit in study.eval_units()
-        if unit.setting in axes.axis_settings(config, wildcards.base, wildcards.axis)
-    ]
+def get_axis_table_metrics(wildcards):
+    variants = axes.axis_settings(config, wildcards.base, wildcards.axis)
+    return [layout.metrics(unit) for unit in study.eval_units() if unit.setting in variants]
 
 
-# --- input functions ---------------------------------------------------------------
+# --- preflight.smk: the preflight's files, its resource requests, whether a run is preflight only -----------
+
+PREFLIGHT_TINY = layout.preflight("tiny")
+PREFLIGHT_GPU_PARTS = {
+    "encode_queries_and_first_shard": layout.preflight("parts/encode_queries_and_first_shard.json"),
+    "encode_corpus_shard": layout.preflight("parts/encode_corpus_shard.json"),
+    "search": layout.preflight("parts/search.json"),
+    "train_lora": layout.preflight("parts/train_lora.json"),
+}
+PREFLIGHT_HEAD_PARTS = [layout.preflight("parts/requests.json"), layout.preflight("parts/hub.json")]
 
 
-def source_inputs(wildcards):
-    """Local files a collection is made from; remote sources have none (they are fetched)."""
-    source = study.collection(wildcards.collection)["source"]
-    if source["type"] == "stdlib_codesearch":
-        return {"pairs": f"{R}/sources/stdlib-codesearch/pairs.parquet"}
-    return local_inputs(source)
+def preflight_only(targets):
+    """True when every target of this run is a preflight rule or file."""
+    return bool(targets) and all(t.startswith("preflight") or layout.preflight("") in t for t in targets)
 
 
-def get_training_group_inputs(wildcards):
-    """A source mined from a collection reads its canonical files and BM25 index; others read nothing local."""
-    collection = training_sources.needs_collection(recipes.task_sources(config)[wildcards.task])
-    if collection is None:
-        return {}
-    return {"index": f"{R}/bm25/{collection}/index", **collection_files(collection)}
+def get_preflight_requests(wildcards):
+    """Every non-local rule's resources at every attempt the profile's retries allow (Snakemake evaluates them)."""
+    from snakemake.iocontainers import InputFiles, Wildcards
+
+    study = config["settings"].values()
+    values = {
+        "backbone": sorted({b for s in study for b in s["backbones"]}),
+        "collection": sorted({c for s in study for c in s["collections"]}),
+    }
+    rules = [r for r in workflow.rules if not workflow.is_local(r)]
+    attempts = workflow.execution_settings.retries + 1
+    return preflight_requests.expand_rules(rules, lambda d: Wildcards(fromdict=d), InputFiles(), values, attempts)
 
 
-def get_recipe_groups(wildcards):
-    """The groups of every task of the recipe, by task name."""
-    return {t.task: groups_file(t.task) for t in recipes.recipe(config, wildcards.recipe).tasks}
-
-
-def recipe_task_options(recipe_name):
-    """train_lora.py's --task-options: each task's weight and query instructions."""
-    return json.dumps(
-        {
-            t.task: {"weight": t.weight, "query_instructions": list(t.query_instructions)}
-            for t in recipes.recipe(config, recipe_name).tasks
-        }
-    )
-
-
-def run_of(wildcards):
-    """The search job's output a query set's run comes from: a dense search writes one folder per
-    (setting, backbone, collection) holding every query set's run; BM25 one file per query set."""
-    stem = f"{R}/runs/{wildcards.run_setting}/{wildcards.retriever}/{wildcards.collection}"
-    return f"{stem}/{wildcards.query_set}.trec" if wildcards.run_setting == LEXICAL else stem
-
-
-def run_file_of(wildcards):
-    """The run file itself, inside the folder for dense runs."""
-    stem = f"{R}/runs/{wildcards.run_setting}/{wildcards.retriever}/{wildcards.collection}"
-    return f"{stem}/{wildcards.query_set}.trec"
-
-
-def table_metrics(wildcards):
-    return [metrics_file(unit) for unit in table_units(study, wildcards.table)]
+def preflight_resources(kind):
+    """A preflight job of this kind: the kind's resources (training: over 2 ranks), for preflight.runtime minutes."""
+    drill = preflight_drill.drill_config(config)
+    return {**cluster.rule_resources(drill, kind), "runtime": config["preflight"]["runtime"]}

@@ -3,11 +3,11 @@
 
 rule build_stdlib_codesearch:
     output:
-        f"{R}/sources/stdlib-codesearch/pairs.parquet",
+        layout.stdlib_codesearch_pairs(),
     log:
-        f"{R}/logs/build_stdlib_codesearch.log",
+        layout.log("build_stdlib_codesearch"),
     benchmark:
-        f"{R}/benchmarks/build_stdlib_codesearch.tsv"
+        layout.benchmark("build_stdlib_codesearch")
     conda:
         ENV
     threads: rule_threads("data")
@@ -19,11 +19,11 @@ rule build_stdlib_codesearch:
 
 rule build_synthetic_text:
     output:
-        directory(f"{R}/sources/synth-text"),
+        directory(layout.synthetic_text()),
     log:
-        f"{R}/logs/build_synthetic_text.log",
+        layout.log("build_synthetic_text"),
     benchmark:
-        f"{R}/benchmarks/build_synthetic_text.tsv"
+        layout.benchmark("build_synthetic_text")
     conda:
         ENV
     threads: rule_threads("data")
@@ -37,14 +37,14 @@ rule build_synthetic_text:
 
 rule prepare_collection:
     input:
-        unpack(source_inputs),
+        unpack(get_source_files),
     output:
-        **collection_files("{collection}"),
-        manifest=f"{R}/data/{{collection}}/manifest.json",
+        **layout.collection_files("{collection}"),
+        manifest=layout.collection_manifest("{collection}"),
     log:
-        f"{R}/logs/prepare_collection/{{collection}}.log",
+        layout.log("prepare_collection/{collection}"),
     benchmark:
-        f"{R}/benchmarks/prepare_collection/{{collection}}.tsv"
+        layout.benchmark("prepare_collection/{collection}")
     wildcard_constraints:
         collection=regex_of(study.collections_of_kind(None, RETRIEVAL)),
     conda:
@@ -53,8 +53,8 @@ rule prepare_collection:
     resources:
         **rule_resources("data"),
     params:
-        source=lambda wc: study.collection(wc.collection)["source"],
+        source=of_collection("source"),
         query_sets=lambda wc: list(study.collection(wc.collection)["query_sets"]),
-        work_dir=lambda wc: f"{R}/downloads/{wc.collection}",
+        work_dir=lambda wc: layout.downloads(wc.collection),
     script:
         "../scripts/prepare_collection.py"

@@ -6,27 +6,27 @@
 
 rule encode_queries_and_first_shard:
     input:
-        unpack(lambda wc: {"backbone": backbone_record(wc), "adapter": adapter_of(wc)}),
-        queries=f"{R}/data/{{collection}}/queries.parquet",
-        corpus=f"{R}/data/{{collection}}/corpus.parquet",
+        unpack(get_encoder_files),
+        queries=layout.collection_file("{collection}", "queries"),
+        corpus=layout.collection_file("{collection}", "corpus"),
     output:
-        queries=f"{R}/embeddings/{{setting}}/{{backbone}}/{{collection}}/queries.parquet",
-        shard=f"{R}/embeddings/{{setting}}/{{backbone}}/{{collection}}/corpus/shard-0.parquet",
+        queries=layout.query_embeddings("{setting}", "{backbone}", "{collection}"),
+        shard=layout.corpus_shard("{setting}", "{backbone}", "{collection}", 0),
     log:
-        f"{R}/logs/encode_queries_and_first_shard/{{setting}}/{{backbone}}/{{collection}}.log",
+        layout.log("encode_queries_and_first_shard/{setting}/{backbone}/{collection}"),
     benchmark:
-        f"{R}/benchmarks/encode_queries_and_first_shard/{{setting}}/{{backbone}}/{{collection}}.tsv"
+        layout.benchmark("encode_queries_and_first_shard/{setting}/{backbone}/{collection}")
     conda:
         ENV
     threads: rule_threads("encode_queries_and_first_shard")
     resources:
         **rule_resources("encode_queries_and_first_shard"),
     params:
-        encoding=encoding_of,
-        max_length=supervised_max_length,
-        num_shards=lambda wc: study.corpus_shards(wc.collection, wc.setting),
+        encoding=get_encoding,
+        max_length=get_max_length,
+        num_shards=get_num_shards,
         query_sets=lambda wc: study.eval_query_sets(wc.collection),
-        use_title=lambda wc: study.collection(wc.collection)["use_title"],
+        use_title=of_collection("use_title"),
         estimated_documents=lambda wc: study.corpus_size(wc.collection, wc.setting)[0],
     script:
         "../scripts/encode_queries_and_first_shard.py"
@@ -34,14 +34,14 @@ rule encode_queries_and_first_shard:
 
 rule encode_corpus_shard:
     input:
-        unpack(lambda wc: {"backbone": backbone_record(wc), "adapter": adapter_of(wc)}),
-        corpus=f"{R}/data/{{collection}}/corpus.parquet",
+        unpack(get_encoder_files),
+        corpus=layout.collection_file("{collection}", "corpus"),
     output:
-        f"{R}/embeddings/{{setting}}/{{backbone}}/{{collection}}/corpus/shard-{{shard}}.parquet",
+        layout.corpus_shard("{setting}", "{backbone}", "{collection}", "{shard}"),
     log:
-        f"{R}/logs/encode_corpus_shard/{{setting}}/{{backbone}}/{{collection}}/shard-{{shard}}.log",
+        layout.log("encode_corpus_shard/{setting}/{backbone}/{collection}/shard-{shard}"),
     benchmark:
-        f"{R}/benchmarks/encode_corpus_shard/{{setting}}/{{backbone}}/{{collection}}/shard-{{shard}}.tsv"
+        layout.benchmark("encode_corpus_shard/{setting}/{backbone}/{collection}/shard-{shard}")
     wildcard_constraints:
         shard=r"[1-9]\d*",
     conda:
@@ -50,9 +50,9 @@ rule encode_corpus_shard:
     resources:
         **rule_resources("encode_corpus_shard"),
     params:
-        encoding=encoding_of,
-        max_length=supervised_max_length,
-        num_shards=lambda wc: study.corpus_shards(wc.collection, wc.setting),
-        use_title=lambda wc: study.collection(wc.collection)["use_title"],
+        encoding=get_encoding,
+        max_length=get_max_length,
+        num_shards=get_num_shards,
+        use_title=of_collection("use_title"),
     script:
         "../scripts/encode_corpus_shard.py"

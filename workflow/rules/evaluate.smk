@@ -3,14 +3,14 @@
 
 rule evaluate_run:
     input:
-        run=run_of,
-        qrels=f"{R}/data/{{collection}}/qrels.parquet",
+        run=get_run,
+        qrels=layout.collection_file("{collection}", "qrels"),
     output:
-        f"{R}/metrics/{{run_setting}}/{{retriever}}/{{collection}}/{{query_set}}.json",
+        layout.metrics(EvalUnit("{run_setting}", "{retriever}", "{collection}", "{query_set}")),
     log:
-        f"{R}/logs/evaluate_run/{{run_setting}}/{{retriever}}/{{collection}}/{{query_set}}.log",
+        layout.log("evaluate_run/{run_setting}/{retriever}/{collection}/{query_set}"),
     benchmark:
-        f"{R}/benchmarks/evaluate_run/{{run_setting}}/{{retriever}}/{{collection}}/{{query_set}}.tsv"
+        layout.benchmark("evaluate_run/{run_setting}/{retriever}/{collection}/{query_set}")
     wildcard_constraints:
         run_setting=regex_of([LEXICAL, *study.dense_settings()]),
         collection=regex_of(study.collections_of_kind(None, RETRIEVAL)),
@@ -20,7 +20,7 @@ rule evaluate_run:
     resources:
         **rule_resources("evaluate"),
     params:
-        run_file=run_file_of,
-        relevance_level=lambda wc: study.collection(wc.collection)["query_sets"][wc.query_set]["relevance_level"],
+        run_file=get_run_file,
+        relevance_level=of_collection("query_sets/{query_set}/relevance_level"),
     script:
         "../scripts/evaluate_run.py"

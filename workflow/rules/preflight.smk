@@ -2,21 +2,6 @@
 # One line per check in results/preflight/report.md (and .json); logic in src/llm_retrieval/preflight/,
 # what each check means in docs/slurm.md, "Before the study: preflight".
 
-from llm_retrieval.preflight import drill as preflight_drill
-from llm_retrieval.preflight import probe as preflight_probe
-from llm_retrieval.preflight import requests as preflight_requests
-from llm_retrieval.pins import hub_refs
-
-PREFLIGHT = f"{R}/preflight"
-PREFLIGHT_TINY = f"{PREFLIGHT}/tiny"
-PREFLIGHT_GPU_PARTS = {
-    "encode_queries_and_first_shard": f"{PREFLIGHT}/parts/encode_queries_and_first_shard.json",
-    "encode_corpus_shard": f"{PREFLIGHT}/parts/encode_corpus_shard.json",
-    "search": f"{PREFLIGHT}/parts/search.json",
-    "train_lora": f"{PREFLIGHT}/parts/train_lora.json",
-}
-PREFLIGHT_HEAD_PARTS = [f"{PREFLIGHT}/parts/requests.json", f"{PREFLIGHT}/parts/hub.json"]
-
 
 localrules:
     preflight,
@@ -24,42 +9,17 @@ localrules:
     preflight_hub,
 
 
-def preflight_only(targets):
-    """True when every target of this run is a preflight rule or file."""
-    return bool(targets) and all(t.startswith("preflight") or f"{PREFLIGHT}/" in t for t in targets)
-
-
-def get_preflight_requests(wildcards):
-    """Every non-local rule's resources at every attempt the profile's retries allow (Snakemake evaluates them)."""
-    from snakemake.iocontainers import InputFiles, Wildcards
-
-    study = config["settings"].values()
-    values = {
-        "backbone": sorted({b for s in study for b in s["backbones"]}),
-        "collection": sorted({c for s in study for c in s["collections"]}),
-    }
-    rules = [r for r in workflow.rules if not workflow.is_local(r)]
-    attempts = workflow.execution_settings.retries + 1
-    return preflight_requests.expand_rules(rules, lambda d: Wildcards(fromdict=d), InputFiles(), values, attempts)
-
-
-def preflight_resources(kind):
-    """A preflight job of this kind: the kind's resources (training: over 2 ranks), for preflight.runtime minutes."""
-    drill = preflight_drill.drill_config(config)
-    return {**cluster.rule_resources(drill, kind), "runtime": config["preflight"]["runtime"]}
-
-
 rule preflight:
     input:
         head=PREFLIGHT_HEAD_PARTS,
-        compute=[f"{PREFLIGHT}/parts/tiny_study.json", *PREFLIGHT_GPU_PARTS.values()],
+        compute=[layout.preflight("parts/tiny_study.json"), *PREFLIGHT_GPU_PARTS.values()],
     output:
-        md=f"{PREFLIGHT}/report.md",
-        json=f"{PREFLIGHT}/report.json",
+        md=layout.preflight("report.md"),
+        json=layout.preflight("report.json"),
     log:
-        f"{R}/logs/preflight/report.log",
+        layout.log("preflight/report"),
     benchmark:
-        f"{R}/benchmarks/preflight/report.tsv"
+        layout.benchmark("preflight/report")
     conda:
         ENV
     script:
@@ -68,11 +28,11 @@ rule preflight:
 
 rule preflight_requests:
     output:
-        f"{PREFLIGHT}/parts/requests.json",
+        layout.preflight("parts/requests.json"),
     log:
-        f"{R}/logs/preflight/requests.log",
+        layout.log("preflight/requests"),
     benchmark:
-        f"{R}/benchmarks/preflight/requests.tsv"
+        layout.benchmark("preflight/requests")
     conda:
         ENV
     params:
@@ -87,11 +47,11 @@ rule preflight_requests:
 
 rule preflight_hub:
     output:
-        f"{PREFLIGHT}/parts/hub.json",
+        layout.preflight("parts/hub.json"),
     log:
-        f"{R}/logs/preflight/hub.log",
+        layout.log("preflight/hub"),
     benchmark:
-        f"{R}/benchmarks/preflight/hub.tsv"
+        layout.benchmark("preflight/hub")
     conda:
         ENV
     params:
@@ -104,12 +64,12 @@ rule preflight_hub:
 
 rule preflight_tiny_study:
     output:
-        part=f"{PREFLIGHT}/parts/tiny_study.json",
-        record=f"{PREFLIGHT_TINY}/backbone.json",
+        part=layout.preflight("parts/tiny_study.json"),
+        record=layout.preflight("tiny/backbone.json"),
     log:
-        f"{R}/logs/preflight/tiny_study.log",
+        layout.log("preflight/tiny_study"),
     benchmark:
-        f"{R}/benchmarks/preflight/tiny_study.tsv"
+        layout.benchmark("preflight/tiny_study")
     conda:
         ENV
     threads: cluster.rule_threads(config, "resolve_backbone")
@@ -123,13 +83,13 @@ rule preflight_tiny_study:
 
 rule preflight_encode_queries:
     input:
-        study=f"{PREFLIGHT}/parts/tiny_study.json",
+        study=layout.preflight("parts/tiny_study.json"),
     output:
         PREFLIGHT_GPU_PARTS["encode_queries_and_first_shard"],
     log:
-        f"{R}/logs/preflight/encode_queries_and_first_shard.log",
+        layout.log("preflight/encode_queries_and_first_shard"),
     benchmark:
-        f"{R}/benchmarks/preflight/encode_queries_and_first_shard.tsv"
+        layout.benchmark("preflight/encode_queries_and_first_shard")
     conda:
         ENV
     threads: cluster.rule_threads(config, "encode_queries_and_first_shard")
@@ -145,13 +105,13 @@ rule preflight_encode_queries:
 
 rule preflight_encode_shard:
     input:
-        study=f"{PREFLIGHT}/parts/tiny_study.json",
+        study=layout.preflight("parts/tiny_study.json"),
     output:
         PREFLIGHT_GPU_PARTS["encode_corpus_shard"],
     log:
-        f"{R}/logs/preflight/encode_corpus_shard.log",
+        layout.log("preflight/encode_corpus_shard"),
     benchmark:
-        f"{R}/benchmarks/preflight/encode_corpus_shard.tsv"
+        layout.benchmark("preflight/encode_corpus_shard")
     conda:
         ENV
     threads: cluster.rule_threads(config, "encode_corpus_shard")
@@ -172,9 +132,9 @@ rule preflight_search:
     output:
         PREFLIGHT_GPU_PARTS["search"],
     log:
-        f"{R}/logs/preflight/search.log",
+        layout.log("preflight/search"),
     benchmark:
-        f"{R}/benchmarks/preflight/search.tsv"
+        layout.benchmark("preflight/search")
     conda:
         ENV
     threads: cluster.rule_threads(config, "search")
@@ -190,13 +150,13 @@ rule preflight_search:
 
 rule preflight_train:
     input:
-        study=f"{PREFLIGHT}/parts/tiny_study.json",
+        study=layout.preflight("parts/tiny_study.json"),
     output:
         PREFLIGHT_GPU_PARTS["train_lora"],
     log:
-        f"{R}/logs/preflight/train_lora.log",
+        layout.log("preflight/train_lora"),
     benchmark:
-        f"{R}/benchmarks/preflight/train_lora.tsv"
+        layout.benchmark("preflight/train_lora")
     conda:
         ENV
     threads: cluster.rule_threads(preflight_drill.drill_config(config), "train_lora")

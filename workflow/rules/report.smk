@@ -1,22 +1,23 @@
 # The paper's comparison tables (Markdown, CSV, HTML, JSON), published numbers side by side,
-# significance against Base in every cell, and the reproduction fidelity of each table.
+# significance against Base in every cell, and the reproduction fidelity of each table; the cost
+# and summary pages; the registry of what `snakemake --report` shows.
 
 
 rule comparison_table:
     input:
-        table_metrics,
+        get_table_metrics,
     output:
-        md=f"{R}/tables/{{table}}.md",
-        csv=f"{R}/tables/{{table}}.csv",
-        html=f"{R}/tables/{{table}}.html",
-        json=f"{R}/tables/{{table}}.json",
-        fidelity_md=f"{R}/tables/{{table}}.fidelity.md",
-        fidelity_json=f"{R}/tables/{{table}}.fidelity.json",
-        fidelity_html=f"{R}/tables/{{table}}.fidelity.html",
+        md=layout.table("{table}", "md"),
+        csv=layout.table("{table}", "csv"),
+        html=layout.table("{table}", "html"),
+        json=layout.table("{table}", "json"),
+        fidelity_md=layout.table("{table}", "fidelity.md"),
+        fidelity_json=layout.table("{table}", "fidelity.json"),
+        fidelity_html=layout.table("{table}", "fidelity.html"),
     log:
-        f"{R}/logs/comparison_table/{{table}}.log",
+        layout.log("comparison_table/{table}"),
     benchmark:
-        f"{R}/benchmarks/comparison_table/{{table}}.tsv"
+        layout.benchmark("comparison_table/{table}")
     conda:
         ENV
     threads: rule_threads("report")
@@ -30,13 +31,13 @@ rule comparison_table:
 
 rule report_figures:
     input:
-        f"{R}/tables/{{table}}.json",
+        layout.table("{table}", "json"),
     output:
         table_figures("{table}"),
     log:
-        f"{R}/logs/report_figures/{{table}}.log",
+        layout.log("report_figures/{table}"),
     benchmark:
-        f"{R}/benchmarks/report_figures/{{table}}.tsv"
+        layout.benchmark("report_figures/{table}")
     conda:
         ENV
     threads: rule_threads("report")
@@ -58,42 +59,42 @@ rule cost_table:
         sizes="resources/collection_sizes.tsv",
         token_counts="resources/qwen_token_counts.tsv",
     output:
-        md=f"{R}/report/cost.md",
-        csv=f"{R}/report/cost.csv",
-        html=f"{R}/report/cost.html",
-        json=f"{R}/report/cost.json",
+        md=layout.report_page("cost.md"),
+        csv=layout.report_page("cost.csv"),
+        html=layout.report_page("cost.html"),
+        json=layout.report_page("cost.json"),
     log:
-        f"{R}/logs/cost_table/cost.log",
+        layout.log("cost_table/cost"),
     benchmark:
-        f"{R}/benchmarks/cost_table/cost.tsv"
+        layout.benchmark("cost_table/cost")
     conda:
         ENV
     threads: rule_threads("report")
     resources:
         **rule_resources("report"),
     params:
-        benchmarks=f"{R}/benchmarks",
+        benchmarks=layout.benchmarks_dir(),
     script:
         "../scripts/cost_table.py"
 
 
 rule report_summary:
     input:
-        tables=expand(f"{R}/tables/{{table}}.json", table=study_tables()),
-        fidelity=expand(f"{R}/tables/{{table}}.fidelity.json", table=study_tables()),
-        cost=f"{R}/report/cost.json",
-        backbones=expand(f"{R}/models/{{backbone}}/backbone.json", backbone=study.used_backbones()),
+        tables=[layout.table(name, "json") for name in study_tables()],
+        fidelity=[layout.table(name, "fidelity.json") for name in study_tables()],
+        cost=layout.report_page("cost.json"),
+        backbones=[layout.backbone_record(b) for b in study.used_backbones()],
         template="workflow/report/workflow.rst",
     output:
-        md=f"{R}/report/summary.md",
-        html=f"{R}/report/summary.html",
-        fidelity=f"{R}/report/fidelity.html",
-        front_page=f"{R}/report/workflow.rst",
-        provenance=f"{R}/report/provenance.html",
+        md=layout.report_page("summary.md"),
+        html=layout.report_page("summary.html"),
+        fidelity=layout.report_page("fidelity.html"),
+        front_page=layout.report_page("workflow.rst"),
+        provenance=layout.report_page("provenance.html"),
     log:
-        f"{R}/logs/report_summary/summary.log",
+        layout.log("report_summary/summary"),
     benchmark:
-        f"{R}/benchmarks/report_summary/summary.tsv"
+        layout.benchmark("report_summary/summary")
     conda:
         ENV
     threads: rule_threads("report")

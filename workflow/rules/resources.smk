@@ -11,9 +11,7 @@ def rule_threads(kind):
 
 def rule_resources(kind):
     """Per-kind resources; encoding and training scale with the backbone's parameter count (model_resources.py)."""
-    return model_resources.sized_resources(
-        config, kind, cluster.rule_resources(config, kind), lambda backbone: f"results/models/{backbone}/backbone.json"
-    )
+    return model_resources.sized_resources(config, kind, cluster.rule_resources(config, kind), layout.backbone_record)
 
 
 def rank_launcher():

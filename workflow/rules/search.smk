@@ -4,14 +4,14 @@
 
 rule dense_search:
     input:
-        queries=f"{R}/embeddings/{{setting}}/{{backbone}}/{{collection}}/queries.parquet",
-        shards=corpus_shards,
+        queries=layout.query_embeddings("{setting}", "{backbone}", "{collection}"),
+        shards=get_corpus_shard_files,
     output:
-        directory(f"{R}/runs/{{setting}}/{{backbone}}/{{collection}}"),
+        directory(layout.runs_dir("{setting}", "{backbone}", "{collection}")),
     log:
-        f"{R}/logs/dense_search/{{setting}}/{{backbone}}/{{collection}}.log",
+        layout.log("dense_search/{setting}/{backbone}/{collection}"),
     benchmark:
-        f"{R}/benchmarks/dense_search/{{setting}}/{{backbone}}/{{collection}}.tsv"
+        layout.benchmark("dense_search/{setting}/{backbone}/{collection}")
     conda:
         ENV
     threads: rule_threads("search")
@@ -19,8 +19,8 @@ rule dense_search:
         **rule_resources("search"),
     params:
         query_sets=lambda wc: study.eval_query_sets(wc.collection),
-        top_k=lambda wc: study.collection(wc.collection)["top_k"],
-        drop_self_hits=lambda wc: study.collection(wc.collection)["drop_self_hits"],
+        top_k=of_collection("top_k"),
+        drop_self_hits=of_collection("drop_self_hits"),
         backend=config["search"]["backend"],
     script:
         "../scripts/dense_search.py"

@@ -7,12 +7,12 @@ rule prepare_sts_pairs:
     input:
         unpack(lambda wc: local_inputs(study.collection(wc.collection)["source"])),
     output:
-        pairs=f"{R}/data/{{collection}}/pairs.parquet",
-        manifest=f"{R}/data/{{collection}}/manifest.json",
+        pairs=layout.collection_file("{collection}", "pairs"),
+        manifest=layout.collection_manifest("{collection}"),
     log:
-        f"{R}/logs/prepare_sts_pairs/{{collection}}.log",
+        layout.log("prepare_sts_pairs/{collection}"),
     benchmark:
-        f"{R}/benchmarks/prepare_sts_pairs/{{collection}}.tsv"
+        layout.benchmark("prepare_sts_pairs/{collection}")
     wildcard_constraints:
         collection=regex_of(study.collections_of_kind(None, STS)),
     conda:
@@ -21,23 +21,23 @@ rule prepare_sts_pairs:
     resources:
         **rule_resources("data"),
     params:
-        source=lambda wc: study.collection(wc.collection)["source"],
+        source=of_collection("source"),
         query_sets=lambda wc: list(study.collection(wc.collection)["query_sets"]),
-        work_dir=lambda wc: f"{R}/downloads/{wc.collection}",
+        work_dir=lambda wc: layout.downloads(wc.collection),
     script:
         "../scripts/prepare_collection.py"
 
 
 rule encode_sts_sentences:
     input:
-        unpack(lambda wc: {"backbone": backbone_record(wc), "adapter": adapter_of(wc)}),
-        pairs=f"{R}/data/{{collection}}/pairs.parquet",
+        unpack(get_encoder_files),
+        pairs=layout.collection_file("{collection}", "pairs"),
     output:
-        f"{R}/embeddings/{{setting}}/{{backbone}}/{{collection}}/sentences.parquet",
+        layout.sentence_embeddings("{setting}", "{backbone}", "{collection}"),
     log:
-        f"{R}/logs/encode_sts_sentences/{{setting}}/{{backbone}}/{{collection}}.log",
+        layout.log("encode_sts_sentences/{setting}/{backbone}/{collection}"),
     benchmark:
-        f"{R}/benchmarks/encode_sts_sentences/{{setting}}/{{backbone}}/{{collection}}.tsv"
+        layout.benchmark("encode_sts_sentences/{setting}/{backbone}/{collection}")
     wildcard_constraints:
         collection=regex_of(study.collections_of_kind(None, STS)),
     conda:
@@ -47,8 +47,8 @@ rule encode_sts_sentences:
     resources:
         **rule_resources("encode_queries_and_first_shard"),
     params:
-        encoding=encoding_of,
-        max_length=supervised_max_length,
+        encoding=get_encoding,
+        max_length=get_max_length,
         query_sets=lambda wc: study.eval_query_sets(wc.collection),
     script:
         "../scripts/encode_sts_sentences.py"
@@ -56,14 +56,14 @@ rule encode_sts_sentences:
 
 rule evaluate_sts:
     input:
-        pairs=f"{R}/data/{{collection}}/pairs.parquet",
-        sentences=f"{R}/embeddings/{{setting}}/{{backbone}}/{{collection}}/sentences.parquet",
+        pairs=layout.collection_file("{collection}", "pairs"),
+        sentences=layout.sentence_embeddings("{setting}", "{backbone}", "{collection}"),
     output:
-        f"{R}/metrics/{{setting}}/{{backbone}}/{{collection}}/{{query_set}}.json",
+        layout.metrics(EvalUnit("{setting}", "{backbone}", "{collection}", "{query_set}")),
     log:
-        f"{R}/logs/evaluate_sts/{{setting}}/{{backbone}}/{{collection}}/{{query_set}}.log",
+        layout.log("evaluate_sts/{setting}/{backbone}/{collection}/{query_set}"),
     benchmark:
-        f"{R}/benchmarks/evaluate_sts/{{setting}}/{{backbone}}/{{collection}}/{{query_set}}.tsv"
+        layout.benchmark("evaluate_sts/{setting}/{backbone}/{collection}/{query_set}")
     wildcard_constraints:
         collection=regex_of(study.collections_of_kind(None, STS)),
     conda:

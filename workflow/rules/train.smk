@@ -7,11 +7,11 @@ rule training_groups:
     input:
         unpack(get_training_group_inputs),
     output:
-        groups_file("{task}"),
+        layout.training_groups("{task}"),
     log:
-        f"{R}/logs/training_groups/{{task}}.log",
+        layout.log("training_groups/{task}"),
     benchmark:
-        f"{R}/benchmarks/training_groups/{{task}}.tsv"
+        layout.benchmark("training_groups/{task}")
     conda:
         ENV
     threads: rule_threads("training_groups")
@@ -20,23 +20,23 @@ rule training_groups:
     params:
         source=lambda wc: recipes.task_sources(config)[wc.task],
         bm25=config["bm25"],
-        work_dir=f"{R}/downloads/training",
+        work_dir=layout.downloads("training"),
     script:
         "../scripts/training_groups.py"
 
 
 rule train_lora:
     input:
-        unpack(lambda wc: {"backbone": backbone_record(wc), **get_recipe_groups(wc)}),
+        unpack(get_training_inputs),
         deepspeed=config.get("training", {}).get("deepspeed_config", []),
     output:
         **snapshot_outputs(),
-        adapter=directory(adapter_dir("{recipe}", "{backbone}")),
-        report=f"{R}/train/{{recipe}}/{{backbone}}/training.json",
+        adapter=directory(layout.adapter("{recipe}", "{backbone}")),
+        report=layout.training_report("{recipe}", "{backbone}"),
     log:
-        f"{R}/logs/train_lora/{{recipe}}/{{backbone}}.log",
+        layout.log("train_lora/{recipe}/{backbone}"),
     benchmark:
-        f"{R}/benchmarks/train_lora/{{recipe}}/{{backbone}}.tsv"
+        layout.benchmark("train_lora/{recipe}/{backbone}")
     conda:
         ENV
     threads: rule_threads("train_lora")
@@ -47,7 +47,7 @@ rule train_lora:
         training=lambda wc: json.dumps(axes.training_for(config, wc.backbone, wc.recipe)),
         groups=lambda wc: " ".join(f"--groups {task}={path}" for task, path in get_recipe_groups(wc).items()),
         task_options=lambda wc: recipe_task_options(wc.recipe),
-        checkpoints=lambda wc: f"{R}/checkpoints/{wc.recipe}/{wc.backbone}",
+        checkpoints=lambda wc: layout.checkpoints(wc.recipe, wc.backbone),
         # One rank per GPU; on Slurm, srun starts them on every node of the allocation.
         launcher=rank_launcher(),
         # The interpreter running this job, as for the script: rules (also when no venv is active).

@@ -1,13 +1,15 @@
 from llm_retrieval.axes import write_axis_outputs
 from llm_retrieval.joblog import job_log
 from llm_retrieval.report import load_metrics
-from llm_retrieval.study import EvalUnit, Study, metrics_path
+from llm_retrieval.paths import Layout
+from llm_retrieval.study import EvalUnit, Study
 
 with job_log(snakemake.log[0]) as log:
     files = set(snakemake.input)
+    layout = Layout.of(snakemake.config)
 
     def load(setting, backbone, collection, query_set):
-        path = metrics_path(EvalUnit(setting, backbone, collection, query_set))
+        path = layout.metrics(EvalUnit(setting, backbone, collection, query_set))
         if path not in files:
             raise ValueError(f"{path} is not among the rule's inputs")
         return load_metrics(path)

@@ -10,7 +10,7 @@ with job_log(snakemake.log[0]) as log:
     out = snakemake.output
     study = Study(snakemake.config)
     # The rule's input is the metrics file of each of table_units(...), in that order
-    # (common.smk: table_metrics); the table reads those files and no others.
+    # (common.smk: get_table_metrics); the table reads those files and no others.
     units = table_units(study, snakemake.params.table)
     if len(units) != len(snakemake.input):
         raise RuntimeError(f"{len(snakemake.input)} metrics inputs for {len(units)} runs of table {snakemake.params.table}")
