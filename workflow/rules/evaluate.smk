@@ -21,6 +21,6 @@ rule evaluate_run:
         **rule_resources("evaluate"),
     params:
         run_file=get_run_file,
-        relevance_level=of_collection("query_sets/{query_set}/relevance_level"),
+        relevance_level=lambda wc: of_collection("query_sets")(wc)[wc.query_set]["relevance_level"],
     script:
         "../scripts/evaluate_run.py"
