@@ -76,7 +76,7 @@ rule preflight_tiny_study:
     resources:
         **preflight_resources("resolve_backbone"),
     params:
-        tiny=PREFLIGHT_TINY,
+        tiny=lambda wc, output: os.path.dirname(output.record),  # PREFLIGHT_TINY, from the output (snakemake --lint)
     script:
         "../scripts/preflight_tiny_study.py"
 
