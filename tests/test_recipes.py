@@ -368,3 +368,38 @@ def test_the_cost_projection_has_one_training_row_per_recipe_and_backbone():
     trained = [(r["recipe"], r["backbone"]) for r in projected.rows if r["stage"] == "train"]
     assert trained == [("default", "base"), ("c2t", "base"), ("multi", "base"), ("instructed", "base")]
     assert "| training recipe | backbones | GPU-h |" in to_markdown(projected, "config/recipes.yaml")
+
+
+@pytest.mark.slow
+def test_a_multi_task_run_with_instructions_resumed_after_a_failure_ends_as_an_uninterrupted_one(tmp_path):
+    """Task order, groups and each query's instruction are functions of the step: resume needs no saved state."""
+    from safetensors.torch import load_file
+
+    from llm_retrieval.train import checkpoint
+    from llm_retrieval.train.driver import launch
+    from llm_retrieval.train.job import TrainJob, TrainTask
+
+    first, second = synthetic_task(0), synthetic_task(1)
+    texts = [t for task in (first, second) for t in (*task["docs"].values(), *task["queries"].values())]
+    backbone = str(tiny_backbone(tmp_path / "backbone", texts + ["Instruct: find\nthe"] * 3))
+    tasks = (TrainTask("a", str(write_groups(first, tmp_path / "a.parquet")), None, ("find the code", "look it up")),
+             TrainTask("b", str(write_groups(second, tmp_path / "b.parquet", n_neg=0)), None, ("match it",)))
+    training = training_config(max_steps=8, checkpoint_every=3)  # two ranks (spawned: one process group each)
+
+    def job(name, fail_at_step=None):
+        out = tmp_path / name
+        return TrainJob(backbone, "qwen2", tasks, str(out / "adapter"), str(out / "ckpt"), str(out / "log.json"),
+                        training, fail_at_step=fail_at_step)
+
+    reference = launch(job("straight"), world_size=2)
+    assert reference["tasks"] == ["a", "b"] and reference["task_steps_per_epoch"] == [7, 7]
+    with pytest.raises(Exception, match="injected failure after optimizer step 5"):
+        launch(job("resumed", fail_at_step=5), world_size=2)
+    assert checkpoint.latest_complete(tmp_path / "resumed/ckpt").name == "step-00000003"
+    resumed = launch(job("resumed"), world_size=2)
+    assert resumed["resumed_from"] == [3] and resumed["steps_this_process"] == 5
+    assert resumed["losses"] == pytest.approx(reference["losses"], abs=1e-6)
+    a = load_file(str(tmp_path / "straight/adapter/adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "resumed/adapter/adapter_model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6)
