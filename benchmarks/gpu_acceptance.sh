@@ -73,14 +73,14 @@ WALL_START=$(date +%s)
 step environment "$([ "$MODE" = gpu ] && echo 30 || echo 300)" "" "$PY" benchmarks/gpu_acceptance.py env "$OUT"
 if [ "$MODE" = gpu ]; then
     if "$PY" -c 'import faiss, sys; sys.exit(0 if faiss.get_num_gpus() > 0 else 1)' >/dev/null 2>&1; then
-        step faiss_growth_msmarco 75 faiss "$PY" benchmarks/gpu_acceptance.py faiss-growth "$OUT"
+        step faiss_growth_msmarco 90 faiss "$PY" benchmarks/gpu_acceptance.py faiss-growth "$OUT"
     else
         echo "== faiss-gpu is not installed or sees no GPU: the search jobs would take the torch path; timing it at MS MARCO scale"
-        step torch_search_msmarco 75 faiss "$PY" benchmarks/search_gpu.py --docs 8841823 --queries 6980 --depth 1000
+        step torch_search_msmarco 90 faiss "$PY" benchmarks/search_gpu.py --docs 8841823 --queries 6980 --depth 1000
     fi
     step train_zero3_drill 90 deepspeed,yaml,tokenizers "$PY" benchmarks/gpu_acceptance.py train "$OUT"
     step packed_vs_padded_bf16 30 pytest,yaml "$PY" -m pytest -p no:cacheprovider -q -rs tests/test_train_model.py -k packed_and_padded
-    step pytest_gpu 120 pytest,deepspeed,faiss "$PY" -m pytest -p no:cacheprovider -q -rs -m gpu -k "not packed_and_padded" tests
+    step pytest_gpu 105 pytest,deepspeed,faiss "$PY" -m pytest -p no:cacheprovider -q -rs -m gpu -k "not packed_and_padded" tests
     step encode_gpu_7b 60 "" "$PY" benchmarks/encode_gpu_7b.py --texts 2048 --no-load
     step train_gpu_7b 75 deepspeed "$PY" benchmarks/train_gpu.py --steps 4 --warmup 1 --queries 1 --modes zero3
 else

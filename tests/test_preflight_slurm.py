@@ -85,7 +85,7 @@ def test_the_tiny_model_runs_the_real_paths_under_slurm_on_cpu(preflight):
         "hub: token for gated models",
     ):
         assert lines(report, f"- ✔ {check}:"), (check, report)
-    assert "exit 75 with checkpoint step-00000001 over 2 ranks (srun, gloo)" in report
+    assert "(75 from the ranks) with checkpoint step-00000001 over 2 ranks (srun, gloo)" in report
     assert "resumed at step 1, 2 steps under ZeRO-3" in report
 
 
