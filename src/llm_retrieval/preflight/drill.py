@@ -296,7 +296,7 @@ def train_checks(tiny: Path, out: Path, config: dict, launcher: str, world: int 
     checks = [
         passed(
             name,
-            f"exit {first.returncode} ({RETRY_EXIT} from the ranks) with checkpoint {checkpoints[0]} over {world} rank{'s' if world > 1 else ''} ({how})",
+            f"exit {first.returncode}{'' if first.returncode == RETRY_EXIT else f' ({RETRY_EXIT} from the ranks)'} with checkpoint {checkpoints[0]} over {world} rank{'s' if world > 1 else ''} ({how})",
         )
     ]
     second = subprocess.run(command, shell=True, capture_output=True, text=True, check=False)
