@@ -88,6 +88,8 @@ def test_a_recipe_override_merges_nested_sections_key_by_key():
         (lambda c: c["training_tasks"]["c2t"]["source"].update(query_set="dev"), "training_tasks.c2t.source.query_set"),
         (lambda c: c["recipes"]["multi"]["training"].update(global_batch=8), "recipes.multi: training.global_batch=8"),
     (lambda c: c["recipes"]["multi"]["tasks"]["c2t"].update(weight=2.0), "recipes.multi.tasks: give every task a weight"),
+    (lambda c: c["recipes"]["multi"]["training"].update(max_length={"passage": 99999}),
+     "recipes.multi.training.max_length: .*passage.* exceed the position limit of backbone 'base'"),
     ],
 )
 def test_a_recipe_naming_what_does_not_exist_is_a_config_error_naming_the_key(edit, message):

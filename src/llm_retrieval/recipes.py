@@ -120,6 +120,22 @@ def check(config: dict, error=RecipeError) -> None:
             raise error(f"recipes.{name}.backbones: {', '.join(outside)} not among settings.supervised.backbones")
     for task, source in known.items():
         _check_source(config, "training.data" if task == DEFAULT else f"training_tasks.{task}.source", source, error)
+    _check_lengths(config, error)
+
+
+def _check_lengths(config: dict, error) -> None:
+    """A recipe's own max_length fits the positions of every backbone it trains (the default recipe's:
+    encoders.check)."""
+    from .axes import position_limit
+
+    for name, spec in (config.get("recipes") or {}).items():
+        lengths = (spec.get("training") or {}).get("max_length") or {}
+        for backbone in spec.get("backbones") or _supervised_backbones(config):
+            limit = position_limit(config["backbones"][backbone])
+            over = {kind: n for kind, n in lengths.items() if limit is not None and n > limit}
+            if over:
+                raise error(f"recipes.{name}.training.max_length: {over} exceed the position limit of backbone "
+                            f"{backbone!r}, {limit} tokens")
 
 
 def _check_source(config: dict, key: str, source: dict, error) -> None:
