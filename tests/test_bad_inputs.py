@@ -200,7 +200,7 @@ def test_corrupt_parquet_output_is_a_named_error_saying_how_to_rebuild_only_it(t
 
 
 def test_corrupt_metrics_json_is_a_named_error(tmp_path):
-    from llm_retrieval.report import load_metrics
+    from llm_retrieval.report.tables import load_metrics
 
     path = tmp_path / "metrics.json"
     path.write_text(json.dumps({"ndcg_cut_10": 0.5})[:7])

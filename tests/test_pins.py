@@ -164,7 +164,7 @@ def test_manifest_and_report_record_the_pins(tmp_path, monkeypatch):
 
     from data_fixtures import write_coir_task
     from llm_retrieval.data.sources import prepare_collection
-    from llm_retrieval.report import pins_note
+    from llm_retrieval.report.tables import pins_note
     from llm_retrieval.study import Study
 
     write_coir_task(tmp_path / "hub", "apps", [{"_id": "c1", "title": "", "text": "x"}],

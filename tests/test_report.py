@@ -9,14 +9,22 @@ import numpy as np
 import pytest
 import yaml
 from snakemake.utils import validate
+from workflow_helpers import ROOT
 
 from llm_retrieval.atomic import write_json
-from llm_retrieval.report import (QuerySetMismatch, ReferenceTableError, build, build_table, fidelity,
-                                  read_reference, read_table, write_table)
-from llm_retrieval.report import significance as sig
 from llm_retrieval.paths import Layout
+from llm_retrieval.report import fidelity
+from llm_retrieval.report import significance as sig
+from llm_retrieval.report.reference import ReferenceTableError, read_reference
+from llm_retrieval.report.significance import QuerySetMismatch
+from llm_retrieval.report.tables import build, read_table, to_csv_rows, to_markdown, write_table
 from llm_retrieval.study import Study
-from workflow_helpers import ROOT
+
+
+def build_table(study: Study, name: str, metrics_path) -> tuple[str, list[list[str]]]:
+    """Markdown text and CSV rows of table ``name``."""
+    table = build(study, name, metrics_path)
+    return to_markdown(table), to_csv_rows(table)
 
 
 def paper_study(**report) -> Study:

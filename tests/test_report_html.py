@@ -105,7 +105,8 @@ def test_report_renders_in_headless_chromium_with_its_figures(finished_mini, min
 def test_report_first_page_shows_the_main_tables_numbers_in_headless_chromium(finished_mini, mini_report, tmp_path):
     import yaml
 
-    from llm_retrieval.report import read_table, summary
+    from llm_retrieval.report import summary
+    from llm_retrieval.report.tables import read_table
 
     assert CHROMIUM, "chromium is required in CI (.ci/run installs it)"
     config = yaml.safe_load((finished_mini / "config/mini.yaml").read_text())

@@ -8,7 +8,6 @@ import sys
 import pytest
 import yaml
 
-from llm_retrieval.report import table_collections
 from slurm_helpers import assert_ran_under_slurm, require_cluster, run, slurm_job
 from workflow_helpers import job_counts, load_study, planned_jobs, scratch_copy
 
@@ -52,7 +51,7 @@ def test_demo_slice_runs_every_rule_as_slurm_jobs(study):
     assert code == 0, out[-6000:]
     # The tables that have a dataset in the slice (it holds no CoIR collection: no CoIR table is made).
     sliced = load_study(study / "config/mini.yaml", SLICE)
-    made = {t for t in sliced.config["tables"] if table_collections(sliced, t)}
+    made = {t for t in sliced.config["tables"] if sliced.table_collections(t)}
     assert made == {"beir", "supervised"}
     for table in sliced.config["tables"]:
         assert (study / f"results/tables/{table}.md").is_file() == (table in made), table

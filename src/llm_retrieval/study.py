@@ -221,6 +221,26 @@ class Study:
         """``retrieval`` or ``sts`` (evaluation_kinds.py): what the collection's jobs compute."""
         return evaluation_kinds.kind_of(self.collection(name))
 
+    # --- what a table reads (planned at DAG build: no statistics library imported here) ----
+
+    def table_collections(self, name: str) -> list[str]:
+        """The table's own list if it has one, else its setting's collections that name this table."""
+        spec = self.config["tables"][name]
+        if "collections" in spec:
+            return list(spec["collections"])
+        return [c for c in self.collections_of(spec["setting"]) if self.collection(c)["table"] == name]
+
+    def table_units(self, name: str) -> list[EvalUnit]:
+        """The runs a table reads, BM25 included (an STS collection has no BM25 run: sts.py)."""
+        setting = self.config["tables"][name]["setting"]
+        units = []
+        for collection in self.table_collections(name):
+            for query_set in self.eval_query_sets(collection):
+                if self.collection_kind(collection) != evaluation_kinds.STS:
+                    units.append(EvalUnit(LEXICAL, BM25, collection, query_set))
+                units.extend(EvalUnit(setting, b, collection, query_set) for b in self.backbones_of(setting))
+        return units
+
     def collection(self, name: str) -> dict:
         try:
             return self.collections[name]

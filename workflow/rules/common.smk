@@ -16,7 +16,7 @@ from llm_retrieval.pins import UnpinnedError, apply_lock, check_pins, hub_refs, 
 from llm_retrieval.preflight import drill as preflight_drill
 from llm_retrieval.preflight import probe as preflight_probe
 from llm_retrieval.preflight import requests as preflight_requests
-from llm_retrieval.report import FIGURE_KINDS, PIN_FILES, table_collections, table_units
+from llm_retrieval.report import FIGURE_KINDS, PIN_FILES
 from llm_retrieval.study import BM25, LEXICAL, ConfigError, EvalUnit, Study
 
 # Hub revisions pinned by `python -m llm_retrieval.pins`: the lock's commit hashes replace the
@@ -200,7 +200,7 @@ TABLE_EXTS = ["md", "csv", "html", "json", "fidelity.md", "fidelity.json", "fide
 
 def study_tables():
     """The tables with at least one dataset in this study (a slice of the demo may leave one empty)."""
-    return [name for name in config["tables"] if table_collections(study, name)]
+    return [name for name in config["tables"] if study.table_collections(name)]
 
 
 def all_tables():
@@ -208,7 +208,7 @@ def all_tables():
 
 
 def get_table_metrics(wildcards):
-    return [layout.metrics(unit) for unit in table_units(study, wildcards.table)]
+    return [layout.metrics(unit) for unit in study.table_units(wildcards.table)]
 
 
 def table_figures(table):

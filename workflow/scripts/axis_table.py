@@ -1,6 +1,6 @@
 from llm_retrieval.axes import write_axis_outputs
 from llm_retrieval.joblog import job_log
-from llm_retrieval.report import load_metrics
+from llm_retrieval.report.tables import load_metrics
 from llm_retrieval.paths import Layout
 from llm_retrieval.study import EvalUnit, Study
 

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from llm_retrieval.joblog import job_log
-from llm_retrieval.report import read_table
+from llm_retrieval.report.tables import read_table
 from llm_retrieval.report.figures import draw_all
 
 with job_log(snakemake.log[0]) as log:

@@ -3,7 +3,8 @@ from pathlib import Path
 
 from llm_retrieval.atomic import write_text
 from llm_retrieval.joblog import job_log
-from llm_retrieval.report import fidelity, read_table, summary
+from llm_retrieval.report import fidelity, summary
+from llm_retrieval.report.tables import read_table
 from llm_retrieval.report.html import markdown_to_html, page
 
 with job_log(snakemake.log[0]) as log:

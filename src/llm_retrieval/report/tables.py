@@ -96,26 +96,6 @@ class Table:
         return table
 
 
-def table_collections(study: Study, name: str) -> list[str]:
-    """The table's own list if it has one, else its setting's collections that name this table."""
-    spec = study.config["tables"][name]
-    if "collections" in spec:
-        return list(spec["collections"])
-    return [c for c in study.collections_of(spec["setting"]) if study.collection(c)["table"] == name]
-
-
-def table_units(study: Study, name: str) -> list[EvalUnit]:
-    """The runs a table reads, BM25 included (an STS collection has no BM25 run: sts.py)."""
-    setting = study.config["tables"][name]["setting"]
-    units = []
-    for collection in table_collections(study, name):
-        for query_set in study.eval_query_sets(collection):
-            if study.collection_kind(collection) != STS:
-                units.append(EvalUnit(LEXICAL, BM25, collection, query_set))
-            units.extend(EvalUnit(setting, b, collection, query_set) for b in study.backbones_of(setting))
-    return units
-
-
 def load_metrics(path: str | Path) -> dict:
     try:
         with open(path, encoding="utf-8") as stream:
@@ -138,12 +118,12 @@ def random_weights(study: Study, setting: str) -> bool:
 def build(study: Study, name: str, metrics_path) -> Table:
     """Table ``name`` with significance, CIs and published values; ``metrics_path(unit)`` locates metrics."""
     spec = study.config["tables"][name]
-    if not table_collections(study, name):
+    if not study.table_collections(name):
         raise ValueError(f"tables.{name}: no collection of this study feeds it (setting {spec['setting']!r}); "
                          "the workflow plans only tables with a dataset — add one to the setting or drop the table")
     options = study.config["report"]
     retrievers = _retrievers(study, spec["setting"])
-    sts_table = all(study.collection_kind(c) == STS for c in table_collections(study, name))
+    sts_table = all(study.collection_kind(c) == STS for c in study.table_collections(name))
     if sts_table:  # sentence pairs: no BM25 run (sts.py)
         retrievers = [r for r in retrievers if r[0] != BM25]
     labels = [label for _, _, label in retrievers]
@@ -158,7 +138,7 @@ def build(study: Study, name: str, metrics_path) -> Table:
     per_query: dict[tuple[str, str], list[dict[str, float]]] = {}
     if layout == "column":
         reference = read_reference(spec.get("reference"), "backbone")
-        collections = table_collections(study, name)
+        collections = study.table_collections(name)
         if len(collections) != 1:
             raise ValueError(f"tables.{name}: a column table needs exactly one collection, got {collections}")
         for column in spec["columns"]:
@@ -175,7 +155,7 @@ def build(study: Study, name: str, metrics_path) -> Table:
     else:
         reference = read_reference(spec.get("reference"), "dataset")
         rows: dict[str, list[str]] = {}  # one row per label: per-language collections are averaged
-        for collection in table_collections(study, name):
+        for collection in study.table_collections(name):
             rows.setdefault(study.collection(collection)["label"], []).append(collection)
         for row_label, collections in rows.items():
             table.items.append(row_label)
@@ -212,7 +192,7 @@ def _build_sts(study: Study, name: str, table: Table, retrievers, metrics_path) 
     statistic = sts.STATISTICS[spec["measure"]]
     reference = read_reference(spec.get("reference"), "dataset")
     rows: dict[str, list[str]] = {}
-    for collection in table_collections(study, name):
+    for collection in study.table_collections(name):
         rows.setdefault(study.collection(collection)["label"], []).append(collection)
     pairs: dict[tuple[str, str], list] = {}  # (label, row) -> [(gold, cosine)] per collection of the row
     for n, (row_label, collections) in enumerate(rows.items()):
@@ -399,16 +379,10 @@ def to_csv_rows(table: Table) -> list[list[str]]:
     return out
 
 
-def build_table(study: Study, name: str, metrics_path) -> tuple[str, list[list[str]]]:
-    """Markdown text and CSV rows of table ``name`` (kept for callers of the single-module report)."""
-    table = build(study, name, metrics_path)
-    return to_markdown(table), to_csv_rows(table)
-
-
 def pins_note(study: Study, name: str) -> str:
     """The hub revisions (commit hashes once pinned) behind a table's models and data, for its footer."""
     setting = study.config["tables"][name]["setting"]
-    backbones, collections = set(study.backbones_of(setting)), set(table_collections(study, name))
+    backbones, collections = set(study.backbones_of(setting)), set(study.table_collections(name))
     refs = [ref for ref in hub_refs(study.config)
             if (ref.target[0] == "backbones" and ref.target[1] in backbones)
             or (ref.target[0] == "collections" and ref.target[1] in collections)
