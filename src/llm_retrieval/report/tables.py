@@ -134,53 +134,68 @@ def build(study: Study, name: str, metrics_path) -> Table:
                   reference=spec.get("reference"), random_weights=random_weights(study, spec["setting"]))
     if sts_table:
         return _build_sts(study, name, table, retrievers, metrics_path)
-    # per_query[(label, item)] = one {query: value} per collection of the row
-    per_query: dict[tuple[str, str], list[dict[str, float]]] = {}
-    if layout == "column":
-        reference = read_reference(spec.get("reference"), "backbone")
-        collections = study.table_collections(name)
-        if len(collections) != 1:
-            raise ValueError(f"tables.{name}: a column table needs exactly one collection, got {collections}")
-        for column in spec["columns"]:
-            table.items.append(column["label"])
-            table.columns[column["label"]] = [column["query_set"], column["measure"]]
-            for retriever, setting, label in retrievers:
-                metrics = load_metrics(metrics_path(EvalUnit(setting, retriever, collections[0], column["query_set"])))
-                per_query[(label, column["label"])] = [
-                    {q: v[column["measure"]] for q, v in metrics["per_query"].items()}]
-                table.cells[(label, column["label"])] = Cell(
-                    label, column["label"], metrics["aggregate"][column["measure"]],
-                    reference.get(label, column["label"]), queries=len(metrics["per_query"]))
-        used_rows, used_columns = set(labels), set(table.items)
-    else:
-        reference = read_reference(spec.get("reference"), "dataset")
-        rows: dict[str, list[str]] = {}  # one row per label: per-language collections are averaged
-        for collection in study.table_collections(name):
-            rows.setdefault(study.collection(collection)["label"], []).append(collection)
-        for row_label, collections in rows.items():
-            table.items.append(row_label)
-            if spec.get("grouped"):
-                table.groups[row_label] = study.collection(collections[0]).get("group", "")
-            for retriever, setting, label in retrievers:
-                loaded = [load_metrics(metrics_path(EvalUnit(setting, retriever, c, study.eval_query_sets(c)[0])))
-                          for c in collections]
-                per_query[(label, row_label)] = [
-                    {q: v[spec["measure"]] for q, v in m["per_query"].items()} for m in loaded]
-                ours = sum(m["aggregate"][spec["measure"]] for m in loaded) / len(loaded)
-                table.cells[(label, row_label)] = Cell(label, row_label, ours, reference.get(row_label, label),
-                                                       queries=sum(len(m["per_query"]) for m in loaded))
-        # The published Avg is comparable only when the table holds exactly the published datasets.
-        same_rows = set(rows) == set(reference.values) - {AVG}
-        for i, label in enumerate(labels):
-            groups = [[list(d.values()) for d in per_query[(label, item)]] for item in table.items]
-            table.averages[label] = Cell(
-                label, AVG, sum(table.cells[(label, item)].ours for item in table.items) / len(table.items),
-                reference.get(AVG, label) if same_rows else None,
-                ci=sig.bootstrap_mean_ci(groups, options["bootstrap"], options["seed"] + i))
-        used_rows, used_columns = set(table.items) | {AVG}, set(labels)
-    table.not_compared = _not_compared(reference, used_rows, used_columns)
+    fill = _fill_column_table if layout == "column" else _fill_measure_table
+    per_query = fill(study, spec, table, retrievers, metrics_path)
     _test_against_anchor(table, per_query, options)
     return table
+
+
+# per_query[(label, item)] = one {query: value} per collection of the row
+PerQuery = dict[tuple[str, str], list[dict[str, float]]]
+
+
+def _fill_column_table(study: Study, spec: dict, table: Table, retrievers, metrics_path) -> PerQuery:
+    """Rows are the retrievers, columns (query set, measure) pairs of the table's one collection."""
+    reference = read_reference(spec.get("reference"), "backbone")
+    collections = study.table_collections(table.name)
+    if len(collections) != 1:
+        raise ValueError(f"tables.{table.name}: a column table needs exactly one collection, got {collections}")
+    per_query: PerQuery = {}
+    for column in spec["columns"]:
+        table.items.append(column["label"])
+        table.columns[column["label"]] = [column["query_set"], column["measure"]]
+        for retriever, setting, label in retrievers:
+            metrics = load_metrics(metrics_path(EvalUnit(setting, retriever, collections[0], column["query_set"])))
+            per_query[(label, column["label"])] = [
+                {q: v[column["measure"]] for q, v in metrics["per_query"].items()}]
+            table.cells[(label, column["label"])] = Cell(
+                label, column["label"], metrics["aggregate"][column["measure"]],
+                reference.get(label, column["label"]), queries=len(metrics["per_query"]))
+    table.not_compared = _not_compared(reference, set(table.retrievers), set(table.items))
+    return per_query
+
+
+def _fill_measure_table(study: Study, spec: dict, table: Table, retrievers, metrics_path) -> PerQuery:
+    """Rows are the datasets (per-language collections averaged into one row), columns the retrievers;
+    an Avg row with its bootstrap CI."""
+    options = study.config["report"]
+    reference = read_reference(spec.get("reference"), "dataset")
+    rows: dict[str, list[str]] = {}  # one row per label: per-language collections are averaged
+    for collection in study.table_collections(table.name):
+        rows.setdefault(study.collection(collection)["label"], []).append(collection)
+    per_query: PerQuery = {}
+    for row_label, collections in rows.items():
+        table.items.append(row_label)
+        if spec.get("grouped"):
+            table.groups[row_label] = study.collection(collections[0]).get("group", "")
+        for retriever, setting, label in retrievers:
+            loaded = [load_metrics(metrics_path(EvalUnit(setting, retriever, c, study.eval_query_sets(c)[0])))
+                      for c in collections]
+            per_query[(label, row_label)] = [
+                {q: v[spec["measure"]] for q, v in m["per_query"].items()} for m in loaded]
+            ours = sum(m["aggregate"][spec["measure"]] for m in loaded) / len(loaded)
+            table.cells[(label, row_label)] = Cell(label, row_label, ours, reference.get(row_label, label),
+                                                   queries=sum(len(m["per_query"]) for m in loaded))
+    # The published Avg is comparable only when the table holds exactly the published datasets.
+    same_rows = set(rows) == set(reference.values) - {AVG}
+    for i, label in enumerate(table.retrievers):
+        groups = [[list(d.values()) for d in per_query[(label, item)]] for item in table.items]
+        table.averages[label] = Cell(
+            label, AVG, sum(table.cells[(label, item)].ours for item in table.items) / len(table.items),
+            reference.get(AVG, label) if same_rows else None,
+            ci=sig.bootstrap_mean_ci(groups, options["bootstrap"], options["seed"] + i))
+    table.not_compared = _not_compared(reference, set(table.items) | {AVG}, set(table.retrievers))
+    return per_query
 
 
 def _build_sts(study: Study, name: str, table: Table, retrievers, metrics_path) -> Table:
