@@ -7,11 +7,16 @@ MS MARCO dev's shape by default: 6,980 queries x 8 shards x 1,001 hits per shard
 ratio, and checks that both merges return the same (doc, score) lists.
 """
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from llm_retrieval.search import Hits, legacy_heap_merge, merge_hits
+from llm_retrieval.search import Hits, merge_hits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the old merge: a test oracle
+from search_oracle import legacy_heap_merge
 
 
 def main() -> None:

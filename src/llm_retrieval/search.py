@@ -374,18 +374,3 @@ def dense_search(query_ids: Sequence[str], query_vectors: np.ndarray, shard_path
     ranked = ranked_lists(query_ids, hits, doc_ids, top_k, drop_self)
     write_run(out_path, ranked, tag)
     return len(ranked)
-
-
-def legacy_heap_merge(parts: Sequence[Hits], doc_ids: Sequence[str], depth: int) -> list[list[tuple[str, float]]]:
-    """The merge before the vectorised one (a heap per query and shard), kept for benchmarks/search_merge.py."""
-    import heapq
-
-    nq = len(parts[0].scores) if parts else 0
-    merged: list[list[tuple[float, str]]] = [[] for _ in range(nq)]
-    for part in parts:
-        for qi, (row_scores, row_ids) in enumerate(zip(part.scores, part.rows)):
-            hits = merged[qi]
-            hits.extend((float(s), doc_ids[i]) for s, i in zip(row_scores, row_ids) if i >= 0)
-            merged[qi] = heapq.nlargest(depth, hits)
-    return [[(doc, score) for score, doc in hits] for hits in merged]
-

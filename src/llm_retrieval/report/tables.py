@@ -106,7 +106,7 @@ def load_metrics(path: str | Path) -> dict:
 
 def _retrievers(study: Study, setting: str) -> list[tuple[str, str, str]]:
     """(retriever, setting it is filed under, column label), BM25 first."""
-    return [(BM25, LEXICAL, study.config["bm25"].get("label", "BM25"))] + [
+    return [(BM25, LEXICAL, study.config["bm25"]["label"])] + [
         (b, setting, study.backbone(b)["label"]) for b in study.backbones_of(setting)]
 
 
@@ -246,7 +246,8 @@ def _not_compared(reference: Reference, rows: set[str], columns: set[str]) -> li
             + [f"column {c}" for c in reference.columns if c not in columns])
 
 
-def _flat(values: list[dict[str, float]], what: str) -> dict[str, float]:
+def _flat(values: list[dict[str, float]]) -> dict[str, float]:
+    """One {query: value} per collection of a row as one dict (keys ``<i>/<query>`` when several)."""
     if len(values) == 1:
         return values[0]
     return {f"{i}/{q}": v for i, d in enumerate(values) for q, v in d.items()}
@@ -261,7 +262,7 @@ def _test_against_anchor(table: Table, per_query, options: dict) -> None:
         if table.anchor is None or label == table.anchor:
             continue
         what = f"table {table.name}, {item}: {label} vs {table.anchor}"
-        a, b = sig.paired_values(_flat(per_query[(label, item)], what), _flat(per_query[(table.anchor, item)], what),
+        a, b = sig.paired_values(_flat(per_query[(label, item)]), _flat(per_query[(table.anchor, item)]),
                                  what)
         cell.p = sig.paired_pvalue(a, b, table.test, options["permutations"], options["seed"] + n)
         cell.win_tie_loss = sig.win_tie_loss(a, b)
