@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from . import recipes as recipe_model
-from .evaluation_kinds import display_name
 from .recipes import DEFAULT
 
 AXES: dict[str, dict[str, Any]] = {
@@ -313,94 +312,3 @@ def axis_points(config: dict, base: str, axis: str, recipe: str = DEFAULT) -> li
 def axis_settings(config: dict, base: str, axis: str) -> list[str]:
     """Every setting an axis table reads."""
     return [s for r in axis_recipes(config, base, axis) for s, _ in axis_points(config, base, axis, r)]
-
-
-def axis_rows(study, base: str, axis: str, load) -> list[dict]:
-    """One row per (recipe, backbone, collection, query set, x): the curve measures, and on the recipe axis each
-    recipe's difference from the default one. ``load(setting, backbone, collection, query_set)`` returns a
-    metrics dict."""
-    rows = []
-    for recipe in axis_recipes(study.config, base, axis):
-        points = axis_points(study.config, base, axis, recipe)
-        variant = next(s for s, _ in points if variant_of(study.config, s) is not None)
-        backbones, collections = scope(study.config, variant)  # the axis's scope (all variants share it)
-        for backbone in backbones:
-            for collection in collections:
-                for query_set in study.eval_query_sets(collection):
-                    rows += _point_rows(study, axis, recipe, points, load, backbone, collection, query_set)
-    return rows
-
-
-def _point_rows(study, axis, recipe, points, load, backbone, collection, query_set) -> list[dict]:
-    rows, first = [], None
-    for setting, x in points:
-        if backbone not in study.backbones_of(setting):  # a recipe that does not train this backbone
-            continue
-        aggregate = load(setting, backbone, collection, query_set)["aggregate"]
-        row = {"recipe": recipe, "backbone": study.backbone(backbone)["label"],
-               "collection": study.collection(collection)["label"], "query_set": query_set, axis: value_name(x),
-               **{m: aggregate[m] for m in CURVE_MEASURES}}
-        first = first or row
-        if axis == "recipe":
-            row.update({f"delta_{m}": row[m] - first[m] for m in CURVE_MEASURES})
-        rows.append(row)
-    return rows
-
-
-def axis_header(axis: str) -> list[str]:
-    deltas = [f"delta_{m}" for m in CURVE_MEASURES] if axis == "recipe" else []
-    return ["recipe", "backbone", "collection", "query_set", axis, *CURVE_MEASURES, *deltas]
-
-
-def write_axis_outputs(study, base: str, axis: str, load, md_path, csv_path, svg_path) -> None:
-    import csv
-    import io
-
-    from .atomic import write_text
-
-    rows = axis_rows(study, base, axis, load)
-    header = axis_header(axis)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows([[r[h] if not isinstance(r[h], float) else f"{r[h]:.4f}" for h in header] for r in rows])
-    write_text(csv_path, buffer.getvalue())
-    title = f"{base}: {', '.join(CURVE_MEASURES)} against {AXES[axis]['label']}"
-    lines = [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r[h] if not isinstance(r[h], float) else f"{r[h]:.4f}" for h in header) + " |"
-              for r in rows]
-    write_text(md_path, "\n".join(lines + [""]))
-    write_text(svg_path, _curve_svg(rows, axis, title))
-
-
-def _curve_svg(rows: list[dict], axis: str, title: str) -> str:
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, panels = plt.subplots(1, len(CURVE_MEASURES), figsize=(5 * len(CURVE_MEASURES), 3.6), squeeze=False)
-    series: dict[tuple, list] = {}
-    for r in rows:
-        series.setdefault((r["recipe"], r["backbone"], r["collection"], r["query_set"]), []).append(r)
-    for panel, measure in zip(panels[0], CURVE_MEASURES):
-        for (recipe, backbone, collection, query_set), points in series.items():
-            labels = [p[axis] for p in points]
-            numeric = all(x.isdigit() for x in labels)
-            xs = [int(x) for x in labels] if numeric else list(range(len(labels)))
-            label = f"{backbone} / {collection} / {query_set}" + (f" ({recipe})" if recipe != DEFAULT else "")
-            panel.plot(xs, [p[measure] for p in points], marker="o", label=label)
-            if not numeric:
-                panel.set_xticks(xs, labels)
-        panel.set_xlabel(AXES[axis]["label"])
-        panel.set_ylabel(display_name(measure))
-        panel.grid(alpha=0.3)
-    panels[0][0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    out = io.StringIO()
-    fig.savefig(out, format="svg")
-    plt.close(fig)
-    return out.getvalue()

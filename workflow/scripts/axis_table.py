@@ -1,4 +1,4 @@
-from llm_retrieval.axes import write_axis_outputs
+from llm_retrieval.report.axis_tables import write_axis_outputs
 from llm_retrieval.joblog import job_log
 from llm_retrieval.report.tables import load_metrics
 from llm_retrieval.paths import Layout

@@ -29,6 +29,7 @@ from ..pins import hub_refs
 from ..study import BM25, LEXICAL, EvalUnit, Study
 from . import significance as sig
 from .reference import Reference, read_reference
+from .render import markdown_table
 
 UP_MARK, DROP_MARK = "▲", "▼"
 AVG = "Avg"
@@ -326,12 +327,9 @@ def note(table: Table) -> str:
 
 def to_markdown(table: Table) -> str:
     header, rows = _grid(table)
-    lines = [f"## {table.title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        lines.append("| " + " | ".join(
-            c if isinstance(c, str) else _text(c, with_ci=table.layout == "column" or c.item == AVG)
-            for c in row) + " |")
-    return "\n".join(lines + ["", note(table), ""])
+    printed = [[c if isinstance(c, str) else _text(c, with_ci=table.layout == "column" or c.item == AVG) for c in row]
+               for row in rows]
+    return "\n".join([f"## {table.title}", "", markdown_table(header, printed), "", note(table), ""])
 
 
 def _rst(text: str) -> str:
