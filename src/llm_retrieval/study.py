@@ -52,11 +52,13 @@ class Study:
         self.backbones: dict[str, dict] = config["backbones"]
         self.collections: dict[str, dict] = config["collections"]
         self.settings: dict[str, dict] = config.get("settings", {})
+        self.variants: list[axes.Variant] = axes.variants(self.settings)
+        # Computed once each: the input functions ask for them for every job (the config does not change).
+        self._cache: dict[tuple, tuple[str, Any]] = {}
         self._check_references()
         self._check_encoding()
         axes.check(config, ConfigError)
         encoders.check(config, ConfigError)
-        self.variants: list[axes.Variant] = axes.variants(self.settings)
 
     def _check_references(self) -> None:
         self._check_settings()
@@ -90,8 +92,11 @@ class Study:
                         f"(known: {', '.join(self.collections)})")
 
     def _check_table(self, name: str, table: dict) -> None:
-        if table["setting"] not in self.settings:
-            raise ConfigError(f"tables.{name}.setting: setting {table['setting']!r} is not configured")
+        if table["setting"] not in self.dense_settings():
+            # A setting variant (``supervised.instruction-on``) is a table's setting too: the study's
+            # instruction-trained table is one, with its published numbers and fidelity.
+            raise ConfigError(f"tables.{name}.setting: setting {table['setting']!r} is not configured "
+                              f"(configured: {', '.join(self.dense_settings())})")
         for collection in table.get("collections", []):
             if collection not in self.collections_of(table["setting"]):
                 raise ConfigError(f"tables.{name}.collections: {collection!r} is not among "
@@ -134,16 +139,23 @@ class Study:
     def corpus_size(self, collection: str, setting: str = "zeroshot") -> tuple[int, int]:
         """(documents, encoded tokens) estimated for one collection's corpus in one setting's format:
         zero-shot, the PromptReps template around text cut at max_text_tokens.passage; supervised,
-        ``Passage: `` + text + EOS within training.max_length.passage."""
+        ``Passage: `` + text + EOS within training.max_length.passage. Computed once per (collection,
+        setting): the DAG build asks for it from several input functions of every encoding job."""
+        spec = self.collection(collection)
+        return self._once(("corpus_size", collection, setting), (spec, self.config["encoding"]["max_text_tokens"],
+                          (self.config.get("training") or {}).get("max_length")),
+                          lambda: self._estimate_corpus_size(collection, setting))
+
+    def _estimate_corpus_size(self, collection: str, setting: str) -> tuple[int, int]:
         try:
             documents, mean_tokens = self.size_table.mean_tokens(collection, self.collection(collection))
         except corpus_sizes.SizeEstimateError as err:
             raise ConfigError(str(err)) from None
         if axes.base_of(setting) == "supervised":  # a setting variant: its own passage length (axes.py)
-            whole = axes.max_length_for(self.config, setting)["passage"]
+            whole = self.max_length(setting)["passage"]
             template = corpus_sizes.SUPERVISED_TEMPLATE_TOKENS
             return documents, corpus_sizes.encoded_tokens(documents, mean_tokens, max(1, whole - template), template)
-        passage = axes.encoding_for(self.config, setting, collection)["max_text_tokens"]["passage"]
+        passage = self.encoding(setting, collection)["max_text_tokens"]["passage"]
         tokens = corpus_sizes.encoded_tokens(documents, mean_tokens, passage, self.size_table.template_tokens)
         return documents, tokens
 
@@ -151,18 +163,51 @@ class Study:
         """Number of shard jobs for one corpus: its estimated tokens / encoding.shard_tokens, at least 1."""
         return corpus_sizes.shard_count(self.corpus_size(collection, setting)[1], self.config["encoding"]["shard_tokens"])
 
+    def encoding(self, setting: str, collection: str) -> dict:
+        """The ``encoding`` section as a setting or axis variant uses it on a collection (axes.encoding_for),
+        computed once per pair; callers must not modify it."""
+        return self._once(("encoding", setting, collection), (self.config["encoding"], self.collection(collection)),
+                          lambda: axes.encoding_for(self.config, setting, collection))
+
+    def _once(self, key: tuple, inputs: tuple, compute):
+        """``compute()`` once per key while ``inputs`` (the config parts it reads) stay as they were: the input
+        functions ask for these for every job, and a config edited after a lookup is not answered stale."""
+        fingerprint = repr(inputs)
+        cached = self._cache.get(key)
+        if cached is None or cached[0] != fingerprint:
+            cached = self._cache[key] = (fingerprint, compute())
+        return cached[1]
+
+    def _per_setting(self, what: str, compute, setting: str):
+        """``compute(config, setting)`` once per setting (its setting's section, training lengths and recipes)."""
+        inputs = (self.settings.get(axes.base_of(setting)), (self.config.get("training") or {}).get("max_length"),
+                  self.config.get("recipes"))
+        return self._once((what, setting), inputs, lambda: compute(self.config, setting))
+
+    def max_length(self, setting: str) -> dict | None:
+        """axes.max_length_for, once per setting; callers must not modify it."""
+        return self._per_setting("max_length", axes.max_length_for, setting)
+
+    def adapter_step(self, setting: str) -> int | None:
+        """axes.adapter_step, once per setting."""
+        return self._per_setting("adapter_step", axes.adapter_step, setting)
+
+    def recipe_of(self, setting: str) -> str:
+        """axes.recipe_of, once per setting."""
+        return self._per_setting("recipe_of", axes.recipe_of, setting)
+
     # --- what the DAG expands -------------------------------------------------
 
     def backbones_of(self, setting: str) -> list[str]:
         """Backbones of a setting or of a setting variant (``supervised.steps-200``: its setting's)."""
         if axes.base_of(setting) not in self.settings:
             return []
-        return axes.scope(self.config, setting)[0]
+        return list(self._per_setting("scope", axes.scope, setting)[0])
 
     def collections_of(self, setting: str) -> list[str]:
         if axes.base_of(setting) not in self.settings:
             return []
-        return axes.scope(self.config, setting)[1]
+        return list(self._per_setting("scope", axes.scope, setting)[1])
 
     def dense_settings(self) -> list[str]:
         """The settings and their axis variants, each a full encode -> search -> evaluate pass."""

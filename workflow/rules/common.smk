@@ -100,8 +100,8 @@ def get_adapter(wildcards):
     at that step); zero-shot with none."""
     if axes.base_of(wildcards.setting) != "supervised":
         return []
-    step = axes.adapter_step(config, wildcards.setting)
-    recipe = axes.recipe_of(config, wildcards.setting)  # whose retriever: the default recipe or a recipe variant's
+    step = study.adapter_step(wildcards.setting)
+    recipe = study.recipe_of(wildcards.setting)  # whose retriever: the default recipe or a recipe variant's
     if step is None:
         return [layout.adapter(recipe, wildcards.backbone)]
     return [layout.adapter_snapshot(recipe, wildcards.backbone, step)]
@@ -114,12 +114,12 @@ def get_encoder_files(wildcards):
 
 def get_encoding(wildcards):
     """The `encoding` section as this setting or axis variant uses it."""
-    return axes.encoding_for(config, wildcards.setting, wildcards.collection)
+    return study.encoding(wildcards.setting, wildcards.collection)
 
 
 def get_max_length(wildcards):
     """Supervised encoding formats and truncates exactly as training did (a length variant: its own limit)."""
-    return axes.max_length_for(config, wildcards.setting)
+    return study.max_length(wildcards.setting)
 
 
 def get_num_shards(wildcards):
@@ -224,7 +224,7 @@ def report_items():
     items = [(layout.report_page(page), page.replace(".", "_") + ".rst", "Overview", None) for page in REPORT_PAGES]
     for name in study_tables():
         spec = config["tables"][name]
-        where = (SETTING_CATEGORY[spec["setting"]], spec["title"])
+        where = (SETTING_CATEGORY[axes.base_of(spec["setting"])], spec["title"])
         items += [
             (layout.table(name, "html"), "table.rst", *where),
             (layout.table(name, "csv"), "table_csv.rst", *where),

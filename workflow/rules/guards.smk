@@ -3,6 +3,14 @@
 # always works).
 
 
+# Each input function's signature looked up once, and each rule's script checked once, not per job
+# (llm_retrieval/dag_speed.py: the DAG build of a large study).
+from llm_retrieval.dag_speed import check_each_script_once, remember_function_signatures
+
+remember_function_signatures()
+check_each_script_once()
+
+
 # A head killed with SIGKILL leaves Snakemake's lock behind: reclaim it, so that
 # rerunning the same command resumes the study (see llm_retrieval/headlock.py).
 if workflow.is_main_process:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy import stats
 
 TESTS = ("ttest", "randomisation")
 _CHUNK = 200  # resamples drawn at once: bounds memory on large query sets
@@ -42,6 +41,8 @@ def paired_ttest(a: np.ndarray, b: np.ndarray) -> float:
         return 1.0
     if np.allclose(diff, diff[0]):
         return 1.0 if np.isclose(diff[0], 0.0) else 0.0
+    from scipy import stats  # here, not at import: the DAG build imports this package and not scipy
+
     return float(stats.ttest_rel(a, b).pvalue)
 
 
