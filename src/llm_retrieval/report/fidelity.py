@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import math
 
-from scipy import stats
-
 from .tables import Table
 
 
 def _tau(ours: list[float], paper: list[float]) -> float | None:
     if len(ours) < 2:
         return None
+    from scipy import stats  # here, not at import: the DAG build imports this package and not scipy
+
     tau = stats.kendalltau(ours, paper).statistic
     return None if tau is None or math.isnan(tau) else float(tau)
 
@@ -31,6 +31,8 @@ def fidelity(table: Table, threshold: float = 0.02) -> dict:
                                                                          [c.paper for c in cells])}
     pearson = None
     if len(compared) >= 2 and len({c.ours for c in compared}) > 1 and len({c.paper for c in compared}) > 1:
+        from scipy import stats
+
         pearson = float(stats.pearsonr([c.ours for c in compared], [c.paper for c in compared]).statistic)
     return {
         "table": table.name,
@@ -47,6 +49,7 @@ def fidelity(table: Table, threshold: float = 0.02) -> dict:
         "kendall_tau_overall": _tau([c.ours for c in compared], [c.paper for c in compared]),
         "pearson_r_overall": pearson,
         "not_compared": table.not_compared,
+        "published": table.published,
     }
 
 
@@ -57,7 +60,8 @@ def _num(value, digits=4) -> str:
 def to_markdown(result: dict) -> str:
     lines = [f"## Reproduction fidelity: {result['title']}", ""]
     if not result["compared_cells"]:
-        lines.append("No cell of this table has a published counterpart (the study's datasets or columns are "
+        lines.append(f"Published numbers: {result['published']}." if result.get("published") else
+                     "No cell of this table has a published counterpart (the study's datasets or columns are "
                      "not the paper's).")
     else:
         lines += [
@@ -74,6 +78,8 @@ def to_markdown(result: dict) -> str:
                       "| retriever | dataset | ours | published | diff |", "|---|---|---|---|---|"]
             lines += [f"| {c['retriever']} | {c['item']} | {c['ours']:.4f} | {c['published']:.4f} | {c['diff']:+.4f} |"
                       for c in result["cells_over_threshold"]]
+        if result.get("published"):
+            lines += ["", f"Published numbers: {result['published']}."]
     if result["not_compared"]:
         lines += ["", f"Not compared: {', '.join(result['not_compared'])}."]
     return "\n".join(lines + [""])

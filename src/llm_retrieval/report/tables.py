@@ -21,7 +21,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import sts
+from .. import axes, sts
 from ..atomic import write_text
 from ..data.canonical import CorruptOutputError
 from ..evaluation_kinds import STS, display_name
@@ -67,6 +67,7 @@ class Table:
     not_compared: list[str] = field(default_factory=list)
     random_weights: bool = False
     columns: dict[str, list[str]] = field(default_factory=dict)  # column tables: label -> [query set, measure]
+    published: str | None = None  # tables.<name>.published: what the study printed for this table
 
     def item_name(self, item: str) -> str:
         """A column's name in the field's words (MRR@10 (dev) for dev_mrr10); a dataset's is its own."""
@@ -132,7 +133,8 @@ def build(study: Study, name: str, metrics_path) -> Table:
     layout = "column" if "columns" in spec else "measure"
     table = Table(name=name, title=spec["title"], layout=layout, measure=spec.get("measure"), retrievers=labels,
                   items=[], anchor=anchor, test=options["significance_test"], alpha=options["alpha"],
-                  reference=spec.get("reference"), random_weights=random_weights(study, spec["setting"]))
+                  reference=spec.get("reference"), random_weights=random_weights(study, spec["setting"]),
+                  published=spec.get("published"))
     if sts_table:
         return _build_sts(study, name, table, retrievers, metrics_path)
     fill = _fill_column_table if layout == "column" else _fill_measure_table
@@ -320,6 +322,8 @@ def note(table: Table) -> str:
         parts.append(f"{UP_MARK} / {DROP_MARK}: significantly above / below {table.anchor} "
                      f"({test} on per-query values, Holm-corrected across the table, p < {table.alpha}). ")
     parts.append("Brackets: bootstrap 95% CI (queries resampled within each dataset).")
+    if table.published:
+        parts.append(f"\n\nPublished numbers: {table.published}.")
     if table.not_compared:
         parts.append(f"\n\nNot compared (in the published table, not in this study): {', '.join(table.not_compared)}.")
     return "".join(parts)
@@ -400,7 +404,7 @@ def pins_note(study: Study, name: str) -> str:
     refs = [ref for ref in hub_refs(study.config)
             if (ref.target[0] == "backbones" and ref.target[1] in backbones)
             or (ref.target[0] == "collections" and ref.target[1] in collections)
-            or (ref.target[0] == "training" and setting == "supervised")]
+            or (ref.target[0] == "training" and axes.base_of(setting) == "supervised")]
     if not refs:
         return ""
     shown = ", ".join(f"{ref.repo}@{ref.revision}" + ("" if ref.pinned else " (UNPINNED)") for ref in refs)
