@@ -25,13 +25,14 @@ log = logging.getLogger(__name__)
 
 # --- queries --------------------------------------------------------------------
 
-def read_queries(queries_path: str | Path, query_sets: Sequence[str]) -> dict:
+def query_columns(queries_path: str | Path, query_sets: Sequence[str]) -> dict:
+    """The id, text and query_set columns of the rows in `query_sets` (data.canonical.read_queries: one set as id -> text)."""
     table = read_table(queries_path, QUERIES_SCHEMA)
     return table.filter(pa.compute.is_in(table["query_set"], pa.array(list(query_sets)))).to_pydict()
 
 
 def _encode_queries_with(encoder: Encoder, queries_path: str, out_path: str, query_sets: Sequence[str]) -> int:
-    table = read_queries(queries_path, query_sets)
+    table = query_columns(queries_path, query_sets)
     prepared = encoder.prepare_queries(table["text"], table["id"])
     vectors = encoder.run(prepared, desc=f"queries {Path(queries_path).parent.name}")
     write_embeddings(out_path, table["id"], vectors, {"query_set": table["query_set"]})
