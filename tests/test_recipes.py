@@ -121,6 +121,26 @@ def test_each_recipe_is_a_setting_variant_evaluating_its_own_retriever():
     assert axes.max_length_for(study.config, "supervised.recipe-multi") == study.config["training"]["max_length"]
 
 
+def test_each_axis_table_reads_the_runs_of_its_own_scope_and_recipes():
+    study = Study(_config())
+    asked = []
+
+    def load(setting, backbone, collection, query_set):
+        asked.append((setting, collection))
+        return {"aggregate": {"mrr_10": 0.5, "ndcg_cut_10": 0.25 if setting == "supervised" else 0.5}}
+
+    from llm_retrieval.report.axis_tables import axis_rows
+
+    rows = axis_rows(study, "supervised", "instruction", load)
+    assert [(r["recipe"], r["collection"], r["instruction"]) for r in rows] == [
+        ("instructed", "Docstring2Code", "off"), ("instructed", "Docstring2Code", "id"),
+        ("instructed", "Docstring2Code", "ood")]
+    assert {s for s, _ in asked} == set(axes.axis_settings(study.config, "supervised", "instruction"))
+    recipe_rows = axis_rows(study, "supervised", "recipe", load)
+    assert len(recipe_rows) == 4 * 3  # four recipes on three collections
+    assert {r["delta_ndcg_cut_10"] for r in recipe_rows if r["recipe"] != "default"} == {0.25}
+
+
 # --- the task mixture -------------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ import csv
 import io
 
 from ..atomic import write_text
-from ..axes import AXES, CURVE_MEASURES, axis_points, axis_recipes, scope, value_name, variant_of
+from ..axes import AXES, CURVE_MEASURES, axis_points, axis_recipes, axis_spec, value_name
 from ..evaluation_kinds import display_name
 from ..recipes import DEFAULT
 from .render import markdown_table
@@ -20,13 +20,20 @@ def axis_rows(study, base: str, axis: str, load) -> list[dict]:
     rows = []
     for recipe in axis_recipes(study.config, base, axis):
         points = axis_points(study.config, base, axis, recipe)
-        variant = next(s for s, _ in points if variant_of(study.config, s) is not None)
-        backbones, collections = scope(study.config, variant)  # the axis's scope (all variants share it)
+        backbones, collections = axis_scope(study.config, base, axis)
         for backbone in backbones:
             for collection in collections:
                 for query_set in study.eval_query_sets(collection):
                     rows += _point_rows(study, axis, recipe, points, load, backbone, collection, query_set)
     return rows
+
+
+def axis_scope(config: dict, base: str, axis: str) -> tuple[list[str], list[str]]:
+    """(backbones, collections) an axis runs on: its setting's, narrowed by the axis's own scope (a recipe's
+    retriever may train fewer backbones: its points are skipped there)."""
+    spec, narrowed = config["settings"][base], axis_spec(config["settings"][base]["axes"][axis])
+    return ([b for b in spec["backbones"] if not narrowed["backbones"] or b in narrowed["backbones"]],
+            [c for c in spec["collections"] if not narrowed["collections"] or c in narrowed["collections"]])
 
 
 def _point_rows(study, axis, recipe, points, load, backbone, collection, query_set) -> list[dict]:
