@@ -59,7 +59,9 @@ def _point_rows(study, axis, recipe, points, load, backbone, collection, query_s
 
 def axis_header(axis: str) -> list[str]:
     deltas = [f"delta_{m}" for m in CURVE_MEASURES] if axis == "recipe" else []
-    return ["recipe", "backbone", "collection", "query_set", axis, *CURVE_MEASURES, *deltas]
+    # On the recipe axis the recipe is the axis's own column.
+    first = [] if axis == "recipe" else ["recipe"]
+    return [*first, "backbone", "collection", "query_set", axis, *CURVE_MEASURES, *deltas]
 
 
 def write_axis_outputs(study, base: str, axis: str, load, md_path, csv_path, svg_path) -> None:
@@ -87,7 +89,8 @@ def _curve_svg(rows: list[dict], axis: str, title: str) -> str:
     fig, panels = plt.subplots(1, len(CURVE_MEASURES), figsize=(5 * len(CURVE_MEASURES), 3.6), squeeze=False)
     series: dict[tuple, list] = {}
     for r in rows:
-        series.setdefault((r["recipe"], r["backbone"], r["collection"], r["query_set"]), []).append(r)
+        retriever = DEFAULT if axis == "recipe" else r["recipe"]  # one curve across the recipes
+        series.setdefault((retriever, r["backbone"], r["collection"], r["query_set"]), []).append(r)
     for panel, measure in zip(panels[0], CURVE_MEASURES):
         for (recipe, backbone, collection, query_set), points in series.items():
             labels = [p[axis] for p in points]
