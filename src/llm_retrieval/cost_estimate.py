@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import model_resources
+from .report.render import markdown_table
 from .study import Study
 
 REPO = Path(__file__).resolve().parents[2]
@@ -142,24 +143,24 @@ def to_markdown(projected: Projection, name: str = "config/config.yaml") -> str:
     lines = [
         f"Projected GPU cost of {name} (**estimate**, `llm_retrieval.cost_estimate`):",
         "",
-        "| stage | backbones | tokens per backbone | GPU-h per backbone | GPU-h (all backbones) |",
-        "|---|---:|---:|---:|---:|",
     ]
+    per_stage = []
     for stage in ("encode", "train"):
         rows = [r for r in projected.rows if r["stage"] == stage]
         if rows:
             backbones = {r["backbone"] for r in rows}
             tokens = sum(r["tokens"] for r in rows) / len(backbones)
-            lines.append(
-                f"| {stage} | {len(backbones)} | {tokens / 1e9:.2f} G | {projected.per_backbone(stage):,.1f} "
-                f"| {projected.total(stage):,.0f} |"
-            )
+            per_stage.append([stage, len(backbones), f"{tokens / 1e9:.2f} G", f"{projected.per_backbone(stage):,.1f}",
+                              f"{projected.total(stage):,.0f}"])
+    header = ["stage", "backbones", "tokens per backbone", "GPU-h per backbone", "GPU-h (all backbones)"]
+    lines.append(markdown_table(header, per_stage, right_aligned=frozenset({1, 2, 3, 4})))
     trained = [r for r in projected.rows if r["stage"] == "train"]
     if len({r["recipe"] for r in trained}) > 1:
-        lines += ["", "| training recipe | backbones | GPU-h |", "|---|---:|---:|"]
-        for recipe in dict.fromkeys(r["recipe"] for r in trained):
-            own = [r for r in trained if r["recipe"] == recipe]
-            lines.append(f"| {recipe} | {len(own)} | {sum(r['gpu_h'] for r in own):,.1f} |")
+        own = {recipe: [r for r in trained if r["recipe"] == recipe]
+               for recipe in dict.fromkeys(r["recipe"] for r in trained)}
+        per_recipe = [[recipe, len(rs), f"{sum(r['gpu_h'] for r in rs):,.1f}"] for recipe, rs in own.items()]
+        lines += ["", markdown_table(["training recipe", "backbones", "GPU-h"], per_recipe,
+                                     right_aligned=frozenset({1, 2}))]
     lines += ["", f"Total: **{projected.total():,.0f} GPU-h** (estimate). Assumptions:", ""]
     lines += [f"- {a}" for a in projected.assumptions]
     return "\n".join(lines) + "\n"

@@ -19,6 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from .. import cluster, cost_estimate, joblog
+from .render import markdown_table
 
 # The kind of job each rule asks for where it is not the rule's own name (workflow/rules/*.smk);
 # rules named after their kind (resolve_backbone, training_groups, train_lora, encode_*) need no entry.
@@ -144,12 +145,11 @@ def to_markdown(jobs: list[dict], projected: cost_estimate.Projection | None = N
     """The cost page: measured jobs per stage and backbone, then the paper study's projection (if given)."""
     lines = ["## Cost", "", MEASURED_NOTE, ""]
     for key, title in (("rule", "stage"), ("backbone", "backbone")):
-        lines += [f"| {title} | jobs | wall s | max RSS MB | GPU-h requested on the cluster | GPU-h used | CPU-h |",
-                  "|---|---|---|---|---|---|---|"]
-        for row in summarise(jobs, key):
-            lines.append(f"| {row[key]} | {row['jobs']} | {row['wall_s']:.1f} | {row['max_rss_mb']:.0f} | "
-                         f"{_h(row['gpu_h_requested'])} | {_used(row['gpu_h_used'])} | {_h(row['cpu_h'])} |")
-        lines.append("")
+        header = [title, "jobs", "wall s", "max RSS MB", "GPU-h requested on the cluster", "GPU-h used", "CPU-h"]
+        rows = [[row[key], row["jobs"], f"{row['wall_s']:.1f}", f"{row['max_rss_mb']:.0f}",
+                 _h(row["gpu_h_requested"]), _used(row["gpu_h_used"]), _h(row["cpu_h"])]
+                for row in summarise(jobs, key)]
+        lines += [markdown_table(header, rows), ""]
     lines += _per_recipe(jobs)
     total = {k: sum(j[k] for j in jobs) for k in ("wall_s", "gpu_h_requested", "gpu_h_used", "cpu_h")}
     lines += [(f"Total: {len(jobs)} jobs ({STEPS_NOT_MEASURED} fewer than Snakemake's steps: "
@@ -169,14 +169,14 @@ def _per_recipe(jobs: list[dict]) -> list[str]:
     lines = [
         "Per training recipe (its training jobs, and the encode / search / evaluate jobs of its retriever):",
         "",
-        "| recipe | jobs | training jobs | wall s | GPU-h requested on the cluster | GPU-h used | CPU-h |",
-        "|---|---|---|---|---|---|---|",
     ]
+    header = ["recipe", "jobs", "training jobs", "wall s", "GPU-h requested on the cluster", "GPU-h used", "CPU-h"]
+    rows = []
     for row in summarise(jobs, "recipe"):
         trained = sum(1 for j in jobs if j["recipe"] == row["recipe"] and j["rule"] == "train_lora")
-        lines.append(f"| {row['recipe']} | {row['jobs']} | {trained} | {row['wall_s']:.1f} | "
-                     f"{_h(row['gpu_h_requested'])} | {_used(row['gpu_h_used'])} | {_h(row['cpu_h'])} |")
-    return lines + [""]
+        rows.append([row["recipe"], row["jobs"], trained, f"{row['wall_s']:.1f}",
+                     _h(row["gpu_h_requested"]), _used(row["gpu_h_used"]), _h(row["cpu_h"])])
+    return lines + [markdown_table(header, rows), ""]
 
 
 def write_csv(jobs: list[dict], projected: list[dict]) -> str:

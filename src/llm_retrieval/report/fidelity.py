@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+from .render import markdown_table
 from .tables import Table
 
 
@@ -64,20 +65,19 @@ def to_markdown(result: dict) -> str:
                      "No cell of this table has a published counterpart (the study's datasets or columns are "
                      "not the paper's).")
     else:
-        lines += [
-            "| compared cells | mean abs diff | max abs diff | cells over threshold | Kendall tau (overall) | Pearson r |",
-            "|---|---|---|---|---|---|",
-            f"| {result['compared_cells']} | {_num(result['mean_abs_diff'])} | {_num(result['max_abs_diff'])} | "
-            f"{len(result['cells_over_threshold'])} (> {result['threshold']}) | "
-            f"{_num(result['kendall_tau_overall'], 3)} | {_num(result['pearson_r_overall'], 3)} |",
-            "", "| dataset | retrievers compared | Kendall tau |", "|---|---|---|"]
-        lines += [f"| {item} | {v['retrievers']} | {_num(v['kendall_tau'], 3)} |"
-                  for item, v in result["kendall_tau_per_dataset"].items()]
+        overall = [result["compared_cells"], _num(result["mean_abs_diff"]), _num(result["max_abs_diff"]),
+                   f"{len(result['cells_over_threshold'])} (> {result['threshold']})",
+                   _num(result["kendall_tau_overall"], 3), _num(result["pearson_r_overall"], 3)]
+        per_dataset = [[item, v["retrievers"], _num(v["kendall_tau"], 3)]
+                       for item, v in result["kendall_tau_per_dataset"].items()]
+        lines += [markdown_table(["compared cells", "mean abs diff", "max abs diff", "cells over threshold",
+                                  "Kendall tau (overall)", "Pearson r"], [overall]),
+                  "", markdown_table(["dataset", "retrievers compared", "Kendall tau"], per_dataset)]
         if result["cells_over_threshold"]:
+            over = [[c["retriever"], c["item"], f"{c['ours']:.4f}", f"{c['published']:.4f}", f"{c['diff']:+.4f}"]
+                    for c in result["cells_over_threshold"]]
             lines += ["", f"Cells differing by more than {result['threshold']}:", "",
-                      "| retriever | dataset | ours | published | diff |", "|---|---|---|---|---|"]
-            lines += [f"| {c['retriever']} | {c['item']} | {c['ours']:.4f} | {c['published']:.4f} | {c['diff']:+.4f} |"
-                      for c in result["cells_over_threshold"]]
+                      markdown_table(["retriever", "dataset", "ours", "published", "diff"], over)]
         if result.get("published"):
             lines += ["", f"Published numbers: {result['published']}."]
     if result["not_compared"]:

@@ -12,6 +12,7 @@ import yaml
 
 from ..evaluation_kinds import display_name
 from .cost import NOT_MEASURED
+from .render import markdown_table
 from .tables import DROP_MARK, UP_MARK, Table, to_rst
 
 CAVEAT = ("**Demo caveat:** the backbones here are tiny models with random weights, so the dense numbers are "
@@ -127,8 +128,8 @@ def front_page(template: str, text: str, tables: list[Table], main: list[str]) -
 
 def provenance(config: dict, pin_files: list[str | Path], backbone_records: list[str | Path] = ()) -> str:
     """Markdown: the config used (defaults filled), the backbones' pinned revisions, the pinned packages."""
-    lines = ["# Provenance", "", "## Backbones and their revisions", "",
-             "| backbone | label | model | revision | resolved |", "|---|---|---|---|---|"]
+    lines = ["# Provenance", "", "## Backbones and their revisions", ""]
+    rows = []
     resolved = {}
     for record in backbone_records:
         path = Path(record)
@@ -139,8 +140,8 @@ def provenance(config: dict, pin_files: list[str | Path], backbone_records: list
         rec = resolved.get(name, {})
         snapshot = Path(rec.get("path", "")).name if "/snapshots/" in rec.get("path", "") else ""
         commit = rec.get("commit") or snapshot or rec.get("revision") or ""
-        lines.append(f"| {name} | {spec['label']} | {model} | {spec.get('revision', '') if spec.get('hub_id') else '–'} "
-                     f"| {commit} |")
+        rows.append([name, spec["label"], model, spec.get("revision", "") if spec.get("hub_id") else "–", commit])
+    lines.append(markdown_table(["backbone", "label", "model", "revision", "resolved"], rows))
     for path in pin_files:
         path = Path(path)
         if path.exists():
