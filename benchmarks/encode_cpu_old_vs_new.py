@@ -67,7 +67,7 @@ def main() -> None:
     torch.manual_seed(0)
     from snakemake.utils import validate
 
-    demo = yaml.safe_load(open(ROOT / "config/demo.yaml"))
+    demo = yaml.safe_load(Path(ROOT / "config/demo.yaml").read_text())
     validate(demo, str(ROOT / "workflow/schemas/config.schema.yaml"))  # fills the defaults
     encoding = {**demo["encoding"], "max_text_tokens": {"query": 64, "passage": 192}}
     with tempfile.TemporaryDirectory() as tmp:

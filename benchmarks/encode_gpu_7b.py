@@ -128,7 +128,7 @@ def main() -> None:
         encoder = encoder_for(model, device, args.batch_tokens, share, prefix)
         warm = ids[: max(8, n_texts // 16)]
         encoder.run(encoder.prepare_ids("passage", warm))
-        seconds, _ = timed(lambda: encoder.run(encoder.prepare_ids("passage", ids, batches)), device)
+        seconds, _ = timed(lambda enc=encoder, b=batches: enc.run(enc.prepare_ids("passage", ids, b)), device)
         tok_s = real / seconds
         rows.append((label, seconds, tok_s, 2 * params * tok_s / PEAK))
         print(f"{label:<22} {n_texts} texts, {real:,} real tokens: {seconds:.2f} s, {tok_s:,.0f} tokens/s, "

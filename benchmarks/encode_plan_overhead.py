@@ -29,7 +29,7 @@ OLD_SHARDS = 8
 def load_config(path: Path) -> dict:
     from snakemake.utils import validate
 
-    config = yaml.safe_load(open(path))
+    config = yaml.safe_load(Path(path).read_text())
     validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
     return config
 

@@ -62,7 +62,7 @@ def run(model, batcher, groups, steps: int, accumulation: int, packed: bool) -> 
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     times = []
     for step in range(steps + 1):  # the first step warms up and is not counted
-        t0, n0, c0, r0 = time.perf_counter(), passes[0], computed, real
+        t0 = time.perf_counter()
         for micro in range(accumulation):
             query, passages = groups[(step * accumulation + micro) % len(groups)]
             if packed:

@@ -114,11 +114,12 @@ def measure(mode: str, config, n_queries: int, args, device, dtype, attention: s
         forward, backward, step = engine, engine.backward, engine.step
     else:
         model = build_model(config, dtype, device, attention, checkpointing)
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=1e-4)
         forward, backward = model, lambda loss: loss.backward()
 
         def step():
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
     rows = [r.to(device) for r in micro_steps(n_queries, config.vocab_size, args.warmup + args.steps)]

@@ -68,7 +68,7 @@ def run(cmd, cwd, timeout=400):
 
 def start(cmd, cwd, log: Path):
     """Start in the background, in its own process group, output to log."""
-    handle = open(log, "w")
+    handle = open(log, "w")  # noqa: SIM115  (the background process writes to it after we return)
     return subprocess.Popen(
         cmd, cwd=cwd, env=job_env(), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
     )

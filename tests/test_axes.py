@@ -11,10 +11,11 @@ from llm_retrieval import axes
 from llm_retrieval.study import ConfigError, Study
 from llm_retrieval.train import snapshots
 from workflow_helpers import ROOT
+from pathlib import Path
 
 
 def mini() -> dict:
-    config = yaml.safe_load(open(ROOT / "tests/fixtures/mini.yaml"))
+    config = yaml.safe_load(Path(ROOT / "tests/fixtures/mini.yaml").read_text())
     validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
     return config
 
@@ -111,7 +112,7 @@ def test_snapshot_steps_beyond_the_run_and_lost_snapshots_are_named(tmp_path):
 
     class Job:
         checkpoint_dir = str(tmp_path / "ckpt")
-        snapshots = {10: str(tmp_path / "out")}
+        snapshots = {10: str(tmp_path / "out")}  # noqa: RUF012  (a stand-in TrainJob, read only)
 
     with pytest.raises(RuntimeError, match="adapter of step 10 is missing"):
         snapshots.export(Job)
@@ -147,14 +148,14 @@ def test_an_instruction_sits_where_each_format_reads_it_and_never_on_documents(t
     assert tok.decode(ids).startswith(f"Instruct: {TASK}\nQuery: sort a list") and ids[-1] == tok.eos_token_id
     assert tok.decode(supervised.token_ids("passage", ["def f(): pass"], budgets["passage"])[0]).startswith(
         "Passage: def f(): pass")
-    plain, plain_budgets = EncoderSpec(tiny_backbones["qwen2"], {**encoding, "instruction": None}, None,
+    _, plain_budgets = EncoderSpec(tiny_backbones["qwen2"], {**encoding, "instruction": None}, None,
                                        {"query": 12, "passage": 16}).formatter_and_budgets(tok)
     assert budgets == plain_budgets  # the instruction does not take from the text's budget
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "demo.yaml", "scaling.yaml", "axes.yaml"])
 def test_every_shipped_config_validates_with_its_axes(name):
-    config = yaml.safe_load(open(ROOT / "config" / name))
+    config = yaml.safe_load(Path(ROOT / "config" / name).read_text())
     validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
     study = Study(config)
     if name == "axes.yaml":  # the long-document length sweep up to 8192 tokens, BERT supervised only

@@ -20,6 +20,7 @@ from llm_retrieval.memory_guard import InputMemoryError
 from llm_retrieval.modeling import load_tokenizer
 from llm_retrieval.study import ConfigError, Study
 from llm_retrieval.tiny_models import build_tiny_model
+from pathlib import Path
 
 BERT_BUILD = dict(seed=0, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                   vocab_size=1000)
@@ -59,7 +60,7 @@ def test_lora_targets_follow_the_architecture():
 
 
 def mini_with_bert() -> dict:
-    config = yaml.safe_load(open(ROOT / "tests/fixtures/mini.yaml"))
+    config = yaml.safe_load(Path(ROOT / "tests/fixtures/mini.yaml").read_text())
     config["backbones"]["bert"] = {"label": "BERT", "architecture": "bert", "build": BERT_BUILD}
     return config
 

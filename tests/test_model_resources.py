@@ -9,8 +9,9 @@ import yaml
 
 from llm_retrieval import cluster, model_resources
 from workflow_helpers import ROOT
+from pathlib import Path
 
-SCALING = yaml.safe_load(open(ROOT / "config/scaling.yaml"))
+SCALING = yaml.safe_load(Path(ROOT / "config/scaling.yaml").read_text())
 
 
 def test_the_parameter_formula_gives_the_published_counts():

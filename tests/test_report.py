@@ -19,6 +19,7 @@ from llm_retrieval.report.reference import ReferenceTableError, read_reference
 from llm_retrieval.report.significance import QuerySetMismatch
 from llm_retrieval.report.tables import build, read_table, to_csv_rows, to_markdown, write_table
 from llm_retrieval.study import Study
+from pathlib import Path
 
 
 def build_table(study: Study, name: str, metrics_path) -> tuple[str, list[list[str]]]:
@@ -28,7 +29,7 @@ def build_table(study: Study, name: str, metrics_path) -> tuple[str, list[list[s
 
 
 def paper_study(**report) -> Study:
-    config = yaml.safe_load(open(ROOT / "config/config.yaml"))
+    config = yaml.safe_load(Path(ROOT / "config/config.yaml").read_text())
     if report:
         config["report"] = report
     validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
@@ -169,7 +170,7 @@ def test_published_names_the_study_does_not_use_are_listed_as_not_compared(tmp_p
 
 def test_fidelity_reports_differences_and_rank_agreement(tmp_path):
     study = paper_study()
-    reference = {row["dataset"]: row for row in csv.DictReader(open(ROOT / "resources/reference/table1_beir_zeroshot.csv"))}
+    reference = {row["dataset"]: row for row in csv.DictReader(Path(ROOT / "resources/reference/table1_beir_zeroshot.csv").read_text().splitlines())}
     labels = {b: study.backbone(b)["label"] for b in study.backbones} | {"bm25": "BM25"}
 
     def published_plus(unit, q):  # ours = published + 0.01, but FiQA's Base 0.07 higher (above Instruct)
@@ -194,7 +195,7 @@ BENCH_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmea
 def test_cost_sums_benchmarks_per_stage_and_backbone_times_the_gpus_each_job_holds(tmp_path):
     from llm_retrieval.report import cost
 
-    config = yaml.safe_load(open(ROOT / "config/config.yaml"))
+    config = yaml.safe_load(Path(ROOT / "config/config.yaml").read_text())
     for rel, seconds in [("encode_corpus_shard/zeroshot/base/fiqa/shard-0.tsv", 3600),
                          ("encode_corpus_shard/zeroshot/coder/fiqa/shard-0.tsv", 1800),
                          ("train_lora/base.tsv", 900), ("bm25_index/fiqa.tsv", 7200)]:

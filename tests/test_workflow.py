@@ -10,6 +10,7 @@ import yaml
 from llm_retrieval import axes
 from llm_retrieval.study import Study
 from workflow_helpers import ROOT, job_counts, load_study, planned_jobs, scratch_copy, snakemake
+from pathlib import Path
 
 
 def expected_counts(study: Study) -> Counter:
@@ -101,7 +102,7 @@ def test_paper_config_matches_the_protocol():
     (lambda c: c["collections"]["fiqa"].update(top_k="many"), "'many' is not of type 'integer'"),
 ])
 def test_bad_config_stops_the_dag_build_naming_the_key(workdir, edit, message):
-    config = yaml.safe_load(open(ROOT / "config/config.yaml"))
+    config = yaml.safe_load(Path(ROOT / "config/config.yaml").read_text())
     edit(config)
     (workdir / "bad.yaml").write_text(yaml.safe_dump(config))
     proc = snakemake(workdir, "-n", "--configfile", "bad.yaml", check=False)

@@ -21,7 +21,7 @@ WORKFLOW_FILES = ("Snakefile", "workflow", "config", "resources", "profiles", "s
 def load_study(path, *overrides: dict) -> Study:
     """A config as the workflow sees it (later --configfile overrides deep-merged, as Snakemake does):
     schema-validated (defaults filled), then cross-checked."""
-    config = yaml.safe_load(open(path))
+    config = yaml.safe_load(Path(path).read_text())
     for override in overrides:
         update_config(config, copy.deepcopy(override))
     validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))

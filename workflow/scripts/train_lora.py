@@ -19,6 +19,7 @@ import os
 from llm_retrieval.joblog import job_log
 from llm_retrieval.train.driver import launch, under_slurm_ranks
 from llm_retrieval.train.job import TrainJob, TrainTask
+from pathlib import Path
 
 
 def _from_command_line() -> tuple[TrainJob, str | None]:
@@ -52,7 +53,7 @@ def _from_command_line() -> tuple[TrainJob, str | None]:
         validate_config(config, os.path.join(os.path.dirname(__file__), "..", "schemas", "config.schema.yaml"),
                         source=args.config)
         training = config["training"]
-    backbone = json.load(open(args.backbone, encoding="utf-8"))
+    backbone = json.loads(Path(args.backbone).read_text(encoding="utf-8"))
     options = json.loads(args.task_options)
     named = [g.split("=", 1) if "=" in g else ["default", g] for g in args.groups]
     tasks = tuple(TrainTask(name, path, options.get(name, {}).get("weight"),

@@ -71,10 +71,10 @@ def setup(job: TrainJob) -> RankSession:
     started = time.time()
     on_gpu = torch.cuda.is_available()
     if on_gpu:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
     else:
         # Ranks on one CPU share its cores; oversubscribed BLAS threads slow every rank down.
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     deepspeed = init_process_group(on_gpu)
     rank, world = dist.get_rank(), dist.get_world_size()
     cfg = job.training
