@@ -18,7 +18,7 @@ from .runs import drop_self_hits, write_run
 
 def _tokenize(texts: list[str], params: dict):
     stemmer = Stemmer.Stemmer(params["stemmer"]) if params.get("stemmer") else None
-    return bm25s.tokenize(texts, stopwords=params.get("stopwords", "en"), stemmer=stemmer, show_progress=False)
+    return bm25s.tokenize(texts, stopwords=params["stopwords"], stemmer=stemmer, show_progress=False)
 
 
 def build_index(corpus_path: str | Path, index_dir: str | Path, params: dict, use_title: bool = True) -> int:

@@ -240,7 +240,7 @@ class Study:
         return list(seen)
 
     def eval_query_sets(self, collection: str) -> list[str]:
-        return [qs for qs, spec in self.collections[collection]["query_sets"].items() if spec.get("evaluate", True)]
+        return [qs for qs, spec in self.collections[collection]["query_sets"].items() if spec["evaluate"]]
 
     def eval_units(self) -> Iterator[EvalUnit]:
         """Every run the study scores: BM25 on each used retrieval collection, each backbone per setting
