@@ -341,12 +341,13 @@ def test_the_cost_page_sums_each_recipes_training_and_evaluation_jobs(tmp_path):
     for rel in ("train_lora/multi/base.tsv", "train_lora/default/base.tsv",
                 "encode_queries_and_first_shard/supervised.recipe-multi/base/stdlib-t2c.tsv",
                 "dense_search/supervised.recipe-instructed.instruction-ood/base/stdlib-t2c.tsv",
-                "bm25_index/stdlib-t2c.tsv"):
+                "bm25_index/stdlib-t2c.tsv", "axis_table/supervised.recipe.tsv", "comparison_table/supervised.tsv"):
         (bench / rel).parent.mkdir(parents=True, exist_ok=True)
         (bench / rel).write_text("s\th:m:s\tmax_rss\tcpu_time\n36.0\t0:00:36\t100\t30\n")
     jobs = cost.measured(_config(), bench)
     assert {j["job"]: j["recipe"] for j in jobs} == {
         "bm25_index/stdlib-t2c.tsv": None, "train_lora/default/base.tsv": "default",
+        "axis_table/supervised.recipe.tsv": None, "comparison_table/supervised.tsv": None,
         "train_lora/multi/base.tsv": "multi",
         "encode_queries_and_first_shard/supervised.recipe-multi/base/stdlib-t2c.tsv": "multi",
         "dense_search/supervised.recipe-instructed.instruction-ood/base/stdlib-t2c.tsv": "instructed"}

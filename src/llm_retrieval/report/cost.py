@@ -104,6 +104,9 @@ def measured(config: dict, benchmarks: str | Path, logs: str | Path | None = Non
     return jobs
 
 
+RETRIEVER_RULES = ("encode_queries_and_first_shard", "encode_corpus_shard", "dense_search", "evaluate_run")
+
+
 def recipe_of_job(config: dict, rule: str, parts: list[str]) -> str | None:
     """The training recipe a job belongs to: a training job's own (``train_lora/<recipe>/<backbone>``), the one
     whose retriever a supervised setting's encode / search / evaluate job uses; None for every other job."""
@@ -112,7 +115,7 @@ def recipe_of_job(config: dict, rule: str, parts: list[str]) -> str | None:
     if rule == "train_lora" and len(parts) == 2:
         return parts[0]
     setting = parts[0] if parts else ""
-    if base_of(setting) == "supervised" and config.get("training"):
+    if rule in RETRIEVER_RULES and base_of(setting) == "supervised" and config.get("training"):
         return recipe_of(config, setting)
     return None
 
