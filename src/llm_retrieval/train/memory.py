@@ -122,7 +122,7 @@ def estimate(dims: ModelDims, lora: dict, tokens: int, world: int, zero_stage: i
 def micro_step_tokens(training: dict) -> int:
     """Upper bound of the tokens one micro-step computes (every sequence at its length cap)."""
     cap = training["max_length"]
-    return training["per_device_batch"] * (cap.get("query", 32) + training["group_size"] * cap.get("passage", 156))
+    return training["per_device_batch"] * (cap["query"] + training["group_size"] * cap["passage"])
 
 
 def use_checkpointing(setting, dims: ModelDims, training: dict, world: int, zero_stage: int,
@@ -151,6 +151,6 @@ def zero_stage_for(training: dict, dims: ModelDims, world: int, device_bytes: in
         return stage
     if device_bytes is None:
         return 2
-    _, memory = use_checkpointing(training.get("gradient_checkpointing", "auto"), dims, training, world, 2,
+    _, memory = use_checkpointing(training["gradient_checkpointing"], dims, training, world, 2,
                                   device_bytes)
     return 2 if memory.fits() else 3
