@@ -140,7 +140,7 @@ def provenance(config: dict, pin_files: list[str | Path], backbone_records: list
         rec = resolved.get(name, {})
         snapshot = Path(rec.get("path", "")).name if "/snapshots/" in rec.get("path", "") else ""
         commit = rec.get("commit") or snapshot or rec.get("revision") or ""
-        rows.append([name, spec["label"], model, spec.get("revision", "") if spec.get("hub_id") else "–", commit])
+        rows.append([name, spec["label"], model, spec["revision"] if spec.get("hub_id") else "–", commit])
     lines.append(markdown_table(["backbone", "label", "model", "revision", "resolved"], rows))
     for path in pin_files:
         path = Path(path)
