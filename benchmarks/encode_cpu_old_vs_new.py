@@ -23,10 +23,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from llm_retrieval.backbones import resolve_backbone  # noqa: E402
-from llm_retrieval.data.beir import iter_beir_corpus  # noqa: E402
-from llm_retrieval.data.demo import build_synthetic_beir, stdlib_pairs  # noqa: E402
-from llm_retrieval.encoder import Encoder, EncoderSpec  # noqa: E402
+from llm_retrieval.backbones import resolve_backbone
+from llm_retrieval.data.beir import iter_beir_corpus
+from llm_retrieval.data.demo import build_synthetic_beir, stdlib_pairs
+from llm_retrieval.encoder import Encoder, EncoderSpec
 
 
 def demo_corpora(n: int, tmp: str) -> dict[str, list[str]]:

@@ -29,13 +29,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from llm_retrieval.encoder import Encoder, EncoderSpec  # noqa: E402
-from llm_retrieval.corpus_sizes import SizeTable  # noqa: E402
+from llm_retrieval.corpus_sizes import SizeTable
+from llm_retrieval.encoder import Encoder, EncoderSpec
 
 PEAK = 989e12
-QWEN25_7B = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-                 num_key_value_heads=4, vocab_size=152064, rms_norm_eps=1e-6, rope_theta=1_000_000.0,
-                 hidden_act="silu", max_position_embeddings=131072, tie_word_embeddings=False)
+QWEN25_7B = {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
+                 "num_key_value_heads": 4, "vocab_size": 152064, "rms_norm_eps": 1e-6, "rope_theta": 1_000_000.0,
+                 "hidden_act": "silu", "max_position_embeddings": 131072, "tie_word_embeddings": False}
 SMOKE = dict(QWEN25_7B, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, vocab_size=1000)
 TEMPLATE, MAX_TEXT = 58, 512

@@ -20,7 +20,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from llm_retrieval.study import Study  # noqa: E402
+from llm_retrieval.study import Study
 
 PEAK, PARAMS = 989e12, 6.53e9  # H100 dense bf16; Qwen2.5-7B matmul parameters without the token embedding
 OLD_SHARDS = 8

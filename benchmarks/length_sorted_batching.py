@@ -9,7 +9,6 @@ import argparse
 import tempfile
 import time
 
-import numpy as np
 import torch
 
 from llm_retrieval.backbones import resolve_backbone
@@ -37,8 +36,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        build = dict(seed=0, hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
-                     num_key_value_heads=2, vocab_size=4000)
+        build = {"seed": 0, "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
+                     "num_key_value_heads": 2, "vocab_size": 4000}
         record = resolve_backbone({"architecture": "qwen2", "build": build}, f"{tmp}/model", f"{tmp}/backbone.json")
         encoding = {"prompts": PROMPTS, "normalize": True, "dtype": "float32", "batch_tokens": 1 << 20,
                     "max_text_tokens": {"query": 64, "passage": 512}}

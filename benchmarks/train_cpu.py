@@ -44,14 +44,14 @@ def demo_groups(n: int, group: int) -> list[tuple[str, list[str]]]:
 
 def marco_like_groups(n: int, group: int, words: list[str]) -> list[tuple[str, list[str]]]:
     rng = random.Random(0)
-    text = lambda mean, sd, lo, hi: " ".join(rng.choices(words, k=int(min(hi, max(lo, rng.gauss(mean, sd))))))  # noqa: E731
+    text = lambda mean, sd, lo, hi: " ".join(rng.choices(words, k=int(min(hi, max(lo, rng.gauss(mean, sd))))))
     # One token per word (plus prefix and EOS): lengths in tokens.
     return [(text(10, 3, 3, 28), [text(72, 25, 15, 150) for _ in range(group)]) for _ in range(n)]
 
 
 def groups_from_parquet(path: str, n: int, group: int) -> list[tuple[str, list[str]]]:
-    from llm_retrieval.train.dataset import read_groups, sample_group
     from llm_retrieval.prompts import document_text
+    from llm_retrieval.train.dataset import read_groups, sample_group
     return [(g.query, [document_text(p.title, p.text, True) for p in sample_group(g, group, 0, 0, i)])
             for i, g in enumerate(read_groups(path)[:n])]
 
@@ -97,8 +97,8 @@ def main() -> None:
     torch.manual_seed(0)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with tempfile.TemporaryDirectory() as tmp:
-        build = dict(seed=0, hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
-                     num_key_value_heads=2, vocab_size=4000)
+        build = {"seed": 0, "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
+                     "num_key_value_heads": 2, "vocab_size": 4000}
         record = resolve_backbone({"architecture": "qwen2", "build": build}, f"{tmp}/model", f"{tmp}/backbone.json")
         tokenizer = load_tokenizer(record["path"])
         batcher = Batcher(tokenizer, MAX_LENGTH)

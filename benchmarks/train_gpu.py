@@ -65,8 +65,8 @@ def qwen_config(path: Path, name: str, smoke: bool):
 def micro_steps(n_queries: int, vocab: int, count: int, seed: int = 0):
     """Packed rows of ``n_queries`` x (query + 16 passages), MS MARCO-like token lengths."""
     rng = random.Random(seed)
-    length = lambda mean, sd, lo, hi: int(min(hi, max(lo, rng.gauss(mean, sd))))  # noqa: E731
-    seq = lambda n: [rng.randrange(10, vocab) for _ in range(n)]  # noqa: E731
+    length = lambda mean, sd, lo, hi: int(min(hi, max(lo, rng.gauss(mean, sd))))
+    seq = lambda n: [rng.randrange(10, vocab) for _ in range(n)]
     rows = []
     for _ in range(count):
         queries = [seq(length(14, 4, 5, 32)) for _ in range(n_queries)]
@@ -107,7 +107,7 @@ def measure(mode: str, config, n_queries: int, args, device, dtype, attention: s
 
         ds_config = deepspeed_config(REPO / "config/deepspeed/zero3.json", training, 1, device.type == "cuda",
                                      dims.hidden)
-        hf_ds = HfDeepSpeedConfig(ds_config)  # noqa: F841  (alive while building: partitioned construction)
+        hf_ds = HfDeepSpeedConfig(ds_config)
         model = build_model(config, dtype, "cpu" if device.type != "cuda" else device, attention, checkpointing)
         engine, *_ = deepspeed.initialize(model=model, config=ds_config,
                                           model_parameters=[p for p in model.parameters() if p.requires_grad])

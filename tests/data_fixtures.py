@@ -70,7 +70,7 @@ class FileServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 name = self.path.lstrip("/")
                 outer.requests.append((name, self.headers.get("Range")))
                 if name not in outer.files:

@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import yaml
 from snakemake.utils import validate
+from workflow_helpers import ROOT
 
 from llm_retrieval import axes
 from llm_retrieval.study import ConfigError, Study
 from llm_retrieval.train import snapshots
-from workflow_helpers import ROOT
-from pathlib import Path
 
 
 def mini() -> dict:

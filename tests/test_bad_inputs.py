@@ -14,11 +14,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from data_fixtures import FileServer, beir_zip_bytes, md5, write_beir_folder, write_jsonl_gz
+
 from llm_retrieval.data import msmarco as msmarco_module
-from llm_retrieval.data.canonical import (CORPUS_SCHEMA, QUERIES_SCHEMA, CorruptOutputError, DataError, read_queries,
-                                          read_table)
+from llm_retrieval.data.canonical import (
+    CORPUS_SCHEMA,
+    QUERIES_SCHEMA,
+    CorruptOutputError,
+    DataError,
+    read_queries,
+    read_table,
+)
 from llm_retrieval.data.download import fetch, pinned_checksum
 from llm_retrieval.data.sources import prepare_collection
 from llm_retrieval.data.tevatron import prepare_training_groups

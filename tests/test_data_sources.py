@@ -12,8 +12,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from data_fixtures import FileServer, beir_zip_bytes, md5, write_beir_folder, write_coir_task, write_jsonl_gz
 
-from data_fixtures import (FileServer, beir_zip_bytes, md5, write_beir_folder, write_coir_task, write_jsonl_gz)
 from llm_retrieval.data import beir as beir_module
 from llm_retrieval.data.canonical import TRAIN_GROUPS_SCHEMA, DataError, read_qrels, read_queries
 from llm_retrieval.data.sources import PREPARERS, prepare_collection
@@ -352,8 +352,7 @@ def test_beir_corpus_conversion_streams(tmp_path):
     def corpus(name: str, n_docs: int) -> Path:
         folder = write_beir_folder(tmp_path / name)
         with open(folder / "corpus.jsonl", "w") as out:
-            for i in range(n_docs):
-                out.write(json.dumps({"_id": f"d{i}", "title": "", "text": f"{i} " + "x" * 400}) + "\n")
+            out.writelines(json.dumps({"_id": f"d{i}", "title": "", "text": f"{i} " + "x" * 400}) + "\n" for i in range(n_docs))
         return folder
 
     small, big = corpus("small", 20_000), corpus("big", 500_000)

@@ -143,16 +143,14 @@ def test_staged_collection_is_all_or_nothing(tmp_path):
     first = json.loads((out / "manifest.json").read_text())
     assert first["counts"]["documents"] == 3 and not list(tmp_path.glob(".out.staging-*"))
     # A failing rerun leaves the previous collection untouched.
-    with pytest.raises(DataError, match="duplicate document"):
-        with staged_collection(out) as stage:
-            collection(stage, docs=DOCS + DOCS)
-            finish_collection(stage, {"type": "x"})
+    with pytest.raises(DataError, match="duplicate document"), staged_collection(out) as stage:
+        collection(stage, docs=DOCS + DOCS)
+        finish_collection(stage, {"type": "x"})
     assert json.loads((out / "manifest.json").read_text()) == first
     assert not list(tmp_path.glob(".out.staging-*"))
     # Forgetting finish_collection is an error, not a collection without manifest.
-    with pytest.raises(DataError, match="no manifest.json"):
-        with staged_collection(tmp_path / "other") as stage:
-            collection(stage)
+    with pytest.raises(DataError, match="no manifest.json"), staged_collection(tmp_path / "other") as stage:
+        collection(stage)
     assert not (tmp_path / "other").exists()
 
 

@@ -4,9 +4,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from llm_retrieval.embeddings import (EmbeddingFormatError, EmbeddingMismatchError, EmbeddingRangeError,
-                                      check_compatible, embedding_info, merge_embeddings, read_column,
-                                      read_embeddings, rows_per_group, write_embeddings)
+from llm_retrieval.embeddings import (
+    EmbeddingFormatError,
+    EmbeddingMismatchError,
+    EmbeddingRangeError,
+    check_compatible,
+    embedding_info,
+    merge_embeddings,
+    read_column,
+    read_embeddings,
+    rows_per_group,
+    write_embeddings,
+)
 
 
 def _vectors(n, dim, seed=0):

@@ -4,11 +4,11 @@ import random
 import statistics
 
 import pytest
-
-from llm_retrieval.encoder import BatchBudgetError, Encoder, EncoderSpec, padding_ratio, token_batches
-from llm_retrieval.corpus_sizes import SizeEstimateError, SizeTable, check_actual_size
-from llm_retrieval.study import ConfigError, Study
 from workflow_helpers import ROOT, load_study
+
+from llm_retrieval.corpus_sizes import SizeEstimateError, SizeTable, check_actual_size
+from llm_retrieval.encoder import BatchBudgetError, Encoder, EncoderSpec, padding_ratio, token_batches
+from llm_retrieval.study import ConfigError, Study
 
 
 def test_token_batches_bound_padded_tokens_and_run_longest_first():
@@ -30,9 +30,9 @@ def demo_lengths():
     import tempfile
     from pathlib import Path
 
+    from llm_retrieval.corpus_sizes import qwen_encoding
     from llm_retrieval.data.beir import iter_beir_corpus
     from llm_retrieval.data.demo import build_synthetic_beir, stdlib_pairs
-    from llm_retrieval.corpus_sizes import qwen_encoding
 
     config = load_study(ROOT / "config/demo.yaml").config["encoding"]
     template = SizeTable().template_tokens

@@ -5,6 +5,7 @@ import copy
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,10 +21,9 @@ from llm_retrieval.memory_guard import InputMemoryError
 from llm_retrieval.modeling import load_tokenizer
 from llm_retrieval.study import ConfigError, Study
 from llm_retrieval.tiny_models import build_tiny_model
-from pathlib import Path
 
-BERT_BUILD = dict(seed=0, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                  vocab_size=1000)
+BERT_BUILD = {"seed": 0, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                  "vocab_size": 1000}
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """Prompts, pooling, shard encoding and its resumption, on tiny real-architecture models."""
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import torch
 

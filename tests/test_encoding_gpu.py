@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 import torch
+from test_encoding import ENCODING
 
 from llm_retrieval.encoder import Encoder, EncoderSpec
-from test_encoding import ENCODING
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

@@ -14,17 +14,15 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
 from safetensors.torch import load_file
-
 from workflow_helpers import ROOT, scratch_copy, snakemake
 
 HOOK = ROOT / "tests" / "fixtures" / "faults"
 MINI = ("--cores", "2", "--configfile", "config/mini.yaml", "--keep-going")
-JOB_HEADER = re.compile(r"^\s*(?:local)?rule (\w+):$", re.M)
+JOB_HEADER = re.compile(r"^\s*(?:local)?rule (\w+):$", re.MULTILINE)
 
 
 def copy_of(finished: Path, dest: Path) -> Path:
@@ -150,8 +148,9 @@ def test_sigterm_mid_step_checkpoints_that_step_and_the_retry_loses_none(tmp_pat
     the step it is in, checkpoints it although checkpoint_every is far off, and exits with the
     retry code; the same command then resumes at that step. (That a resumed run ends with the
     weights of an uninterrupted one: test_kill_9_in_..._training above, test_train_zero3.py.)"""
-    from llm_retrieval.train.preemption import RETRY_EXIT
     from train_fixtures import synthetic_task, tiny_backbone, training_config, write_groups
+
+    from llm_retrieval.train.preemption import RETRY_EXIT
 
     task = synthetic_task()
     backbone = tiny_backbone(tmp_path / "backbone", list(task["docs"].values()) + list(task["queries"].values()))

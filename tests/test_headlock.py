@@ -4,8 +4,9 @@ import os
 import subprocess
 import sys
 
-from llm_retrieval.headlock import HEAD_FILE, reclaim_stale_lock
 from workflow_helpers import scratch_copy, snakemake
+
+from llm_retrieval.headlock import HEAD_FILE, reclaim_stale_lock
 
 
 def _locked_by(tmp_path, pid: int, start_time):

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import yaml
+from workflow_helpers import ROOT
 
 from llm_retrieval import cluster, model_resources
-from workflow_helpers import ROOT
-from pathlib import Path
 
 SCALING = yaml.safe_load(Path(ROOT / "config/scaling.yaml").read_text())
 

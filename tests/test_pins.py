@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llm_retrieval.pins import (UnpinnedError, apply_lock, check_pins, hub_refs, read_lock, resolve, unpinned,
-                                write_lock)
+from llm_retrieval.pins import UnpinnedError, apply_lock, check_pins, hub_refs, read_lock, resolve, unpinned, write_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
@@ -35,7 +34,7 @@ class FakeHub:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 outer.requests.append(self.path)
                 parts = self.path.split("?")[0].split("/")  # '', api, models, org, name, revision, rev
                 if len(parts) != 7 or parts[1] != "api" or parts[5] != "revision":
@@ -161,8 +160,8 @@ def test_strict_paper_config_refuses_to_run_jobs_but_dry_runs(tmp_path):
 
 def test_manifest_and_report_record_the_pins(tmp_path, monkeypatch):
     import datasets
-
     from data_fixtures import write_coir_task
+
     from llm_retrieval.data.sources import prepare_collection
     from llm_retrieval.report.tables import pins_note
     from llm_retrieval.study import Study

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,6 @@ from llm_retrieval.report.reference import ReferenceTableError, read_reference
 from llm_retrieval.report.significance import QuerySetMismatch
 from llm_retrieval.report.tables import build, read_table, to_csv_rows, to_markdown, write_table
 from llm_retrieval.study import Study
-from pathlib import Path
 
 
 def build_table(study: Study, name: str, metrics_path) -> tuple[str, list[list[str]]]:

@@ -1,14 +1,13 @@
 """Search: one job per collection, backends that agree, the vectorised merge, full-precision run files."""
 import numpy as np
 import pytest
+from search_oracle import legacy_heap_merge
 
-import llm_retrieval.search as search
+from llm_retrieval import search
 from llm_retrieval.embeddings import EmbeddingMismatchError, write_embeddings
 from llm_retrieval.metrics import evaluate
 from llm_retrieval.runs import read_run, write_run
-from llm_retrieval.search import (GpuMemoryError, Hits, gpu_memory_plan, merge_hits, search_collection,
-                                  search_shards)
-from search_oracle import legacy_heap_merge
+from llm_retrieval.search import GpuMemoryError, Hits, gpu_memory_plan, merge_hits, search_collection, search_shards
 
 
 def _collection(tmp_path, n_docs=120, dim=16, n_shards=3, seed=0, query_sets=("dev", "dl19")):

@@ -7,11 +7,9 @@ that loses nothing."""
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
-
 from slurm_helpers import (
     CI_CLUSTER,
     REPO,
@@ -22,7 +20,6 @@ from slurm_helpers import (
     slurm_job,
     snakemake_cmd,
     start,
-    submissions,
     wait_for,
 )
 

@@ -7,7 +7,6 @@ import sys
 
 import pytest
 import yaml
-
 from slurm_helpers import assert_ran_under_slurm, require_cluster, run, slurm_job
 from workflow_helpers import job_counts, load_study, planned_jobs, scratch_copy
 

@@ -6,18 +6,17 @@ import os
 import pyarrow.parquet as pq
 import pytest
 
-from llm_retrieval.data.canonical import (TRAIN_GROUPS_SCHEMA, DataError, write_corpus, write_qrels,
-                                          write_queries)
+from llm_retrieval.bm25 import build_index
+from llm_retrieval.data.canonical import TRAIN_GROUPS_SCHEMA, DataError, write_corpus, write_qrels, write_queries
 from llm_retrieval.modeling import load_tokenizer
 from llm_retrieval.train.dataset import Group, GroupSchedule, Passage, read_groups, sample_group
 from llm_retrieval.train.engine import ZeroStageError, check_batch, deepspeed_config
-from llm_retrieval.bm25 import build_index
 from llm_retrieval.train.mine import mine_bm25_groups
 
 BM25 = {"k1": 0.9, "b": 0.4, "stopwords": "en", "stemmer": "english"}
-from llm_retrieval.train.model import Batcher
-
 from train_fixtures import synthetic_task, tiny_backbone, training_config, write_groups
+
+from llm_retrieval.train.model import Batcher
 
 DOCS = {
     "d1": "solar panels convert sunlight into electricity",
@@ -70,8 +69,9 @@ def test_mining_rejects_qrels_for_unknown_documents(collection, tmp_path):
 
 def test_a_source_with_negatives_for_some_queries_only_is_rejected_by_name(tmp_path):
     # A source has hard negatives for every query, or for none (then in-batch negatives only: tests/test_recipes.py).
-    from llm_retrieval.atomic import write_parquet
     import pyarrow as pa
+
+    from llm_retrieval.atomic import write_parquet
     out = tmp_path / "groups.parquet"
     positive = [{"docid": "d4", "title": "", "text": "bread"}]
     write_parquet(out, pa.Table.from_pylist([

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_fixtures import synthetic_task, tiny_backbone, training_config, write_groups
 
 from llm_retrieval.modeling import load_tokenizer
 from llm_retrieval.train import checkpoint
@@ -15,8 +16,6 @@ from llm_retrieval.train.memory import GIB, ModelDims, use_checkpointing
 from llm_retrieval.train.memory import estimate as estimate_memory
 from llm_retrieval.train.model import Batcher, trainable_retriever
 from llm_retrieval.train.packing import PackedRowTooLong, PackingUnsupported, check_attention, pack, padded_tokens
-
-from train_fixtures import synthetic_task, tiny_backbone, training_config, write_groups
 
 
 @pytest.fixture(scope="module")

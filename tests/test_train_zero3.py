@@ -12,16 +12,16 @@ import os
 import pytest
 import torch
 from safetensors.torch import load_file
+from train_fixtures import ndcg10, synthetic_task, tiny_backbone, training_config, write_groups
 
 from llm_retrieval.data.canonical import DataError
-from llm_retrieval.modeling import load_text_model, load_tokenizer
+from llm_retrieval.encoder import Encoder, EncoderSpec
+from llm_retrieval.modeling import load_text_model
 from llm_retrieval.train import checkpoint
 from llm_retrieval.train.driver import _free_port, launch
 from llm_retrieval.train.job import TrainJob
-from llm_retrieval.train.rank import forward_backward, setup as setup_rank
-from llm_retrieval.encoder import Encoder, EncoderSpec
-
-from train_fixtures import ndcg10, synthetic_task, tiny_backbone, training_config, write_groups
+from llm_retrieval.train.rank import forward_backward
+from llm_retrieval.train.rank import setup as setup_rank
 
 
 @pytest.fixture(scope="module")

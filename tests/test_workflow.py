@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import yaml
+from workflow_helpers import ROOT, job_counts, load_study, planned_jobs, scratch_copy, snakemake
 
 from llm_retrieval import axes
 from llm_retrieval.study import Study
-from workflow_helpers import ROOT, job_counts, load_study, planned_jobs, scratch_copy, snakemake
-from pathlib import Path
 
 
 def expected_counts(study: Study) -> Counter:

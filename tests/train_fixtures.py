@@ -16,8 +16,8 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from llm_retrieval.atomic import write_parquet
-from llm_retrieval.tiny_models import train_tokenizer
 from llm_retrieval.data.canonical import TRAIN_GROUPS_SCHEMA
+from llm_retrieval.tiny_models import train_tokenizer
 
 N_DOCS, N_TRAIN, RARE_PER_DOC = 160, 112, 4
 COMMON = ["the", "of", "and", "to", "in", "is", "for", "on", "with", "as", "by", "at",
@@ -54,7 +54,7 @@ def write_groups(task: dict, path: Path, n_neg: int = 7, seed: int = 0) -> Path:
     for qid in task["train"]:
         did = "d" + qid[1:]
         others = rng.sample([d for d in task["docs"] if d != did], n_neg)
-        psg = lambda d: {"docid": d, "title": "", "text": task["docs"][d]}  # noqa: E731
+        psg = lambda d: {"docid": d, "title": "", "text": task["docs"][d]}
         rows.append({"query_id": qid, "query": task["queries"][qid], "positive_passages": [psg(did)],
                      "negative_passages": [psg(d) for d in others]})
     write_parquet(path, pa.Table.from_pylist(rows, schema=TRAIN_GROUPS_SCHEMA))

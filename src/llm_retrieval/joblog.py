@@ -6,8 +6,8 @@ import glob
 import logging
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 # Every job logs the GPUs it could use at its start; the cost page reads it back (report.cost.measured).
 GPUS_SEEN = "GPUs visible to this job:"

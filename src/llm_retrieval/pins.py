@@ -24,9 +24,10 @@ import argparse
 import datetime as dt
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -195,7 +196,7 @@ def resolve(refs: Iterable[HubRef], api=None) -> dict:
         else:
             try:
                 sha = api.repo_info(ref.repo, repo_type=ref.kind, revision=ref.revision).sha
-            except Exception as err:  # noqa: BLE001 - name the repo whatever the client raised
+            except Exception as err:
                 raise UnpinnedError(f"{ref.where}: could not resolve {ref.kind} {ref.repo}@{ref.revision}: "
                                     f"{type(err).__name__}: {err}") from err
         if not SHA.match(str(sha)):
@@ -213,7 +214,7 @@ def api_needs_token(api) -> bool:
 
 def write_lock(path: str | Path, lock: dict, endpoint: str) -> None:
     header = ("# Written by `python -m llm_retrieval.pins`: each hub revision the configs name, resolved to the\n"
-              f"# commit it pointed at on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC ({endpoint}).\n"
+              f"# commit it pointed at on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC ({endpoint}).\n"
               "# The workflow reads this file; rerun the command to move the pins.\n")
     write_text(path, header + yaml.safe_dump(lock, sort_keys=True))
 

@@ -1,8 +1,8 @@
 """TREC run files: ``qid Q0 docid rank score tag``, the one format every retriever writes."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from .atomic import atomic_path
 from .data.canonical import DataError

@@ -16,9 +16,9 @@ The GPU memory the corpus needs is checked from the shard footers before anythin
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import faiss
 import numpy as np

@@ -6,9 +6,10 @@ a table naming an unknown setting, ...) and derives the job lists the DAG expand
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Iterator
+from typing import Any
 
 from . import axes, corpus_sizes, encoders, evaluation_kinds, recipes
 

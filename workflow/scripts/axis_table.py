@@ -1,7 +1,7 @@
-from llm_retrieval.report.axis_tables import write_axis_outputs
 from llm_retrieval.joblog import job_log
-from llm_retrieval.report.tables import load_metrics
 from llm_retrieval.paths import Layout
+from llm_retrieval.report.axis_tables import write_axis_outputs
+from llm_retrieval.report.tables import load_metrics
 from llm_retrieval.study import EvalUnit, Study
 
 with job_log(snakemake.log[0]) as log:

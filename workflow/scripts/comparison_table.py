@@ -3,8 +3,8 @@ import json
 from llm_retrieval.atomic import write_text
 from llm_retrieval.joblog import job_log
 from llm_retrieval.report import fidelity
-from llm_retrieval.report.tables import write_table
 from llm_retrieval.report.html import markdown_to_html, page
+from llm_retrieval.report.tables import write_table
 from llm_retrieval.study import Study
 
 with job_log(snakemake.log[0]) as log:

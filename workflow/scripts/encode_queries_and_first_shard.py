@@ -25,4 +25,4 @@ def main(snakemake) -> None:
 
 
 if __name__ == "__main__":  # Snakemake runs `python <script>`; spawned workers import it as __mp_main__
-    main(snakemake)  # noqa: F821  (defined by Snakemake's preamble)
+    main(snakemake)

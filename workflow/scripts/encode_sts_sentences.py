@@ -1,11 +1,11 @@
 import json
+from pathlib import Path
 
 import torch
 
 from llm_retrieval.encoder import EncoderSpec
 from llm_retrieval.joblog import job_log
 from llm_retrieval.sts import encode_sentences
-from pathlib import Path
 
 torch.set_num_threads(snakemake.threads)  # torch takes every core otherwise, whatever Snakemake granted
 

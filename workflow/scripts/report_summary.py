@@ -4,8 +4,8 @@ from pathlib import Path
 from llm_retrieval.atomic import write_text
 from llm_retrieval.joblog import job_log
 from llm_retrieval.report import fidelity, summary
-from llm_retrieval.report.tables import read_table
 from llm_retrieval.report.html import markdown_to_html, page
+from llm_retrieval.report.tables import read_table
 
 with job_log(snakemake.log[0]) as log:
     out, inp = snakemake.output, snakemake.input

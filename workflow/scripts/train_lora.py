@@ -15,11 +15,11 @@ query instructions (``--task-options '{"TASK": {"weight": null, "query_instructi
 import argparse
 import json
 import os
+from pathlib import Path
 
 from llm_retrieval.joblog import job_log
 from llm_retrieval.train.driver import launch, under_slurm_ranks
 from llm_retrieval.train.job import TrainJob, TrainTask
-from pathlib import Path
 
 
 def _from_command_line() -> tuple[TrainJob, str | None]:
@@ -45,6 +45,7 @@ def _from_command_line() -> tuple[TrainJob, str | None]:
         training = json.loads(args.training)
     else:
         import yaml
+
         from llm_retrieval.config_schema import validate_config
 
         with open(args.config, encoding="utf-8") as f:

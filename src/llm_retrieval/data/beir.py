@@ -7,18 +7,17 @@ The corpus is streamed line by line into Parquet, so memory stays bounded.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from tqdm import tqdm
 
 from .canonical import CORPUS_FILE, QRELS_FILE, QUERIES_FILE, DataError, write_corpus, write_qrels, write_queries
 from .download import fetch, pinned_checksum, safe_extract
-from .textfiles import iter_json_records, iter_lines, require_id
 from .staging import finish_collection, staged_collection
+from .textfiles import iter_json_records, iter_lines, require_id
 
 BEIR_BASE_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets"
 BASE_URL_ENV = "LLM_RETRIEVAL_BEIR_URL"  # e.g. a mirror, or a local test server
@@ -142,7 +141,7 @@ def prepare_beir(source: dict, query_sets: list[str], out_dir: Path, work_dir: P
     name = source["name"]
     md5 = source.get("md5") or pinned_checksum("beir", name)
     if not md5:
-        raise DataError(f"resources/checksums/beir.tsv", f"no pinned md5 for BEIR dataset {name!r}; "
+        raise DataError("resources/checksums/beir.tsv", f"no pinned md5 for BEIR dataset {name!r}; "
                         "add it there or set `md5:` in the collection's source")
     url = beir_url(source)
     archive = Path(work_dir) / "beir" / f"{name}.zip"

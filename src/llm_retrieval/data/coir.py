@@ -27,15 +27,15 @@ in the working directory named like the hub namespace changes nothing.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from tqdm import tqdm
 
 from .canonical import CORPUS_FILE, QRELS_FILE, QUERIES_FILE, DataError, write_corpus, write_qrels, write_queries
 from .download import SHA, check_columns, iter_rows
-from .textfiles import require_id
 from .staging import finish_collection, staged_collection
+from .textfiles import require_id
 
 HUB_ROOT = "CoIR-Retrieval"
 LANGUAGES = ("go", "java", "javascript", "ruby", "python", "php")

@@ -17,14 +17,22 @@ import random
 import re
 import sysconfig
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow as pa
 
 from ..atomic import atomic_path, write_parquet
-from .canonical import (CORPUS_FILE, QRELS_FILE, QUERIES_FILE, DataError, read_table, write_corpus, write_qrels,
-                        write_queries)
+from .canonical import (
+    CORPUS_FILE,
+    QRELS_FILE,
+    QUERIES_FILE,
+    DataError,
+    read_table,
+    write_corpus,
+    write_qrels,
+    write_queries,
+)
 from .staging import finish_collection, staged_collection
 
 PAIRS_SCHEMA = pa.schema([("id", pa.string()), ("module", pa.string()), ("qualname", pa.string()),

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from .canonical import CORPUS_FILE, QRELS_FILE, QUERIES_FILE, DataError, write_corpus, write_qrels, write_queries
 from .download import SHA, check_columns, iter_rows
-from .textfiles import require_id
 from .staging import finish_collection, staged_collection
+from .textfiles import require_id
 
 HUB_ID = "dwzhu/LongEmbed"
 TASKS = ("narrativeqa", "2wikimqa", "qmsum", "summ_screen_fd")

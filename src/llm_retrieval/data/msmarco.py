@@ -21,15 +21,15 @@ Source keys (all optional): ``corpus_repo``, ``queries_repo``, ``revision`` or
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from tqdm import tqdm
 
 from .canonical import CORPUS_FILE, QRELS_FILE, QUERIES_FILE, DataError, write_corpus, write_qrels, write_queries
 from .download import JsonFiles, check_columns, fetch, iter_rows, pinned_checksum
-from .textfiles import iter_lines, require_id
 from .staging import finish_collection, staged_collection
+from .textfiles import iter_lines, require_id
 
 CORPUS_REPO = "Tevatron/msmarco-passage-corpus"
 QUERIES_REPO = "Tevatron/msmarco-passage"

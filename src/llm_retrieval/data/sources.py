@@ -11,8 +11,8 @@ agree). The source modules never import this one.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from . import beir, coir, demo, longembed, msmarco, qrecc, sts, toolbench
 from .canonical import DataError

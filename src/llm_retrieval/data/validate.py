@@ -23,17 +23,27 @@ batch by batch.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..atomic import write_parquet
-from .canonical import (CORPUS_FILE, CORPUS_SCHEMA, QRELS_FILE, QRELS_SCHEMA, QUERIES_FILE, QUERIES_SCHEMA,
-                        DataError, check_schema, first_few, read_table)
+from .canonical import (
+    CORPUS_FILE,
+    CORPUS_SCHEMA,
+    QRELS_FILE,
+    QRELS_SCHEMA,
+    QUERIES_FILE,
+    QUERIES_SCHEMA,
+    DataError,
+    check_schema,
+    first_few,
+    read_table,
+)
 
 EXAMPLES = 5
 COLLECTION_FILES = (CORPUS_FILE, QUERIES_FILE, QRELS_FILE)

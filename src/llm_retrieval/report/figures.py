@@ -16,15 +16,15 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from ..atomic import atomic_path  # noqa: E402
-from ..evaluation_kinds import display_name  # noqa: E402
-from .fidelity import fidelity  # noqa: E402
-from .tables import Table  # noqa: E402
+from ..atomic import atomic_path
+from ..evaluation_kinds import display_name
+from . import FIGURE_KINDS as KINDS
+from .fidelity import fidelity
+from .tables import Table
 
-from . import FIGURE_KINDS as KINDS  # noqa: E402
 FORMATS = ("svg", "png")
 plt.rcParams.update({"svg.hashsalt": "llm-retrieval", "font.size": 9})  # reproducible SVG ids
 

@@ -86,7 +86,7 @@ class Table:
         return out
 
     @classmethod
-    def from_json(cls, data: dict) -> "Table":
+    def from_json(cls, data: dict) -> Table:
         data = dict(data)
         cells = [Cell(**{**c, "ci": tuple(c["ci"]) if c["ci"] else None,
                          "win_tie_loss": tuple(c["win_tie_loss"]) if c["win_tie_loss"] else None})

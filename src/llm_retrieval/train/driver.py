@@ -26,7 +26,6 @@ from .engine import check_batch
 from .job import TrainJob
 from .rank import train_rank
 
-
 # --- starting the ranks ------------------------------------------------------------------
 
 def _free_port() -> int:

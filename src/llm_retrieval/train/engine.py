@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ..modeling import check_stand_ins_on
-from ..study import check_global_batch as check_batch  # noqa: F401  (the one global-batch check)
+from ..study import check_global_batch as check_batch
 
 ZERO_STAGES = (2, 3)
 

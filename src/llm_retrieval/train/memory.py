@@ -43,7 +43,7 @@ class ModelDims:
     vocab: int
 
     @classmethod
-    def from_config(cls, config) -> "ModelDims":
+    def from_config(cls, config) -> ModelDims:
         config = getattr(config, "text_config", None) or config  # Qwen2.5-VL: its language model
         # T5 names its MLP width d_ff
         intermediate = getattr(config, "intermediate_size", None) or config.d_ff
@@ -93,7 +93,7 @@ class MemoryEstimate:
         return self.device is None or self.total <= FIT_FRACTION * self.device
 
     def describe(self) -> str:
-        gib = lambda b: f"{b / GIB:.1f}"  # noqa: E731
+        gib = lambda b: f"{b / GIB:.1f}"
         device = f" of {gib(self.device)} GiB" if self.device else ""
         return (f"{gib(self.total)} GiB{device} (weights {gib(self.weights)}, LoRA+AdamW {gib(self.lora_state)}, "
                 f"activations {gib(self.activations)}, workspace+10% {gib(self.total - self.weights - self.lora_state - self.activations)})")

@@ -3,7 +3,7 @@ as encoding) and its pooled, normalised embeddings. Encoding after training is :
 (it loads the exported adapter)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -80,8 +80,8 @@ class Retriever(nn.Module):
         kwargs = {}
         if self.backbone.config._attn_implementation in FLASH:
             # Boundaries handed to the varlen kernel directly: no recomputation (and host sync) per layer.
-            kwargs = dict(cu_seq_lens_q=batch.cu_seqlens, cu_seq_lens_k=batch.cu_seqlens,
-                          max_length_q=batch.max_length, max_length_k=batch.max_length)
+            kwargs = {"cu_seq_lens_q": batch.cu_seqlens, "cu_seq_lens_k": batch.cu_seqlens,
+                          "max_length_q": batch.max_length, "max_length_k": batch.max_length}
         # No attention mask and no cache: the model derives the per-sequence mask from the positions.
         hidden = self.backbone(input_ids=batch.input_ids, position_ids=positions, use_cache=False,
                                **kwargs).last_hidden_state

@@ -15,8 +15,8 @@ Computed tokens = real tokens, against ``G x longest passage`` per group when pa
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -48,7 +48,7 @@ class PackedBatch:
     def real_tokens(self) -> int:
         return self.input_ids.size(1)
 
-    def to(self, device) -> "PackedBatch":
+    def to(self, device) -> PackedBatch:
         return PackedBatch(self.input_ids.to(device), self.position_ids.to(device), self.cu_seqlens.to(device),
                            self.last.to(device), self.max_length, self.n_queries)
 

@@ -30,7 +30,7 @@ SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 _requested: list[int] = []
 
 
-def _handler(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+def _handler(signum, frame) -> None:
     _requested.append(signum)
 
 

@@ -18,15 +18,15 @@ from tqdm import tqdm
 from transformers import AutoConfig
 from transformers.integrations import HfDeepSpeedConfig
 
-from ..atomic import write_json
-from ..modeling import load_tokenizer
 from .. import encoders
+from ..atomic import write_json
 from ..memory_guard import memory_guard
+from ..modeling import load_tokenizer
 from . import checkpoint, preemption, snapshots
 from .adapter import save_adapter
 from .dataset import MicroBatch, TaskMixture, instruction_for, read_groups, sample_group
-from .job import TrainJob
 from .engine import build_engine, check_batch, deepspeed_config, init_process_group
+from .job import TrainJob
 from .loss import info_nce
 from .memory import GIB, MemoryEstimate, ModelDims, trained_lora, use_checkpointing, zero_stage_for
 from .model import Batcher, trainable_retriever
@@ -102,7 +102,7 @@ def setup(job: TrainJob) -> RankSession:
     torch.manual_seed(cfg["seed"])  # identical LoRA initialisation on every rank
     # Under ZeRO-3 a live HfDeepSpeedConfig makes from_pretrained build the model inside
     # deepspeed.zero.Init: each rank keeps only its partition (no full copy in host memory).
-    hf_ds = HfDeepSpeedConfig(ds_config) if stage == 3 else None  # noqa: F841  (must stay alive while loading)
+    hf_ds = HfDeepSpeedConfig(ds_config) if stage == 3 else None
     model = trainable_retriever(job.backbone_path, job.architecture, trained_lora(cfg),
                                 "bfloat16" if on_gpu else "float32", checkpointing, job.pooling,
                                 "cuda" if on_gpu else "cpu")
