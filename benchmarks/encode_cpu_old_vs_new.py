@@ -11,6 +11,7 @@ tokens, tokens computed, and the fraction of tokens the shared prefix saves. Tim
 --repeats alternating runs (a shared machine's load hits both alike). Model: the demo config's
 `base` backbone (tiny random-weight Qwen2, built here), fp32, on this CPU.
 """
+
 import argparse
 import sys
 import tempfile
@@ -33,9 +34,11 @@ def demo_corpora(n: int, tmp: str) -> dict[str, list[str]]:
     pairs = list(stdlib_pairs())
     build_synthetic_beir(Path(tmp) / "synth")
     synth = [d["text"] for d in iter_beir_corpus(Path(tmp) / "synth" / "corpus.jsonl")]
-    return {"stdlib-t2c (code)": [p["code"] for p in pairs][:n],
-            "stdlib-c2t (sentences)": [p["query"] for p in pairs][:n],
-            "synth-text": synth[:n]}
+    return {
+        "stdlib-t2c (code)": [p["code"] for p in pairs][:n],
+        "stdlib-c2t (sentences)": [p["query"] for p in pairs][:n],
+        "synth-text": synth[:n],
+    }
 
 
 def run_old(encoder: Encoder, texts: list[str], batch: int) -> tuple[float, int, int]:
@@ -44,7 +47,7 @@ def run_old(encoder: Encoder, texts: list[str], batch: int) -> tuple[float, int,
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
     computed = 0
     for k in range(0, len(order), batch):
-        rows = [ids[i] for i in order[k:k + batch]]
+        rows = [ids[i] for i in order[k : k + batch]]
         computed += len(rows) * max(map(len, rows))
         encoder.forward_ids(rows)
     return time.perf_counter() - start, sum(map(len, ids)), computed
@@ -76,10 +79,14 @@ def main() -> None:
         new = Encoder(EncoderSpec(record, {**encoding, "share_prefix": True}), "cpu")
         corpora = demo_corpora(args.docs, tmp)
         old.encode("passage", corpora["synth-text"][:64])  # warm-up
-        print(f"tiny Qwen2 (demo `base`), CPU fp32, {torch.get_num_threads()} threads; old: {args.old_batch} rows "
-              f"per batch; new: {encoding['batch_tokens']} tokens per batch + shared prefix")
-        print(f"{'collection':<24}{'docs':>6}{'old s':>8}{'new s':>8}{'speed-up':>9}{'pad/real old':>13}"
-              f"{'new':>6}{'computed old':>13}{'new':>9}{'prefix saved':>13}")
+        print(
+            f"tiny Qwen2 (demo `base`), CPU fp32, {torch.get_num_threads()} threads; old: {args.old_batch} rows "
+            f"per batch; new: {encoding['batch_tokens']} tokens per batch + shared prefix"
+        )
+        print(
+            f"{'collection':<24}{'docs':>6}{'old s':>8}{'new s':>8}{'speed-up':>9}{'pad/real old':>13}"
+            f"{'new':>6}{'computed old':>13}{'new':>9}{'prefix saved':>13}"
+        )
         for name, texts in corpora.items():
             olds, news = [], []
             for _ in range(args.repeats):  # alternating, so that load from other processes hits both alike
@@ -88,9 +95,11 @@ def main() -> None:
             t_old, real, computed_old = min(olds)
             t_new, prepared = min(news, key=lambda r: r[0])
             saved = len(prepared.prefix) * (prepared.count - 1) / real
-            print(f"{name:<24}{len(texts):>6}{t_old:>8.2f}{t_new:>8.2f}{t_old / t_new:>8.2f}x"
-                  f"{computed_old / real:>13.3f}{prepared.padded_tokens / real:>6.3f}"
-                  f"{computed_old:>13,}{prepared.computed:>9,}{saved:>12.1%}")
+            print(
+                f"{name:<24}{len(texts):>6}{t_old:>8.2f}{t_new:>8.2f}{t_old / t_new:>8.2f}x"
+                f"{computed_old / real:>13.3f}{prepared.padded_tokens / real:>6.3f}"
+                f"{computed_old:>13,}{prepared.computed:>9,}{saved:>12.1%}"
+            )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ through load_text_model with device_map, as the jobs do).
 Without CUDA (and without --smoke) it stops with a message and exit status 2. Not run for the docs:
 no GPU was lent to this project's sessions so far; the README states no GPU figures.
 """
+
 import argparse
 import math
 import random
@@ -33,11 +34,28 @@ from llm_retrieval.corpus_sizes import SizeTable
 from llm_retrieval.encoder import Encoder, EncoderSpec
 
 PEAK = 989e12
-QWEN25_7B = {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
-                 "num_key_value_heads": 4, "vocab_size": 152064, "rms_norm_eps": 1e-6, "rope_theta": 1_000_000.0,
-                 "hidden_act": "silu", "max_position_embeddings": 131072, "tie_word_embeddings": False}
-SMOKE = dict(QWEN25_7B, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=2, vocab_size=1000)
+QWEN25_7B = {
+    "hidden_size": 3584,
+    "intermediate_size": 18944,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "vocab_size": 152064,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 1_000_000.0,
+    "hidden_act": "silu",
+    "max_position_embeddings": 131072,
+    "tie_word_embeddings": False,
+}
+SMOKE = dict(
+    QWEN25_7B,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=1000,
+)
 TEMPLATE, MAX_TEXT = 58, 512
 
 
@@ -62,9 +80,16 @@ class StubTokenizer:
 def encoder_for(model, device: str, batch_tokens: int, share_prefix: bool, prefix: list[int]) -> Encoder:
     """The study's Encoder around an already built model (no tokenizer: token ids are given)."""
     encoder = Encoder.__new__(Encoder)
-    encoder.spec = EncoderSpec({"path": "random", "architecture": "qwen2"},
-                               {"normalize": True, "dtype": "bfloat16", "batch_tokens": batch_tokens,
-                                "share_prefix": share_prefix, "max_text_tokens": {"passage": MAX_TEXT}})
+    encoder.spec = EncoderSpec(
+        {"path": "random", "architecture": "qwen2"},
+        {
+            "normalize": True,
+            "dtype": "bfloat16",
+            "batch_tokens": batch_tokens,
+            "share_prefix": share_prefix,
+            "max_text_tokens": {"passage": MAX_TEXT},
+        },
+    )
     encoder.device, encoder.model, encoder.tokenizer = device, model, StubTokenizer()
     encoder.shared_prefix = lambda kind: prefix if share_prefix else []
     return encoder
@@ -99,7 +124,9 @@ def main() -> None:
     shape = SMOKE if args.smoke else QWEN25_7B
     dtype = torch.float32 if args.smoke else torch.bfloat16
     n_texts = min(args.texts, 64) if args.smoke else args.texts
-    config = Qwen2Config(**shape, attn_implementation=attention_implementation(device, str(dtype).removeprefix("torch.")))
+    config = Qwen2Config(
+        **shape, attn_implementation=attention_implementation(device, str(dtype).removeprefix("torch."))
+    )
     h, kv = shape["hidden_size"], shape["hidden_size"] // shape["num_attention_heads"] * shape["num_key_value_heads"]
     params = shape["num_hidden_layers"] * (2 * h * h + 2 * h * kv + 3 * h * shape["intermediate_size"])  # 6.53e9
     torch.manual_seed(0)
@@ -111,19 +138,22 @@ def main() -> None:
         torch.set_default_dtype(default)
     build_s = time.perf_counter() - start
     name = torch.cuda.get_device_name(0) if device.startswith("cuda") else "CPU (smoke)"
-    print(f"device: {name}; model: Qwen2.5-7B shape{' (SMOKE: tiny)' if args.smoke else ''}, "
-          f"{params / 1e9:.2f} G matmul params, {dtype}, attention {config._attn_implementation}; "
-          f"built on the device in {build_s:.1f} s")
+    print(
+        f"device: {name}; model: Qwen2.5-7B shape{' (SMOKE: tiny)' if args.smoke else ''}, "
+        f"{params / 1e9:.2f} G matmul params, {dtype}, attention {config._attn_implementation}; "
+        f"built on the device in {build_s:.1f} s"
+    )
 
     rng = random.Random(1)
     prefix = [rng.randrange(1, shape["vocab_size"]) for _ in range(TEMPLATE - 9)]  # user turn opening
-    suffix = [rng.randrange(1, shape["vocab_size"]) for _ in range(9)]            # closing + prefill
-    ids = [prefix + [rng.randrange(1, shape["vocab_size"]) for _ in range(n)] + suffix
-           for n in beir_like_lengths(n_texts)]
+    suffix = [rng.randrange(1, shape["vocab_size"]) for _ in range(9)]  # closing + prefill
+    ids = [
+        prefix + [rng.randrange(1, shape["vocab_size"]) for _ in range(n)] + suffix for n in beir_like_lengths(n_texts)
+    ]
     real = sum(map(len, ids))
     rows = []
     by_length = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-    fixed = [by_length[k:k + args.old_batch] for k in range(0, len(ids), args.old_batch)]
+    fixed = [by_length[k : k + args.old_batch] for k in range(0, len(ids), args.old_batch)]
     for label, batches, share in (("old: 64 rows, full", fixed, False), ("new: tokens, prefix", None, True)):
         encoder = encoder_for(model, device, args.batch_tokens, share, prefix)
         warm = ids[: max(8, n_texts // 16)]
@@ -131,8 +161,10 @@ def main() -> None:
         seconds, _ = timed(lambda enc=encoder, b=batches: enc.run(enc.prepare_ids("passage", ids, b)), device)
         tok_s = real / seconds
         rows.append((label, seconds, tok_s, 2 * params * tok_s / PEAK))
-        print(f"{label:<22} {n_texts} texts, {real:,} real tokens: {seconds:.2f} s, {tok_s:,.0f} tokens/s, "
-              f"MFU {rows[-1][3]:.1%}")
+        print(
+            f"{label:<22} {n_texts} texts, {real:,} real tokens: {seconds:.2f} s, {tok_s:,.0f} tokens/s, "
+            f"MFU {rows[-1][3]:.1%}"
+        )
     print(f"ratio new/old: {rows[1][2] / rows[0][2]:.2f}x tokens/s")
     if not args.no_load:
         with tempfile.TemporaryDirectory() as tmp:
@@ -140,8 +172,9 @@ def main() -> None:
             del model
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
-            seconds, _ = timed(lambda: load_text_model(tmp, "qwen2", "float32" if args.smoke else "bfloat16", device),
-                               device)
+            seconds, _ = timed(
+                lambda: load_text_model(tmp, "qwen2", "float32" if args.smoke else "bfloat16", device), device
+            )
             print(f"model load (safetensors -> {device}, device_map): {seconds:.1f} s")
 
 

@@ -11,6 +11,7 @@ loads x load time / (loads x load time + encoding time). Encoding time = estimat
 queries left out, which overstates the overhead slightly) / throughput, throughput = MFU x 989e12 /
 (2 x 6.53e9) tokens/s. Load time and MFU are ASSUMPTIONS printed with the result (no GPU here).
 """
+
 import argparse
 import sys
 from pathlib import Path
@@ -42,15 +43,21 @@ def prefix_tokens() -> int:
 
 
 def plan(study: Study) -> dict:
-    encodings = [(s, b, c) for s in ("zeroshot", "supervised") for b in study.backbones_of(s)
-                 for c in study.collections_of(s)]
+    encodings = [
+        (s, b, c) for s in ("zeroshot", "supervised") for b in study.backbones_of(s) for c in study.collections_of(s)
+    ]
     tokens = sum(study.corpus_size(c, s)[1] for s, _, c in encodings)
     prefix = prefix_tokens()
     # The PromptReps prefix is shared in the zero-shot format only (one prefix per job, not per text).
     shared = sum(study.corpus_size(c)[0] * prefix for s, _, c in encodings if s == "zeroshot")
-    return {"encodings": len(encodings), "tokens": tokens, "prefix": prefix, "shared": shared,
-            "old_loads": len(encodings) * (1 + OLD_SHARDS),
-            "new_loads": sum(study.corpus_shards(c, s) for s, _, c in encodings)}
+    return {
+        "encodings": len(encodings),
+        "tokens": tokens,
+        "prefix": prefix,
+        "shared": shared,
+        "old_loads": len(encodings) * (1 + OLD_SHARDS),
+        "new_loads": sum(study.corpus_shards(c, s) for s, _, c in encodings),
+    }
 
 
 def main() -> None:
@@ -58,17 +65,25 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=ROOT / "config/config.yaml")
     parser.add_argument("--load-s", type=float, default=25.0, help="ASSUMED seconds per 7B model load")
     parser.add_argument("--mfu", type=float, default=0.5, help="ASSUMED model FLOPs utilisation while encoding")
-    parser.add_argument("--old-load-s", type=float, default=45.0,
-                        help="ASSUMED seconds per load before (model built on the CPU, then copied to the GPU)")
+    parser.add_argument(
+        "--old-load-s",
+        type=float,
+        default=45.0,
+        help="ASSUMED seconds per load before (model built on the CPU, then copied to the GPU)",
+    )
     args = parser.parse_args()
     study = Study(load_config(args.config))
     p = plan(study)
     tok_s = args.mfu * PEAK / (2 * PARAMS)
     encode_h = p["tokens"] / tok_s / 3600
-    print(f"plan of {args.config.name}: {p['encodings']} encodings (backbone x setting x collection), "
-          f"{p['tokens'] / 1e9:.2f} G corpus tokens estimated")
-    print(f"assumed: model load {args.load_s:.0f} s, {args.mfu:.0%} MFU = {tok_s:,.0f} tokens/s per GPU "
-          f"(not measured: no GPU lent)")
+    print(
+        f"plan of {args.config.name}: {p['encodings']} encodings (backbone x setting x collection), "
+        f"{p['tokens'] / 1e9:.2f} G corpus tokens estimated"
+    )
+    print(
+        f"assumed: model load {args.load_s:.0f} s, {args.mfu:.0%} MFU = {tok_s:,.0f} tokens/s per GPU "
+        f"(not measured: no GPU lent)"
+    )
     print(f"{'plan':<28}{'model loads':>12}{'load GPU-h':>12}{'encode GPU-h':>14}{'overhead':>10}")
     rows = {}
     for name, loads in (("old: 8 shards + queries", p["old_loads"]), ("new: by tokens", p["new_loads"])):
@@ -81,10 +96,14 @@ def main() -> None:
     before_h = (p["old_loads"] * args.old_load_s + p["tokens"] / tok_s) / 3600
     after_tokens = p["tokens"] - p["shared"]
     after_h = (p["new_loads"] * args.load_s + after_tokens / tok_s) / 3600
-    print(f"shared prefix: {p['prefix']} Qwen tokens per zero-shot text, {p['shared'] / p['tokens']:.1%} of the "
-          f"study's encoded tokens computed once instead")
-    print(f"ESTIMATED encode GPU-hours of the study (assumed {args.old_load_s:.0f} s loads before, {args.load_s:.0f} s "
-          f"after; {args.mfu:.0%} MFU both): before {before_h:.0f}, after {after_h:.0f} ({before_h / after_h:.2f}x)")
+    print(
+        f"shared prefix: {p['prefix']} Qwen tokens per zero-shot text, {p['shared'] / p['tokens']:.1%} of the "
+        f"study's encoded tokens computed once instead"
+    )
+    print(
+        f"ESTIMATED encode GPU-hours of the study (assumed {args.old_load_s:.0f} s loads before, {args.load_s:.0f} s "
+        f"after; {args.mfu:.0%} MFU both): before {before_h:.0f}, after {after_h:.0f} ({before_h / after_h:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

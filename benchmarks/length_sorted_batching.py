@@ -5,6 +5,7 @@
 Prints the wall time and the padded-token count of both orders and their ratios. The texts are
 the stdlib code-search documents, whose lengths vary a lot, as real corpora's do.
 """
+
 import argparse
 import tempfile
 import time
@@ -15,15 +16,18 @@ from llm_retrieval.backbones import resolve_backbone
 from llm_retrieval.data.demo import stdlib_pairs
 from llm_retrieval.encoder import Encoder, EncoderSpec
 
-PROMPTS = {"query": 'Query: "{text}".', "passage": 'Passage: "{text}". Use one word to represent the passage.',
-           "assistant_prefill": 'The word is: "'}
+PROMPTS = {
+    "query": 'Query: "{text}".',
+    "passage": 'Passage: "{text}". Use one word to represent the passage.',
+    "assistant_prefill": 'The word is: "',
+}
 
 
 def run(encoder: Encoder, ids: list[list[int]], order: list[int], batch_size: int) -> tuple[float, int]:
     start, padded = time.perf_counter(), 0
     with torch.inference_mode():
         for i in range(0, len(order), batch_size):
-            batch = [ids[j] for j in order[i:i + batch_size]]
+            batch = [ids[j] for j in order[i : i + batch_size]]
             padded += max(map(len, batch)) * len(batch)
             encoder.forward_ids(batch)
     return time.perf_counter() - start, padded
@@ -36,11 +40,23 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        build = {"seed": 0, "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
-                     "num_key_value_heads": 2, "vocab_size": 4000}
+        build = {
+            "seed": 0,
+            "hidden_size": 128,
+            "intermediate_size": 256,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "vocab_size": 4000,
+        }
         record = resolve_backbone({"architecture": "qwen2", "build": build}, f"{tmp}/model", f"{tmp}/backbone.json")
-        encoding = {"prompts": PROMPTS, "normalize": True, "dtype": "float32", "batch_tokens": 1 << 20,
-                    "max_text_tokens": {"query": 64, "passage": 512}}
+        encoding = {
+            "prompts": PROMPTS,
+            "normalize": True,
+            "dtype": "float32",
+            "batch_tokens": 1 << 20,
+            "max_text_tokens": {"query": 64, "passage": 512},
+        }
         encoder = Encoder(EncoderSpec(record, encoding), "cpu")
         texts = [p["code"] for _, p in zip(range(args.docs), stdlib_pairs())]
         ids = encoder.formatter.token_ids("passage", texts, 512)

@@ -6,6 +6,7 @@ old: fp32 fixed_size_list shards, list decoding, faiss-cpu per shard, a heap mer
 new: fp16 fixed_size_binary shards (llm_retrieval.embeddings), faiss-cpu per shard, the vectorised merge.
 Both search the same (fp16-rounded) vectors, so the rankings must agree; prints seconds and the ratio.
 """
+
 import argparse
 import heapq
 import tempfile
@@ -33,7 +34,7 @@ def old_search(queries, paths, depth, batch=4096):
         index.add(np.ascontiguousarray(vectors, np.float32))
         k = min(depth, len(doc_ids))
         for start in range(0, len(queries), batch):
-            scores, rows = index.search(queries[start:start + batch], k)
+            scores, rows = index.search(queries[start : start + batch], k)
             for offset, (row_scores, row_ids) in enumerate(zip(scores, rows)):
                 hits = merged[start + offset]
                 hits.extend((float(s), doc_ids[i]) for s, i in zip(row_scores, row_ids) if i >= 0)
@@ -62,9 +63,15 @@ def main() -> None:
         old_paths, new_paths = [], []
         for s, rows in enumerate(np.array_split(np.arange(args.docs), args.shards)):
             old_paths.append(Path(tmp, f"old-{s}.parquet"))
-            pq.write_table(pa.table({"id": pa.array([ids[i] for i in rows]), "embedding":
-                                     pa.FixedSizeListArray.from_arrays(pa.array(docs[rows].reshape(-1)), args.dim)}),
-                           old_paths[-1])
+            pq.write_table(
+                pa.table(
+                    {
+                        "id": pa.array([ids[i] for i in rows]),
+                        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(docs[rows].reshape(-1)), args.dim),
+                    }
+                ),
+                old_paths[-1],
+            )
             new_paths.append(Path(tmp, f"new-{s}.parquet"))
             write_embeddings(new_paths[-1], [ids[i] for i in rows], docs[rows])
         start = time.perf_counter()
@@ -75,8 +82,10 @@ def main() -> None:
         t_new = time.perf_counter() - start
     new = [[doc_ids[r] for r in rows if r >= 0] for rows in hits.rows]
     agree = np.mean([a == b for a, b in zip(old, new)])
-    print(f"{args.queries:,} queries x {args.docs:,} docs x {args.dim} dims, {args.shards} shards, "
-          f"depth {args.depth}, {args.threads} thread(s)")
+    print(
+        f"{args.queries:,} queries x {args.docs:,} docs x {args.dim} dims, {args.shards} shards, "
+        f"depth {args.depth}, {args.threads} thread(s)"
+    )
     print(f"{'pipeline':<44}{'seconds':>10}")
     print(f"{'old (fp32 list shards, heap merge)':<44}{t_old:>10.2f}")
     print(f"{'new (fp16 binary shards, vectorised merge)':<44}{t_new:>10.2f}")

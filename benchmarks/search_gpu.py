@@ -8,6 +8,7 @@ Prints seconds and effective TFLOP/s (2 x queries x docs x dim over the search t
 of the corpus excluded and reported apart). --faiss also times a faiss-gpu fp16 flat index where
 faiss-gpu is installed. Without CUDA (and without --smoke) it says so and exits with status 2.
 """
+
 import argparse
 import sys
 import time
@@ -31,7 +32,7 @@ def run(docs: int, queries: int, dim: int, depth: int, batch: int, device: str, 
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     setup = time.perf_counter() - start
-    _torch_topk(q[:min(batch, queries)], blocks, depth, batch, device)  # warm-up (cuBLAS handles, kernels)
+    _torch_topk(q[: min(batch, queries)], blocks, depth, batch, device)  # warm-up (cuBLAS handles, kernels)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     start = time.perf_counter()
@@ -84,8 +85,10 @@ def main() -> None:
     name = torch.cuda.get_device_name(0)
     result = run(args.docs, args.queries, args.dim, args.depth, args.batch, "cuda:0", args.block_rows)
     print(f"{args.queries:,} queries x {args.docs:,} x {args.dim} fp16, top-{args.depth}, on {name}")
-    print(f"torch matmul + top-k: {result['seconds']:.3f} s, {result['tflops']:.1f} TFLOP/s effective "
-          f"(corpus generation and upload {result['setup']:.1f} s, not counted)")
+    print(
+        f"torch matmul + top-k: {result['seconds']:.3f} s, {result['tflops']:.1f} TFLOP/s effective "
+        f"(corpus generation and upload {result['setup']:.1f} s, not counted)"
+    )
     if args.faiss:
         faiss_result = run_faiss(args.docs, args.queries, args.dim, args.depth)
         if faiss_result is None:

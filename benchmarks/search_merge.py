@@ -6,6 +6,7 @@ MS MARCO dev's shape by default: 6,980 queries x 8 shards x 1,001 hits per shard
 (MS MARCO's ids, whose string order differs from their numeric order). Prints both times, their
 ratio, and checks that both merges return the same (doc, score) lists.
 """
+
 import argparse
 import sys
 import time
@@ -46,8 +47,9 @@ def main() -> None:
     t_old = time.perf_counter() - start
 
     check = min(args.check, args.queries)
-    same = all([(doc_ids[r], float(s)) for s, r in zip(new.scores[q], new.rows[q]) if r >= 0] == old[q]
-               for q in range(check))
+    same = all(
+        [(doc_ids[r], float(s)) for s, r in zip(new.scores[q], new.rows[q]) if r >= 0] == old[q] for q in range(check)
+    )
     print(f"{'merge':<22}{'seconds':>10}")
     print(f"{'heap (old)':<22}{t_old:>10.2f}")
     print(f"{'vectorised (new)':<22}{t_new:>10.2f}")

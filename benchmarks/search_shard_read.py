@@ -7,6 +7,7 @@ peak memory is that read's alone) and prints seconds, MB/s (of float32 vectors d
 data for both) and the peak resident memory above the process's baseline, with the ratios. The files
 were just written, so both reads come from the page cache: this measures decoding, not the disk.
 """
+
 import argparse
 import json
 import subprocess
@@ -24,8 +25,15 @@ from llm_retrieval.embeddings import read_embeddings, write_embeddings
 
 def old_write(path, ids, vectors):
     dim = vectors.shape[1]
-    pq.write_table(pa.table({"id": pa.array(ids), "embedding": pa.FixedSizeListArray.from_arrays(
-        pa.array(vectors.reshape(-1), pa.float32()), dim)}), path)
+    pq.write_table(
+        pa.table(
+            {
+                "id": pa.array(ids),
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim),
+            }
+        ),
+        path,
+    )
 
 
 def old_read(path):
@@ -52,8 +60,17 @@ def measure(fmt: str, path: str) -> None:
     ids, vectors = old_read(path) if fmt == "old" else read_embeddings(path)
     seconds = time.perf_counter() - start
     peak = _status_kb("VmHWM") - base
-    print(json.dumps({"seconds": seconds, "peak_mb": peak / 1024, "rows": len(ids), "bytes": vectors.nbytes,
-                      "checksum": float(vectors[:, :8].astype(np.float64).sum())}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "peak_mb": peak / 1024,
+                "rows": len(ids),
+                "bytes": vectors.nbytes,
+                "checksum": float(vectors[:, :8].astype(np.float64).sum()),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -75,8 +92,9 @@ def main() -> None:
         del vectors
         results = {}
         for fmt, path in (("old", old_path), ("new", new_path)):
-            out = subprocess.run([sys.executable, __file__, "--child", fmt, str(path)], capture_output=True,
-                                 text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", fmt, str(path)], capture_output=True, text=True, check=True
+            )
             results[fmt] = json.loads(out.stdout)
             results[fmt]["file_mb"] = path.stat().st_size / 2**20
     old, new = results["old"], results["new"]
@@ -85,9 +103,11 @@ def main() -> None:
     print(f"{'format':<34}{'file MB':>9}{'seconds':>9}{'MB/s':>9}{'peak MB':>9}")
     for name, r in (("old: fp32 fixed_size_list", old), ("new: fp16 fixed_size_binary", new)):
         print(f"{name:<34}{r['file_mb']:>9.0f}{r['seconds']:>9.2f}{mb / r['seconds']:>9.0f}{r['peak_mb']:>9.0f}")
-    print(f"read speed-up: {old['seconds'] / new['seconds']:.1f}x; peak memory: {new['peak_mb'] / old['peak_mb']:.2f}x "
-          f"of old ({old['peak_mb'] / mb:.2f}x vs {new['peak_mb'] / mb:.2f}x the float32 data); "
-          f"same vectors to fp16 precision: {abs(old['checksum'] - new['checksum']) < 1e-2 * old['rows']}")
+    print(
+        f"read speed-up: {old['seconds'] / new['seconds']:.1f}x; peak memory: {new['peak_mb'] / old['peak_mb']:.2f}x "
+        f"of old ({old['peak_mb'] / mb:.2f}x vs {new['peak_mb'] / mb:.2f}x the float32 data); "
+        f"same vectors to fp16 precision: {abs(old['checksum'] - new['checksum']) < 1e-2 * old['rows']}"
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ Prints step time, computed / real tokens and forward passes per step for both, a
 On a tiny model on CPU the step time says little about a GPU; the token and pass counts
 carry over unchanged.
 """
+
 import argparse
 import random
 import tempfile
@@ -30,16 +31,21 @@ from llm_retrieval.modeling import load_tokenizer
 from llm_retrieval.train.loss import info_nce
 from llm_retrieval.train.model import Batcher, trainable_retriever
 
-LORA = {"rank": 8, "alpha": 16, "dropout": 0.0,
-        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
+LORA = {
+    "rank": 8,
+    "alpha": 16,
+    "dropout": 0.0,
+    "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+}
 MAX_LENGTH = {"query": 32, "passage": 156}
 
 
 def demo_groups(n: int, group: int) -> list[tuple[str, list[str]]]:
     pairs = [p for _, p in zip(range(n * group * 2), stdlib_pairs())]
     rng = random.Random(0)
-    return [(pairs[i]["query"], [pairs[i]["code"]] + [p["code"] for p in rng.sample(pairs, group - 1)])
-            for i in range(n)]
+    return [
+        (pairs[i]["query"], [pairs[i]["code"]] + [p["code"] for p in rng.sample(pairs, group - 1)]) for i in range(n)
+    ]
 
 
 def marco_like_groups(n: int, group: int, words: list[str]) -> list[tuple[str, list[str]]]:
@@ -52,8 +58,11 @@ def marco_like_groups(n: int, group: int, words: list[str]) -> list[tuple[str, l
 def groups_from_parquet(path: str, n: int, group: int) -> list[tuple[str, list[str]]]:
     from llm_retrieval.prompts import document_text
     from llm_retrieval.train.dataset import read_groups, sample_group
-    return [(g.query, [document_text(p.title, p.text, True) for p in sample_group(g, group, 0, 0, i)])
-            for i, g in enumerate(read_groups(path)[:n])]
+
+    return [
+        (g.query, [document_text(p.title, p.text, True) for p in sample_group(g, group, 0, 0, i)])
+        for i, g in enumerate(read_groups(path)[:n])
+    ]
 
 
 def run(model, batcher, groups, steps: int, accumulation: int, packed: bool) -> dict:
@@ -97,31 +106,45 @@ def main() -> None:
     torch.manual_seed(0)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with tempfile.TemporaryDirectory() as tmp:
-        build = {"seed": 0, "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
-                     "num_key_value_heads": 2, "vocab_size": 4000}
+        build = {
+            "seed": 0,
+            "hidden_size": 128,
+            "intermediate_size": 256,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "vocab_size": 4000,
+        }
         record = resolve_backbone({"architecture": "qwen2", "build": build}, f"{tmp}/model", f"{tmp}/backbone.json")
         tokenizer = load_tokenizer(record["path"])
         batcher = Batcher(tokenizer, MAX_LENGTH)
         model = trainable_retriever(record["path"], "qwen2", LORA)
         n = args.accumulation * (args.steps + 1)
         # Words that are one token each (with their leading space), so word counts are token counts.
-        words = [w for w in sorted(tokenizer.get_vocab()) if w.isalpha() and len(w) > 2
-                 and len(tokenizer(" " + w, add_special_tokens=False)["input_ids"]) == 1][:500]
+        words = [
+            w
+            for w in sorted(tokenizer.get_vocab())
+            if w.isalpha() and len(w) > 2 and len(tokenizer(" " + w, add_special_tokens=False)["input_ids"]) == 1
+        ][:500]
         profiles = {"demo groups": demo_groups(n, args.group)}
         if args.groups:
             profiles["real groups"] = groups_from_parquet(args.groups, n, args.group)
         else:
             profiles["MS MARCO-like"] = marco_like_groups(n, args.group, words)
-        print(f"tiny Qwen2 (hidden 128, 4 layers) + LoRA r=8, CPU, {torch.get_num_threads()} threads; "
-              f"per step {args.accumulation} micro-steps x (1 query + {args.group} passages), {args.steps} steps")
+        print(
+            f"tiny Qwen2 (hidden 128, 4 layers) + LoRA r=8, CPU, {torch.get_num_threads()} threads; "
+            f"per step {args.accumulation} micro-steps x (1 query + {args.group} passages), {args.steps} steps"
+        )
         print(f"{'profile':<15} {'':<4} {'step s':>8} {'computed/real':>14} {'passes/step':>12}")
         for name, groups in profiles.items():
             old = run(model, batcher, groups, args.steps, args.accumulation, packed=False)
             new = run(model, batcher, groups, args.steps, args.accumulation, packed=True)
             for label, r in (("old", old), ("new", new)):
                 print(f"{name:<15} {label:<4} {r['step_s']:8.3f} {r['ratio']:14.2f} {r['passes']:12.1f}")
-            print(f"{name:<15} old/new: step time {old['step_s'] / new['step_s']:.2f}x, computed tokens "
-                  f"{old['ratio'] / new['ratio']:.2f}x, forward passes {old['passes'] / new['passes']:.1f}x")
+            print(
+                f"{name:<15} old/new: step time {old['step_s'] / new['step_s']:.2f}x, computed tokens "
+                f"{old['ratio'] / new['ratio']:.2f}x, forward passes {old['passes'] / new['passes']:.1f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -10,8 +10,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never fetch
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-TINY_BUILD = {"seed": 0, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-                  "num_key_value_heads": 2, "vocab_size": 1000}
+TINY_BUILD = {
+    "seed": 0,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 1000,
+}
 
 
 @pytest.fixture(scope="session")
@@ -20,9 +27,12 @@ def tiny_backbones(tmp_path_factory):
     from llm_retrieval.backbones import resolve_backbone
 
     root = tmp_path_factory.mktemp("backbones")
-    return {arch: resolve_backbone({"architecture": arch, "build": TINY_BUILD}, root / arch / "model",
-                                   root / arch / "backbone.json")
-            for arch in ("qwen2", "qwen2_5_vl")}
+    return {
+        arch: resolve_backbone(
+            {"architecture": arch, "build": TINY_BUILD}, root / arch / "model", root / arch / "backbone.json"
+        )
+        for arch in ("qwen2", "qwen2_5_vl")
+    }
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """Fixture builders for the data tests: BEIR folders and zips, a local HTTP server,
 Hugging Face-style dataset folders (CoIR, Tevatron) built in tmp_path. No network."""
+
 from __future__ import annotations
 
 import gzip
@@ -48,8 +49,10 @@ def beir_zip_bytes(name: str, extra_members: dict[str, bytes] | None = None) -> 
         zf.writestr(f"{name}/corpus.jsonl", "".join(json.dumps(d) + "\n" for d in DOCS))
         zf.writestr(f"{name}/queries.jsonl", "".join(json.dumps(q) + "\n" for q in QUERIES))
         for split, rows in QRELS.items():
-            zf.writestr(f"{name}/qrels/{split}.tsv",
-                        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in rows))
+            zf.writestr(
+                f"{name}/qrels/{split}.tsv",
+                "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in rows),
+            )
         for member, data in (extra_members or {}).items():
             zf.writestr(member, data)
     return buf.getvalue()

@@ -101,7 +101,9 @@ def slurm_states(job_ids):
     """{job id: state} from squeue (finished jobs stay listed for MinJobAge)."""
     out = subprocess.run(
         ["squeue", "-h", "--states=all", "-o", "%i|%T", "-j", ",".join(job_ids)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return dict(line.split("|", 1) for line in out.split())
 

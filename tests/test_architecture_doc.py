@@ -1,4 +1,5 @@
 """docs/architecture.md stays the map of the workflow: every rule has a row, and what a row names exists."""
+
 import re
 from pathlib import Path
 

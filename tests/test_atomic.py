@@ -1,4 +1,5 @@
 """Atomic writes (llm_retrieval.atomic): an interrupted write leaves nothing behind."""
+
 import json
 
 import pytest

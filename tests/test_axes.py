@@ -1,4 +1,5 @@
 """Study axes: each value is a config entry that becomes a setting variant, checked at DAG build."""
+
 from __future__ import annotations
 
 import copy
@@ -29,8 +30,13 @@ def with_axes(config: dict, setting: str, **values) -> dict:
 def test_each_axis_value_is_a_setting_variant_with_its_own_evaluations():
     config = with_axes(mini(), "supervised", steps=[0, 2], passage_tokens=[16])
     study = Study(config)
-    assert study.dense_settings() == ["zeroshot", "supervised", "supervised.steps-0", "supervised.steps-2",
-                                      "supervised.passage_tokens-16"]
+    assert study.dense_settings() == [
+        "zeroshot",
+        "supervised",
+        "supervised.steps-0",
+        "supervised.steps-2",
+        "supervised.passage_tokens-16",
+    ]
     units = {(u.setting, u.retriever) for u in study.eval_units()}
     assert ("supervised.steps-2", "base") in units and ("supervised.passage_tokens-16", "base") in units
     assert axes.snapshot_steps(config) == [0, 2]
@@ -56,8 +62,9 @@ def test_a_variant_changes_only_its_knob():
 
 
 def test_an_axis_can_run_on_part_of_its_setting():
-    config = with_axes(mini(), "zeroshot", passage_tokens={"values": [16, 128], "backbones": ["base"],
-                                                           "collections": ["stdlib-t2c"]})
+    config = with_axes(
+        mini(), "zeroshot", passage_tokens={"values": [16, 128], "backbones": ["base"], "collections": ["stdlib-t2c"]}
+    )
     validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
     study = Study(config)
     assert study.backbones_of("zeroshot.passage_tokens-16") == ["base"]
@@ -70,14 +77,30 @@ def test_an_axis_can_run_on_part_of_its_setting():
         Study(bad)
 
 
-@pytest.mark.parametrize("setting, values, edit, message", [
-    ("supervised", {"steps": [2, 9]}, None, "settings.supervised.axes.steps: steps [9] exceed training.max_steps=4"),
-    ("zeroshot", {"steps": [1]}, None, "settings.zeroshot.axes.steps: the steps axis applies to supervised only"),
-    ("zeroshot", {"passage_tokens": [512, 8192]}, lambda c: c["backbones"]["base"]["build"].update(
-        max_position_embeddings=4096), "settings.zeroshot.axes.passage_tokens: [8192] exceed backbone 'base'"),
-    ("zeroshot", {"instruction": [True]}, None,
-     "settings.zeroshot.axes.instruction: collections without an `instruction`: stdlib-t2c, synth-text"),
-])
+@pytest.mark.parametrize(
+    "setting, values, edit, message",
+    [
+        (
+            "supervised",
+            {"steps": [2, 9]},
+            None,
+            "settings.supervised.axes.steps: steps [9] exceed training.max_steps=4",
+        ),
+        ("zeroshot", {"steps": [1]}, None, "settings.zeroshot.axes.steps: the steps axis applies to supervised only"),
+        (
+            "zeroshot",
+            {"passage_tokens": [512, 8192]},
+            lambda c: c["backbones"]["base"]["build"].update(max_position_embeddings=4096),
+            "settings.zeroshot.axes.passage_tokens: [8192] exceed backbone 'base'",
+        ),
+        (
+            "zeroshot",
+            {"instruction": [True]},
+            None,
+            "settings.zeroshot.axes.instruction: collections without an `instruction`: stdlib-t2c, synth-text",
+        ),
+    ],
+)
 def test_an_axis_value_nothing_supports_is_a_config_error_naming_the_key(setting, values, edit, message):
     config = with_axes(mini(), setting, **values)
     if edit:
@@ -95,8 +118,11 @@ def test_a_backbone_may_train_fewer_steps_but_not_fewer_than_the_curve_needs():
     Study(config)
     assert axes.training_for(config, "vl-i")["max_steps"] == 3 and axes.training_for(config, "base")["max_steps"] == 4
     config["backbones"]["vl-i"]["training"] = {"max_steps": 1}
-    with pytest.raises(ConfigError, match=r"settings.supervised.axes.steps: steps \[2\] exceed "
-                                          r"backbones.vl-i.training.max_steps=1"):
+    with pytest.raises(
+        ConfigError,
+        match=r"settings.supervised.axes.steps: steps \[2\] exceed "
+        r"backbones.vl-i.training.max_steps=1",
+    ):
         Study(config)
 
 
@@ -142,14 +168,17 @@ def test_an_instruction_sits_where_each_format_reads_it_and_never_on_documents(t
     assert query.startswith(f'<|im_start|>user\n{TASK}\nQuery: "sort a list". Use one word')
     assert TASK not in tok.decode(zero_shot.token_ids("passage", ["def f(): pass"], 16)[0])
 
-    supervised, budgets = EncoderSpec(tiny_backbones["qwen2"], encoding, None,
-                                      {"query": 12, "passage": 16}).formatter_and_budgets(tok)
+    supervised, budgets = EncoderSpec(
+        tiny_backbones["qwen2"], encoding, None, {"query": 12, "passage": 16}
+    ).formatter_and_budgets(tok)
     ids = supervised.token_ids("query", ["sort a list"], budgets["query"])[0]
     assert tok.decode(ids).startswith(f"Instruct: {TASK}\nQuery: sort a list") and ids[-1] == tok.eos_token_id
     assert tok.decode(supervised.token_ids("passage", ["def f(): pass"], budgets["passage"])[0]).startswith(
-        "Passage: def f(): pass")
-    _, plain_budgets = EncoderSpec(tiny_backbones["qwen2"], {**encoding, "instruction": None}, None,
-                                       {"query": 12, "passage": 16}).formatter_and_budgets(tok)
+        "Passage: def f(): pass"
+    )
+    _, plain_budgets = EncoderSpec(
+        tiny_backbones["qwen2"], {**encoding, "instruction": None}, None, {"query": 12, "passage": 16}
+    ).formatter_and_budgets(tok)
     assert budgets == plain_budgets  # the instruction does not take from the text's budget
 
 

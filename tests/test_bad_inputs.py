@@ -1,6 +1,7 @@
 """Bad input and moved upstreams: each gets a named error that says which file, which
 line where there is one, what is wrong and what to do, and nothing corrupt is left
 behind to be mistaken for good. (The "faults survived" table in the README lists them.)"""
+
 from __future__ import annotations
 
 import gzip
@@ -48,11 +49,14 @@ def insert_line(path: Path, index: int, line: bytes) -> None:
 
 # ---------------------------------------------------------------- upstream moves and pins
 
+
 def test_dl_qrels_come_from_the_pinned_anserini_commit_with_their_md5s_checked(tmp_path, server, monkeypatch):
     for name in ("dl19", "dl20"):
         url = msmarco_module.DL_QRELS[name]
-        assert url == ("https://raw.githubusercontent.com/castorini/anserini-tools/"
-                       f"43add835e20bd66b48f9a640be9bad95a4762d82/qrels/qrels.{name}-passage.txt")
+        assert url == (
+            "https://raw.githubusercontent.com/castorini/anserini-tools/"
+            f"43add835e20bd66b48f9a640be9bad95a4762d82/qrels/qrels.{name}-passage.txt"
+        )
     assert pinned_checksum("trec_dl", "dl19") == "2f4be390198da108f6845c822e5ada14"
     assert pinned_checksum("trec_dl", "dl20") == "0355ccee7509ac0463e8278186cdd8d1"
     # The default URL is checked against the pinned md5: a changed file is refused and deleted.
@@ -71,12 +75,13 @@ def test_beir_checksum_table_has_the_current_md5s_and_no_withdrawn_dataset():
 
 # ---------------------------------------------------------------- archives and downloads
 
+
 def corrupt_first_member_data(data: bytes, member: str) -> bytes:
     """Keep the zip's directory intact but make ``member``'s deflate stream invalid (block type 3)."""
     info = zipfile.ZipFile(io.BytesIO(data)).getinfo(member)
-    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
     start = info.header_offset + 30 + name_len + extra_len
-    return data[:start] + b"\xff" * 4 + data[start + 4:]
+    return data[:start] + b"\xff" * 4 + data[start + 4 :]
 
 
 def test_zip_with_corrupt_deflate_data_is_deleted_with_a_named_error(tmp_path, server):
@@ -104,6 +109,7 @@ def test_download_error_keeps_its_cause(tmp_path):
 
 # ---------------------------------------------------------------- bad records
 
+
 def test_null_id_is_an_error_naming_file_and_line_not_the_id_none(tmp_path):
     folder = write_beir_folder(tmp_path / "src")
     insert_line(folder / "corpus.jsonl", 2, b'{"_id": null, "title": "", "text": "orphan"}')
@@ -112,11 +118,14 @@ def test_null_id_is_an_error_naming_file_and_line_not_the_id_none(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("file, index, line, where", [
-    ("corpus.jsonl", 1, '{"_id": "d8", "text": "caf\xe9"}'.encode("latin-1"), "line 2"),
-    ("queries.jsonl", 0, b'{"_id": "q8", "text": "\xff"}', "line 1"),
-    ("qrels/test.tsv", 2, b"q2\td\xe93\t1", "line 3"),
-])
+@pytest.mark.parametrize(
+    "file, index, line, where",
+    [
+        ("corpus.jsonl", 1, '{"_id": "d8", "text": "caf\xe9"}'.encode("latin-1"), "line 2"),
+        ("queries.jsonl", 0, b'{"_id": "q8", "text": "\xff"}', "line 1"),
+        ("qrels/test.tsv", 2, b"q2\td\xe93\t1", "line 3"),
+    ],
+)
 def test_non_utf8_byte_names_file_and_line(tmp_path, file, index, line, where):
     folder = write_beir_folder(tmp_path / "src")
     insert_line(folder / file, index, line)
@@ -138,8 +147,10 @@ def test_validation_error_names_the_source_file_not_the_staging_folder(tmp_path)
 
 def test_malformed_jsonl_gz_line_names_file_and_line(tmp_path):
     root = tmp_path / "mirror"
-    path = write_jsonl_gz(root / "T/x/train.jsonl.gz",
-                          [{"query_id": "1", "query": "q", "positive_passages": [], "negative_passages": []}] * 3)
+    path = write_jsonl_gz(
+        root / "T/x/train.jsonl.gz",
+        [{"query_id": "1", "query": "q", "positive_passages": [], "negative_passages": []}] * 3,
+    )
     lines = gzip.decompress(path.read_bytes()).splitlines()
     lines.insert(1, b'{"query_id": "2", "query": ')
     path.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
@@ -151,17 +162,26 @@ def test_malformed_jsonl_gz_line_names_file_and_line(tmp_path):
 
 def test_null_docid_in_a_hub_dataset_names_the_row(tmp_path):
     root = tmp_path / "mirror"
-    write_jsonl_gz(root / "Tevatron/msmarco-passage-corpus/corpus.jsonl.gz",
-                   [{"docid": "1", "title": "", "text": "a"}, {"docid": None, "title": "", "text": "b"}])
-    write_jsonl_gz(root / "Tevatron/msmarco-passage/dev.jsonl.gz",
-                   [{"query_id": "9", "query": "q", "positive_passages": [{"docid": "1", "title": "", "text": "a"}],
-                     "negative_passages": []}])
+    write_jsonl_gz(
+        root / "Tevatron/msmarco-passage-corpus/corpus.jsonl.gz",
+        [{"docid": "1", "title": "", "text": "a"}, {"docid": None, "title": "", "text": "b"}],
+    )
+    write_jsonl_gz(
+        root / "Tevatron/msmarco-passage/dev.jsonl.gz",
+        [
+            {
+                "query_id": "9",
+                "query": "q",
+                "positive_passages": [{"docid": "1", "title": "", "text": "a"}],
+                "negative_passages": [],
+            }
+        ],
+    )
     with pytest.raises(DataError, match=r"corpus\.jsonl\.gz: row 2: 'docid' is null"):
         prepare_collection({"type": "msmarco", "data_root": str(root)}, ["dev"], tmp_path / "out", tmp_path / "w")
 
 
-def test_coir_reads_the_hub_unless_local_root_is_set_whatever_the_working_directory_holds(
-        tmp_path, monkeypatch):
+def test_coir_reads_the_hub_unless_local_root_is_set_whatever_the_working_directory_holds(tmp_path, monkeypatch):
     import datasets
 
     (tmp_path / "CoIR-Retrieval" / "apps-qrels").mkdir(parents=True)  # a look-alike folder in the cwd
@@ -177,11 +197,16 @@ def test_coir_reads_the_hub_unless_local_root_is_set_whatever_the_working_direct
         prepare_collection({"type": "coir", "name": "apps"}, ["test"], tmp_path / "out", tmp_path / "w")
     assert calls == [("CoIR-Retrieval/apps-qrels", "main")]  # the hub, not the folder
     with pytest.raises(DataError, match="dataset folder not found under the source's local_root"):
-        prepare_collection({"type": "coir", "name": "apps", "local_root": str(tmp_path / "elsewhere")}, ["test"],
-                           tmp_path / "out", tmp_path / "w")
+        prepare_collection(
+            {"type": "coir", "name": "apps", "local_root": str(tmp_path / "elsewhere")},
+            ["test"],
+            tmp_path / "out",
+            tmp_path / "w",
+        )
 
 
 # ---------------------------------------------------------------- corrupt outputs of earlier steps
+
 
 @pytest.mark.parametrize("damage", ["truncate", "overwrite_middle"])
 def test_corrupt_parquet_output_is_a_named_error_saying_how_to_rebuild_only_it(tmp_path, damage):
@@ -191,14 +216,19 @@ def test_corrupt_parquet_output_is_a_named_error_saying_how_to_rebuild_only_it(t
     rows = [{"id": f"d{i}", "title": "", "text": "word " * 50} for i in range(200)]
     pq.write_table(pa.Table.from_pylist(rows, schema=CORPUS_SCHEMA), corpus, compression="none")
     queries = tmp_path / "queries.parquet"
-    pq.write_table(pa.Table.from_pylist([{"query_set": "test", "id": "q", "text": "t"}], schema=QUERIES_SCHEMA),
-                   queries)
+    pq.write_table(
+        pa.Table.from_pylist([{"query_set": "test", "id": "q", "text": "t"}], schema=QUERIES_SCHEMA), queries
+    )
     for path in (corpus, queries):
         data = path.read_bytes()
-        path.write_bytes(data[:len(data) // 2] if damage == "truncate"
-                         else data[:8] + b"\x07" * (len(data) - 16) + data[-8:])
-    for read in (lambda: corpus_ids(corpus), lambda: read_queries(queries, "test"),
-                 lambda: read_table(corpus, CORPUS_SCHEMA)):
+        path.write_bytes(
+            data[: len(data) // 2] if damage == "truncate" else data[:8] + b"\x07" * (len(data) - 16) + data[-8:]
+        )
+    for read in (
+        lambda: corpus_ids(corpus),
+        lambda: read_queries(queries, "test"),
+        lambda: read_table(corpus, CORPUS_SCHEMA),
+    ):
         with pytest.raises(CorruptOutputError) as err:
             read()
         assert "corrupt or truncated Parquet file" in str(err.value)

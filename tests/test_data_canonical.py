@@ -1,4 +1,5 @@
 """The canonical collection files (llm_retrieval.data.canonical): reading them, and their named errors."""
+
 import pytest
 
 from llm_retrieval.data.canonical import DataError, read_qrels, read_queries, write_qrels, write_queries

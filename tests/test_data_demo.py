@@ -1,4 +1,5 @@
 """The offline demo's text-to-code source (llm_retrieval.data.demo): pairs from the Python stdlib."""
+
 import ast
 
 from llm_retrieval.data.demo import first_sentence, split_of, stdlib_pairs
@@ -6,8 +7,10 @@ from llm_retrieval.data.demo import first_sentence, split_of, stdlib_pairs
 
 def test_stdlib_pairs_strip_docstring_and_query_first_sentence(tmp_path):
     module = tmp_path / "mod.py"
-    module.write_text('class A:\n    @staticmethod\n    def f(x):\n        """Add one to x. More text here."""\n'
-                      '        return x + 1\n\n    def g(self):\n        """Too short."""\n        pass\n')
+    module.write_text(
+        'class A:\n    @staticmethod\n    def f(x):\n        """Add one to x. More text here."""\n'
+        '        return x + 1\n\n    def g(self):\n        """Too short."""\n        pass\n'
+    )
     pairs = list(stdlib_pairs(tmp_path))
     assert [p["qualname"] for p in pairs] == ["A.f"]
     assert pairs[0]["query"] == "Add one to x."

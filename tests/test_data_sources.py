@@ -1,5 +1,6 @@
 """The real data sources, offline: BEIR over a local HTTP server, CoIR / MS MARCO /
 Tevatron through the same ``datasets`` code path on local fixture files."""
+
 from __future__ import annotations
 
 import json
@@ -49,6 +50,7 @@ def test_no_source_module_imports_the_registry_back():
 
 # ---------------------------------------------------------------- beir_local
 
+
 def test_beir_local_two_splits(tmp_path):
     folder = write_beir_folder(tmp_path / "src")
     out = tmp_path / "out"
@@ -67,12 +69,15 @@ def test_beir_local_two_splits(tmp_path):
     assert not list(tmp_path.glob(".out.staging-*"))
 
 
-@pytest.mark.parametrize("line, problem", [
-    ('{"_id": "d9", "text": "ok"', "line 3: malformed JSON"),
-    ('{"title": "no id", "text": "x"}', "line 3: missing field(s) ['_id']"),
-    ('{"_id": "d9", "title": "no text"}', "line 3: missing field(s) ['text']"),
-    ('["not", "an", "object"]', "line 3: expected a JSON object"),
-])
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        ('{"_id": "d9", "text": "ok"', "line 3: malformed JSON"),
+        ('{"title": "no id", "text": "x"}', "line 3: missing field(s) ['_id']"),
+        ('{"_id": "d9", "title": "no text"}', "line 3: missing field(s) ['text']"),
+        ('["not", "an", "object"]', "line 3: expected a JSON object"),
+    ],
+)
 def test_beir_local_bad_corpus_line_names_file_and_line(tmp_path, line, problem):
     folder = write_beir_folder(tmp_path / "src")
     with open(folder / "corpus.jsonl", "r+") as handle:
@@ -99,6 +104,7 @@ def test_beir_local_bad_qrels(tmp_path):
 
 
 # ---------------------------------------------------------------- beir (download)
+
 
 @pytest.fixture
 def server():
@@ -129,13 +135,15 @@ def test_beir_download_verify_extract_convert(tmp_path, server, monkeypatch):
 
 def test_beir_pinned_checksums_and_missing_checksum(tmp_path, server):
     from llm_retrieval.data.download import pinned_checksum
+
     assert pinned_checksum("beir", "fiqa") == "17918ed23cd04fb15047f73e6c3bd9d9"
     assert pinned_checksum("beir", "arguana") == "8ad3e3c2a5867cdced806d6503f29b99"
     for name in ("scidocs", "trec-covid", "nfcorpus", "quora"):
         assert len(pinned_checksum("beir", name)) == 32
     with pytest.raises(DataError, match="no pinned md5 for BEIR dataset 'toy'"):
-        prepare_collection({"type": "beir", "name": "toy", "base_url": server.url}, ["test"],
-                           tmp_path / "out", tmp_path / "work")
+        prepare_collection(
+            {"type": "beir", "name": "toy", "base_url": server.url}, ["test"], tmp_path / "out", tmp_path / "work"
+        )
     assert server.requests == []  # refused before any download
 
 
@@ -172,11 +180,14 @@ def test_beir_truncated_transfer_then_resume(tmp_path, server):
     assert manifest(tmp_path / "out")["provenance"]["md5"] == md5(data)
 
 
-@pytest.mark.parametrize("member, problem", [
-    ("../evil.txt", "escapes the folder"),
-    ("toy/../../evil.txt", "escapes the folder"),
-    ("/tmp/evil.txt", "absolute path"),
-])
+@pytest.mark.parametrize(
+    "member, problem",
+    [
+        ("../evil.txt", "escapes the folder"),
+        ("toy/../../evil.txt", "escapes the folder"),
+        ("/tmp/evil.txt", "absolute path"),
+    ],
+)
 def test_beir_archive_escaping_members_refused(tmp_path, server, member, problem):
     data = beir_zip_bytes("toy", {member: b"owned"})
     server.files["toy.zip"] = data
@@ -195,11 +206,30 @@ def test_beir_http_error(tmp_path, server):
 
 # ---------------------------------------------------------------- coir
 
+
 def coir_fixture(root: Path, task: str, prefix: str = "") -> None:
-    corpus = [{"_id": f"{prefix}c{i}", "title": f"t{i}", "text": f"def f{i}(): return {i}",
-               "partition": "test", "language": "python", "meta_information": {"k": "v"}} for i in range(5)]
-    queries = [{"_id": f"{prefix}q{i}", "title": "", "text": f"return {i}", "partition": "test",
-                "language": "en", "meta_information": {"k": "v"}} for i in range(4)]
+    corpus = [
+        {
+            "_id": f"{prefix}c{i}",
+            "title": f"t{i}",
+            "text": f"def f{i}(): return {i}",
+            "partition": "test",
+            "language": "python",
+            "meta_information": {"k": "v"},
+        }
+        for i in range(5)
+    ]
+    queries = [
+        {
+            "_id": f"{prefix}q{i}",
+            "title": "",
+            "text": f"return {i}",
+            "partition": "test",
+            "language": "en",
+            "meta_information": {"k": "v"},
+        }
+        for i in range(4)
+    ]
     qrels = [{"query_id": f"{prefix}q{i}", "corpus_id": f"{prefix}c{i}", "score": 1} for i in range(3)]
     write_coir_task(root, task, corpus, queries, qrels)
 
@@ -221,14 +251,20 @@ def test_coir_through_datasets(tmp_path):
 
 def test_coir_codesearchnet_languages(tmp_path):
     from llm_retrieval.data.coir import LANGUAGES
+
     hub = tmp_path / "hub"
     for lang in LANGUAGES:
         coir_fixture(hub, f"CodeSearchNet-{lang}")  # the same ids in every language
-    one = prepare_collection({"type": "coir", "name": "codesearchnet", "language": "go", "local_root": str(hub)},
-                             ["test"], tmp_path / "go", tmp_path / "work")
+    one = prepare_collection(
+        {"type": "coir", "name": "codesearchnet", "language": "go", "local_root": str(hub)},
+        ["test"],
+        tmp_path / "go",
+        tmp_path / "work",
+    )
     assert one["counts"]["documents"] == 5 and one["provenance"]["tasks"] == ["CodeSearchNet-go"]
-    merged = prepare_collection({"type": "coir", "name": "codesearchnet", "local_root": str(hub)},
-                                ["test"], tmp_path / "all", tmp_path / "work")
+    merged = prepare_collection(
+        {"type": "coir", "name": "codesearchnet", "local_root": str(hub)}, ["test"], tmp_path / "all", tmp_path / "work"
+    )
     assert merged["counts"] == {"documents": 30, "queries": {"test": 18}, "qrels": {"test": 18}}
     assert "go/c0" in {d["id"] for d in rows(tmp_path / "all" / "corpus.parquet")}
     assert any("merged" in note for note in merged["validation"]["notes"])
@@ -242,25 +278,41 @@ def test_coir_errors(tmp_path):
     with pytest.raises(DataError, match="apps-qrels: dataset folder not found"):
         prepare_collection({"type": "coir", "name": "apps", "local_root": str(hub)}, ["test"], tmp_path / "o", tmp_path)
     with pytest.raises(DataError, match="no split 'train'"):
-        prepare_collection({"type": "coir", "name": "cosqa", "local_root": str(hub)}, ["train"], tmp_path / "o", tmp_path)
+        prepare_collection(
+            {"type": "coir", "name": "cosqa", "local_root": str(hub)}, ["train"], tmp_path / "o", tmp_path
+        )
     assert not (tmp_path / "o").exists()
 
 
 # ---------------------------------------------------------------- msmarco
 
+
 def msmarco_fixture(root: Path) -> dict:
     corpus = [{"docid": str(i), "title": "", "text": f"passage {i}"} for i in range(8)]
     write_jsonl_gz(root / "Tevatron/msmarco-passage-corpus/corpus.jsonl.gz", corpus)
-    dev = [{"query_id": "100", "query": "dev one", "positive_passages": [{"docid": "1", "title": "", "text": "passage 1"}],
-            "negative_passages": []},
-           {"query_id": "101", "query": "dev two", "positive_passages": [
-               {"docid": "2", "title": "", "text": "passage 2"}, {"docid": "3", "title": "", "text": "passage 3"}],
-            "negative_passages": []}]
+    dev = [
+        {
+            "query_id": "100",
+            "query": "dev one",
+            "positive_passages": [{"docid": "1", "title": "", "text": "passage 1"}],
+            "negative_passages": [],
+        },
+        {
+            "query_id": "101",
+            "query": "dev two",
+            "positive_passages": [
+                {"docid": "2", "title": "", "text": "passage 2"},
+                {"docid": "3", "title": "", "text": "passage 3"},
+            ],
+            "negative_passages": [],
+        },
+    ]
     write_jsonl_gz(root / "Tevatron/msmarco-passage/dev.jsonl.gz", dev)
     for name, qids in (("dl19", ["200", "201", "202"]), ("dl20", ["300", "301"])):
-        write_jsonl_gz(root / f"Tevatron/msmarco-passage/{name}.jsonl.gz",
-                       [{"query_id": q, "query": f"{name} {q}", "positive_passages": [], "negative_passages": []}
-                        for q in qids])
+        write_jsonl_gz(
+            root / f"Tevatron/msmarco-passage/{name}.jsonl.gz",
+            [{"query_id": q, "query": f"{name} {q}", "positive_passages": [], "negative_passages": []} for q in qids],
+        )
     (root / "qrels.dl19-passage.txt").write_text("200 Q0 4 3\n200 Q0 5 0\n201 Q0 6 2\n")  # 202 unjudged
     (root / "qrels.dl20-passage.txt").write_text("300 0 7 1\n")
     return {"dl19": str(root / "qrels.dl19-passage.txt"), "dl20": str(root / "qrels.dl20-passage.txt")}
@@ -272,8 +324,11 @@ def test_msmarco_through_json_builder(tmp_path):
     source = {"type": "msmarco", "data_root": str(root), "dl_qrels": dl_qrels}
     result = prepare_collection(source, ["dev", "dl19", "dl20"], tmp_path / "out", tmp_path / "work")
     out = tmp_path / "out"
-    assert result["counts"] == {"documents": 8, "queries": {"dev": 2, "dl19": 2, "dl20": 1},
-                                "qrels": {"dev": 3, "dl19": 3, "dl20": 1}}
+    assert result["counts"] == {
+        "documents": 8,
+        "queries": {"dev": 2, "dl19": 2, "dl20": 1},
+        "qrels": {"dev": 3, "dl19": 3, "dl20": 1},
+    }
     assert read_qrels(out / "qrels.parquet", "dev") == {"100": {"1": 1}, "101": {"2": 1, "3": 1}}
     assert read_qrels(out / "qrels.parquet", "dl19") == {"200": {"4": 3, "5": 0}, "201": {"6": 2}}  # graded
     assert set(read_queries(out / "queries.parquet", "dl19")) == {"200", "201"}  # judged topics only
@@ -284,9 +339,12 @@ def test_msmarco_dl_qrels_downloaded_and_verified(tmp_path, server):
     msmarco_fixture(root)
     for name in ("dl19", "dl20"):
         server.files[f"qrels.{name}-passage.txt"] = (root / f"qrels.{name}-passage.txt").read_bytes()
-    source = {"type": "msmarco", "data_root": str(root),
-              "dl_qrels": {n: f"{server.url}/qrels.{n}-passage.txt" for n in ("dl19", "dl20")},
-              "dl_qrels_md5": {"dl19": md5(server.files["qrels.dl19-passage.txt"])}}
+    source = {
+        "type": "msmarco",
+        "data_root": str(root),
+        "dl_qrels": {n: f"{server.url}/qrels.{n}-passage.txt" for n in ("dl19", "dl20")},
+        "dl_qrels_md5": {"dl19": md5(server.files["qrels.dl19-passage.txt"])},
+    }
     result = prepare_collection(source, ["dl19", "dl20"], tmp_path / "out", tmp_path / "work")
     assert result["provenance"]["dl_qrels"]["dl19"]["md5"] == source["dl_qrels_md5"]["dl19"]
     assert any("dl20 qrels" in n and "no pinned md5" in n for n in result["validation"]["notes"])
@@ -302,11 +360,21 @@ def test_msmarco_errors(tmp_path):
     with pytest.raises(DataError, match="unknown MS MARCO query set"):
         prepare_collection({"type": "msmarco", "data_root": str(root)}, ["eval"], tmp_path / "o", tmp_path)
     with pytest.raises(DataError, match="dl19.jsonl.gz: file not found under the local data_root"):
-        prepare_collection({"type": "msmarco", "data_root": str(root), "files": {"dl19": "dl19.jsonl.gz"},
-                            "queries_repo": "Other/repo"}, ["dl19"], tmp_path / "o", tmp_path)
+        prepare_collection(
+            {
+                "type": "msmarco",
+                "data_root": str(root),
+                "files": {"dl19": "dl19.jsonl.gz"},
+                "queries_repo": "Other/repo",
+            },
+            ["dl19"],
+            tmp_path / "o",
+            tmp_path,
+        )
 
 
 # ---------------------------------------------------------------- tevatron training groups
+
 
 def passage(i: int) -> dict:
     return {"docid": str(i), "title": "-", "text": f"passage {i}"}
@@ -314,10 +382,16 @@ def passage(i: int) -> dict:
 
 def test_training_groups(tmp_path):
     root = tmp_path / "mirror"
-    groups = [{"query_id": "1", "query": "q one", "positive_passages": [passage(1)],
-               "negative_passages": [passage(2), passage(3)]},
-              {"query_id": "2", "query": "q two", "positive_passages": [], "negative_passages": [passage(4)]},
-              {"query_id": "3", "query": "q three", "positive_passages": [passage(5)], "negative_passages": []}]
+    groups = [
+        {
+            "query_id": "1",
+            "query": "q one",
+            "positive_passages": [passage(1)],
+            "negative_passages": [passage(2), passage(3)],
+        },
+        {"query_id": "2", "query": "q two", "positive_passages": [], "negative_passages": [passage(4)]},
+        {"query_id": "3", "query": "q three", "positive_passages": [passage(5)], "negative_passages": []},
+    ]
     write_jsonl_gz(root / "Tevatron/msmarco-passage-aug/train.jsonl.gz", groups)
     source = {"type": "tevatron", "dataset": "Tevatron/msmarco-passage-aug", "revision": "main", "data_root": str(root)}
     out = tmp_path / "train" / "groups.parquet"
@@ -326,8 +400,13 @@ def test_training_groups(tmp_path):
     table = pq.read_table(out).to_pylist()
     assert [g["query_id"] for g in table] == ["1", "3"]
     assert table[0]["negative_passages"][1] == {"docid": "3", "title": "-", "text": "passage 3"}
-    assert result["counts"] == {"groups": 2, "dropped_no_positive": 1, "no_negatives": 1, "positives": 2,
-                                "negatives": 2}
+    assert result["counts"] == {
+        "groups": 2,
+        "dropped_no_positive": 1,
+        "no_negatives": 1,
+        "positives": 2,
+        "negatives": 2,
+    }
     limited = prepare_training_groups({**source, "limit": 1}, tmp_path / "one.parquet", tmp_path / "work")
     assert limited["counts"]["groups"] == 1 and pq.read_metadata(tmp_path / "one.parquet").num_rows == 1
 
@@ -342,6 +421,7 @@ def test_training_groups_errors(tmp_path):
 
 # ---------------------------------------------------------------- bounded memory
 
+
 @pytest.mark.slow
 def test_beir_corpus_conversion_streams(tmp_path):
     """Convert a ~210 MB corpus in a subprocess: peak RSS grows far less than the corpus.
@@ -349,10 +429,13 @@ def test_beir_corpus_conversion_streams(tmp_path):
     A small conversion runs first so one-off costs (Arrow kernels, Parquet writer,
     thread pools) are not counted; what remains is the per-corpus cost (ids + batches).
     """
+
     def corpus(name: str, n_docs: int) -> Path:
         folder = write_beir_folder(tmp_path / name)
         with open(folder / "corpus.jsonl", "w") as out:
-            out.writelines(json.dumps({"_id": f"d{i}", "title": "", "text": f"{i} " + "x" * 400}) + "\n" for i in range(n_docs))
+            out.writelines(
+                json.dumps({"_id": f"d{i}", "title": "", "text": f"{i} " + "x" * 400}) + "\n" for i in range(n_docs)
+            )
         return folder
 
     small, big = corpus("small", 20_000), corpus("big", 500_000)
@@ -363,14 +446,15 @@ def test_beir_corpus_conversion_streams(tmp_path):
         from llm_retrieval.data.sources import prepare_collection
         def peak_mb(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         prepare_collection({{"type": "beir_local", "path": {str(small)!r}}}, ["test"],
-                           Path({str(tmp_path / 'out-small')!r}), Path({str(tmp_path / 'work')!r}))
+                           Path({str(tmp_path / "out-small")!r}), Path({str(tmp_path / "work")!r}))
         base = peak_mb()
         prepare_collection({{"type": "beir_local", "path": {str(big)!r}}}, ["test"],
-                           Path({str(tmp_path / 'out')!r}), Path({str(tmp_path / 'work')!r}))
+                           Path({str(tmp_path / "out")!r}), Path({str(tmp_path / "work")!r}))
         print(json.dumps({{"growth_mb": peak_mb() - base}}))
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env={**os.environ, "TQDM_DISABLE": "1"})
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"}
+    )
     assert done.returncode == 0, done.stderr
     growth = json.loads(done.stdout.strip().splitlines()[-1])["growth_mb"]
     assert manifest(tmp_path / "out")["counts"]["documents"] == 500_000

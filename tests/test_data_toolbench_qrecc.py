@@ -171,6 +171,9 @@ def test_the_local_files_of_toolbench_and_qrecc_are_their_preparing_rules_inputs
 
     assert local_inputs({"type": "toolbench", "path": "G1"}) == {"folder": "G1"}
     source = {**_qrecc(tmp_path), "qrels": {"test": "q.txt"}}
-    assert local_inputs(source) == {"passages": source["passages"], "turns_test": source["turns"]["test"],
-                                    "qrels_test": "q.txt"}
+    assert local_inputs(source) == {
+        "passages": source["passages"],
+        "turns_test": source["turns"]["test"],
+        "qrels_test": "q.txt",
+    }
     assert local_inputs({"type": "beir", "name": "nq"}) == {}

@@ -1,4 +1,5 @@
 """The validation policy every collection passes (docs/data.md, "Data validation")."""
+
 from __future__ import annotations
 
 import json
@@ -10,11 +11,16 @@ from llm_retrieval.data.canonical import DataError, read_qrels, write_corpus, wr
 from llm_retrieval.data.staging import finish_collection, staged_collection
 from llm_retrieval.data.validate import CHECKS, validate_collection
 
-DOCS = [{"id": "d1", "title": "", "text": "one"}, {"id": "d2", "title": "t", "text": "two"},
-        {"id": "d3", "title": "", "text": "three"}]
+DOCS = [
+    {"id": "d1", "title": "", "text": "one"},
+    {"id": "d2", "title": "t", "text": "two"},
+    {"id": "d3", "title": "", "text": "three"},
+]
 QUERIES = [{"query_set": "test", "id": "q1", "text": "first"}, {"query_set": "test", "id": "q2", "text": "second"}]
-QRELS = [{"query_set": "test", "query_id": "q1", "doc_id": "d1", "relevance": 1},
-         {"query_set": "test", "query_id": "q2", "doc_id": "d2", "relevance": 2}]
+QRELS = [
+    {"query_set": "test", "query_id": "q1", "doc_id": "d1", "relevance": 1},
+    {"query_set": "test", "query_id": "q2", "doc_id": "d2", "relevance": 2},
+]
 
 
 def collection(folder, docs=DOCS, queries=QUERIES, qrels=QRELS):
@@ -84,8 +90,10 @@ def test_unknown_documents_in_qrels_are_counted_and_kept(tmp_path):
 
 
 def test_unknown_queries_in_qrels_are_counted_and_dropped(tmp_path):
-    qrels = QRELS + [{"query_set": "test", "query_id": "ghost", "doc_id": "d1", "relevance": 1},
-                     {"query_set": "test", "query_id": "ghost", "doc_id": "d2", "relevance": 1}]
+    qrels = QRELS + [
+        {"query_set": "test", "query_id": "ghost", "doc_id": "d1", "relevance": 1},
+        {"query_set": "test", "query_id": "ghost", "doc_id": "d2", "relevance": 1},
+    ]
     folder = collection(tmp_path, qrels=qrels)
     report = validate_collection(folder)
     found = checks(report)
@@ -121,6 +129,7 @@ def test_missing_file_and_columns(tmp_path):
     with pytest.raises(DataError, match=r"queries\.parquet: file not found"):
         validate_collection(folder)
     import pyarrow as pa
+
     pq.write_table(pa.table({"id": ["d1"]}), folder / "corpus.parquet")
     with pytest.raises(DataError, match=r"corpus\.parquet: missing column\(s\) \['title', 'text'\]"):
         validate_collection(folder)
@@ -161,6 +170,6 @@ def test_each_policy_row_is_one_small_named_check():
 
     lines = validate.__doc__.splitlines()
     rules = [i for i, line in enumerate(lines) if line.startswith("=====")]
-    assert len(CHECKS) == len(lines[rules[1] + 1:rules[2]])  # one check per row of the policy table
+    assert len(CHECKS) == len(lines[rules[1] + 1 : rules[2]])  # one check per row of the policy table
     for check in CHECKS:
         assert len(inspect.getsource(check).splitlines()) <= 20, check.__name__

@@ -1,4 +1,5 @@
 """The embedding shard format: fp16 bytes in Parquet, schema-checked, named errors for bad files."""
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -83,16 +84,26 @@ def test_corrupt_row_group_is_a_named_error(tmp_path):
 def test_old_fp32_list_format_is_a_named_error(tmp_path):
     path = tmp_path / "old.parquet"
     vectors = _vectors(4, 8)
-    pq.write_table(pa.table({"id": ["a", "b", "c", "d"], "embedding": pa.FixedSizeListArray.from_arrays(
-        pa.array(vectors.reshape(-1)), 8)}), path)
+    pq.write_table(
+        pa.table(
+            {
+                "id": ["a", "b", "c", "d"],
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), 8),
+            }
+        ),
+        path,
+    )
     with pytest.raises(EmbeddingFormatError, match="old.parquet.*not an embedding file of this format"):
         read_embeddings(path)
 
 
-@pytest.mark.parametrize("shard_dim, shard_dtype, message", [
-    (12, "float16", "embedding dim 12 in the shard, 16 in the queries"),
-    (16, "float32", "embedding dtype float32 in the shard, float16 in the queries"),
-])
+@pytest.mark.parametrize(
+    "shard_dim, shard_dtype, message",
+    [
+        (12, "float16", "embedding dim 12 in the shard, 16 in the queries"),
+        (16, "float32", "embedding dtype float32 in the shard, float16 in the queries"),
+    ],
+)
 def test_shard_query_mismatch_names_both_files(tmp_path, shard_dim, shard_dtype, message):
     write_embeddings(tmp_path / "queries.parquet", ["q"], _vectors(1, 16))
     write_embeddings(tmp_path / "shard-0.parquet", ["d"], _vectors(1, shard_dim), dtype=shard_dtype)

@@ -1,4 +1,5 @@
 """The encoding plan: corpora cut into shards by estimated token volume, batches bounded by padded tokens."""
+
 import logging
 import random
 import statistics
@@ -41,11 +42,15 @@ def demo_lengths():
     with tempfile.TemporaryDirectory() as tmp:
         build_synthetic_beir(tmp)
         synth = [doc["text"] for doc in iter_beir_corpus(Path(tmp) / "corpus.jsonl")]
-    texts = {"stdlib code (t2c corpus, c2t queries)": ([p["code"] for p in pairs], "passage"),
-             "stdlib sentences (c2t corpus, t2c queries)": ([p["query"] for p in pairs], "query"),
-             "synth-text corpus": (synth, "passage")}
-    return config, {name: [template + min(len(ids), config["max_text_tokens"][kind])
-                           for ids in enc.encode_ordinary_batch(items)] for name, (items, kind) in texts.items()}
+    texts = {
+        "stdlib code (t2c corpus, c2t queries)": ([p["code"] for p in pairs], "passage"),
+        "stdlib sentences (c2t corpus, t2c queries)": ([p["query"] for p in pairs], "query"),
+        "synth-text corpus": (synth, "passage"),
+    }
+    return config, {
+        name: [template + min(len(ids), config["max_text_tokens"][kind]) for ids in enc.encode_ordinary_batch(items)]
+        for name, (items, kind) in texts.items()
+    }
 
 
 def test_padding_stays_within_five_percent_on_every_demo_corpus(demo_lengths):
@@ -57,9 +62,13 @@ def test_padding_stays_within_five_percent_on_every_demo_corpus(demo_lengths):
 
 
 def test_a_budget_below_one_longest_sequence_is_a_named_config_error(tiny_backbones):
-    encoding = {"prompts": {"query": 'Q: "{text}"', "passage": 'P: "{text}"', "assistant_prefill": 'W: "'},
-                "normalize": True, "dtype": "float32", "batch_tokens": 40,
-                "max_text_tokens": {"query": 16, "passage": 32}}
+    encoding = {
+        "prompts": {"query": 'Q: "{text}"', "passage": 'P: "{text}"', "assistant_prefill": 'W: "'},
+        "normalize": True,
+        "dtype": "float32",
+        "batch_tokens": 40,
+        "max_text_tokens": {"query": 16, "passage": 32},
+    }
     with pytest.raises(BatchBudgetError, match=r"encoding.batch_tokens: 40 .* longest passage sequence"):
         Encoder(EncoderSpec(tiny_backbones["qwen2"], encoding), "cpu")
     assert issubclass(BatchBudgetError, ConfigError)
@@ -137,8 +146,11 @@ def test_a_large_local_corpus_is_sized_from_slices_not_parsed_whole(tmp_path, mo
 
 def test_a_local_folder_missing_at_plan_time_asks_for_a_size_estimate(tmp_path):
     spec = {"source": {"type": "beir_local", "path": str(tmp_path / "not-yet")}}
-    with pytest.raises(SizeEstimateError, match=r"collections.later: .*not-yet/corpus.jsonl does "
-                       r"not exist when the plan is built.*size_estimate"):
+    with pytest.raises(
+        SizeEstimateError,
+        match=r"collections.later: .*not-yet/corpus.jsonl does "
+        r"not exist when the plan is built.*size_estimate",
+    ):
         SizeTable().mean_tokens("later", spec)
 
 

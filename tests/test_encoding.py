@@ -1,4 +1,5 @@
 """Prompts, pooling, shard encoding and its resumption, on tiny real-architecture models."""
+
 import numpy as np
 import pytest
 import torch
@@ -15,15 +16,20 @@ PROMPTS = {
     "passage": 'Passage: "{text}". Use one word to represent the passage in a retrieval task. Make sure your word is in lowercase.',
     "assistant_prefill": 'The word is: "',
 }
-ENCODING = {"prompts": PROMPTS, "normalize": True, "dtype": "float32", "batch_tokens": 256,
-            "max_text_tokens": {"query": 16, "passage": 24}}
+ENCODING = {
+    "prompts": PROMPTS,
+    "normalize": True,
+    "dtype": "float32",
+    "batch_tokens": 256,
+    "max_text_tokens": {"query": 16, "passage": 24},
+}
 
 
 def test_prompt_is_chat_template_user_turn_with_prefilled_assistant(tiny_backbones):
     tok = load_tokenizer(tiny_backbones["qwen2"]["path"])
     ids = PromptRepsFormatter(tok, PROMPTS).token_ids("passage", ["def add(a, b): return a + b"], 512)[0]
     text = tok.decode(ids)
-    assert text.startswith("<|im_start|>user\nPassage: \"def add(a, b): return a + b\". Use one word")
+    assert text.startswith('<|im_start|>user\nPassage: "def add(a, b): return a + b". Use one word')
     assert text.endswith('<|im_end|>\n<|im_start|>assistant\nThe word is: "')
     assert tok.decode(ids[-1:]).endswith('"')  # the pooled token is the closing quote
 
@@ -85,14 +91,18 @@ def test_shards_cover_the_corpus_exactly_once():
 
 def test_shard_encoding_resumes_from_finished_chunks(tiny_backbones, tmp_path, monkeypatch):
     corpus = tmp_path / "corpus.parquet"
-    write_corpus(corpus, ({"id": f"d{i}", "title": "t", "text": f"document number {i} " * (i % 5 + 1)}
-                          for i in range(40)), batch_size=7)  # several row groups
+    write_corpus(
+        corpus,
+        ({"id": f"d{i}", "title": "t", "text": f"document number {i} " * (i % 5 + 1)} for i in range(40)),
+        batch_size=7,
+    )  # several row groups
     spec = EncoderSpec(tiny_backbones["qwen2"], ENCODING)
     out = tmp_path / "shard-1.parquet"
     reference = tmp_path / "ref.parquet"
     encode_corpus_shard(corpus, 1, 2, reference, spec, use_title=True, chunk_rows=6)
 
     import llm_retrieval.encoder as enc
+
     calls = []
     original = enc.Encoder.run
 
@@ -122,10 +132,10 @@ def test_one_process_per_device_gives_the_same_shard(tiny_backbones, tmp_path):
     corpus = tmp_path / "corpus.parquet"
     write_corpus(corpus, ({"id": f"d{i}", "title": "", "text": f"text {i} " * (i % 7 + 1)} for i in range(30)))
     spec = EncoderSpec(tiny_backbones["qwen2"], ENCODING)
-    encode_corpus_shard(corpus, 0, 1, tmp_path / "single.parquet", spec, use_title=False, chunk_rows=8,
-                        devices=["cpu"])
-    encode_corpus_shard(corpus, 0, 1, tmp_path / "multi.parquet", spec, use_title=False, chunk_rows=8,
-                        devices=["cpu", "cpu"])
+    encode_corpus_shard(corpus, 0, 1, tmp_path / "single.parquet", spec, use_title=False, chunk_rows=8, devices=["cpu"])
+    encode_corpus_shard(
+        corpus, 0, 1, tmp_path / "multi.parquet", spec, use_title=False, chunk_rows=8, devices=["cpu", "cpu"]
+    )
     single_ids, single = read_embeddings(tmp_path / "single.parquet")
     multi_ids, multi = read_embeddings(tmp_path / "multi.parquet")
     assert single_ids == multi_ids == [f"d{i}" for i in range(30)]
@@ -140,8 +150,16 @@ def test_first_shard_job_encodes_the_queries_with_the_same_model_load(tiny_backb
 
     corpus, queries = tmp_path / "corpus.parquet", tmp_path / "queries.parquet"
     write_corpus(corpus, ({"id": f"d{i}", "title": "", "text": f"text {i} " * (i % 4 + 1)} for i in range(12)))
-    write_parquet(queries, pa.table({"id": ["q1", "q2", "q3"], "text": ["find a", "find b", "train only"],
-                                     "query_set": ["test", "test", "train"]}))
+    write_parquet(
+        queries,
+        pa.table(
+            {
+                "id": ["q1", "q2", "q3"],
+                "text": ["find a", "find b", "train only"],
+                "query_set": ["test", "test", "train"],
+            }
+        ),
+    )
     spec = EncoderSpec(tiny_backbones["qwen2"], ENCODING)
     encode_queries(queries, tmp_path / "alone.parquet", spec, ["test"])
     loads = []
@@ -153,8 +171,12 @@ def test_first_shard_job_encodes_the_queries_with_the_same_model_load(tiny_backb
 
     monkeypatch.setattr(enc.Encoder, "__init__", counting)
     task = QueriesTask(str(queries), str(tmp_path / "queries-out.parquet"), ("test",))
-    assert encode_corpus_shard(corpus, 0, 2, tmp_path / "shard-0.parquet", spec, use_title=False,
-                               queries=task, estimated_documents=12) == 6
+    assert (
+        encode_corpus_shard(
+            corpus, 0, 2, tmp_path / "shard-0.parquet", spec, use_title=False, queries=task, estimated_documents=12
+        )
+        == 6
+    )
     assert len(loads) == 1
     ids, vectors = read_embeddings(tmp_path / "queries-out.parquet")
     alone_ids, alone = read_embeddings(tmp_path / "alone.parquet")
@@ -166,8 +188,13 @@ def test_first_shard_job_encodes_the_queries_with_the_same_model_load(tiny_backb
 def test_shared_prefix_computed_once_gives_the_vectors_of_the_full_computation(tiny_backbones, arch):
     """The chat-template prefix's keys/values computed once and expanded per batch (1-D positions for
     Qwen2, 3-D multimodal rotary positions for Qwen2.5-VL) give the full forward pass's vectors."""
-    texts = ["x", "a short one", "parse the command line arguments and return a namespace " * 3,
-             "def add(a, b):\n    return a + b", ""]
+    texts = [
+        "x",
+        "a short one",
+        "parse the command line arguments and return a namespace " * 3,
+        "def add(a, b):\n    return a + b",
+        "",
+    ]
     full = Encoder(EncoderSpec(tiny_backbones[arch], {**ENCODING, "share_prefix": False}), "cpu")
     shared = Encoder(EncoderSpec(tiny_backbones[arch], {**ENCODING, "share_prefix": True}), "cpu")
     for kind in ("query", "passage"):
@@ -176,5 +203,12 @@ def test_shared_prefix_computed_once_gives_the_vectors_of_the_full_computation(t
         # within 1e-4 as asked; 1e-5 here because wrong rotary positions already differ by ~1e-4 on a tiny model
         np.testing.assert_allclose(shared.run(prepared), full.encode(kind, texts), atol=1e-5)
     # the supervised format shares nothing (its prefix is the adapter's training input)
-    assert Encoder(EncoderSpec(tiny_backbones[arch], {**ENCODING, "share_prefix": True}, max_length={
-        "query": 16, "passage": 24}), "cpu").shared_prefix("query") == []
+    assert (
+        Encoder(
+            EncoderSpec(
+                tiny_backbones[arch], {**ENCODING, "share_prefix": True}, max_length={"query": 16, "passage": 24}
+            ),
+            "cpu",
+        ).shared_prefix("query")
+        == []
+    )

@@ -1,4 +1,5 @@
 """Encoding on a CUDA GPU (skipped without one): bf16 against fp32, and the shared prefix cache on the GPU."""
+
 import numpy as np
 import pytest
 import torch
@@ -6,8 +7,7 @@ from test_encoding import ENCODING
 
 from llm_retrieval.encoder import Encoder, EncoderSpec
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 TEXTS = ["a short one", "def add(a, b):\n    return a + b", "parse the command line arguments " * 5, "x"]
 # bf16 keeps 8 bits of mantissa: on unit vectors a 2-layer model's outputs agree to about 1e-2 per

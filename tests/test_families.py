@@ -227,12 +227,14 @@ LUO2024 = {  # the second study's backbones (PROTOCOL.md), as real hub ids
 
 def luo2024_config(passage_tokens: list[int]) -> dict:
     config = yaml.safe_load((ROOT / "config/scaling.yaml").read_text(encoding="utf-8"))
-    config["backbones"] = {name: {"label": name, "architecture": arch, "hub_id": hub_id}
-                           for name, (arch, hub_id) in LUO2024.items()}
+    config["backbones"] = {
+        name: {"label": name, "architecture": arch, "hub_id": hub_id} for name, (arch, hub_id) in LUO2024.items()
+    }
     config["settings"]["zeroshot"]["backbones"] = [n for n, (arch, _) in LUO2024.items() if arch not in ("bert", "t5")]
     config["settings"]["supervised"]["backbones"] = list(LUO2024)
-    config["settings"]["supervised"]["axes"] = {"passage_tokens": {"values": passage_tokens,
-                                                                   "backbones": list(LUO2024)}}
+    config["settings"]["supervised"]["axes"] = {
+        "passage_tokens": {"values": passage_tokens, "backbones": list(LUO2024)}
+    }
     return config
 
 
@@ -266,20 +268,28 @@ def test_a_gated_model_without_a_hub_token_is_named_by_pins_and_by_the_download(
 
     monkeypatch.setattr(backbones, "hub_token_present", lambda: False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    refs = [pins.HubRef("model", "meta-llama/Llama-2-7b-hf", "main", "backbones.llama.revision"),
-            pins.HubRef("model", "google/gemma-2b", "main", "backbones.gemma.revision"),
-            pins.HubRef("model", "Qwen/Qwen1.5-0.5B", "main", "backbones.qwen.revision")]
+    refs = [
+        pins.HubRef("model", "meta-llama/Llama-2-7b-hf", "main", "backbones.llama.revision"),
+        pins.HubRef("model", "google/gemma-2b", "main", "backbones.gemma.revision"),
+        pins.HubRef("model", "Qwen/Qwen1.5-0.5B", "main", "backbones.qwen.revision"),
+    ]
     with pytest.raises(backbones.HubTokenError, match="google/gemma-2b, meta-llama/Llama-2-7b-hf; .*HF_TOKEN"):
         pins.resolve(refs, HfApi(token=False))
     with pytest.raises(backbones.HubTokenError, match="meta-llama/Llama-2-7b-hf is gated: .*export HF_TOKEN"):
         backbones.fetch_hub_backbone("meta-llama/Llama-2-7b-hf", "main", "llama")
 
 
-@pytest.mark.parametrize("name, chosen, runs", [
-    ("qwen2", "flash_attention_2", "flash_attention_2"), ("llama", "sdpa", "sdpa"),
-    ("t5", "flash_attention_2", "sdpa"), ("bert", "flash_attention_2", "sdpa"),
-    ("gemma2", "sdpa", "eager"), ("gemma2", "flash_attention_2", "flash_attention_2"),
-])
+@pytest.mark.parametrize(
+    "name, chosen, runs",
+    [
+        ("qwen2", "flash_attention_2", "flash_attention_2"),
+        ("llama", "sdpa", "sdpa"),
+        ("t5", "flash_attention_2", "sdpa"),
+        ("bert", "flash_attention_2", "sdpa"),
+        ("gemma2", "sdpa", "eager"),
+        ("gemma2", "flash_attention_2", "flash_attention_2"),
+    ],
+)
 def test_each_family_runs_an_attention_implementation_it_has(name, chosen, runs):
     from llm_retrieval.modeling import family_attention
 
@@ -287,12 +297,16 @@ def test_each_family_runs_an_attention_implementation_it_has(name, chosen, runs)
 
 
 def test_a_pooling_for_a_sentence_transformers_model_or_an_unmapped_lora_name_is_refused_at_dag_build():
-    config = {"backbones": {"minilm": {"architecture": "sentence_transformers", "label": "MiniLM", "pooling": "cls"}},
-              "settings": {}}
+    config = {
+        "backbones": {"minilm": {"architecture": "sentence_transformers", "label": "MiniLM", "pooling": "cls"}},
+        "settings": {},
+    }
     with pytest.raises(ValueError, match="backbones.minilm.pooling: a sentence_transformers model pools as its own"):
         encoders.check(config)
-    config = {"backbones": {"phi": {"architecture": "phi", "label": "Phi", "hub_id": "microsoft/phi-2"}},
-              "settings": {"supervised": {"backbones": ["phi"]}},
-              "training": {"lora": {"target_modules": ["q_proj", "c_attn"]}}}
+    config = {
+        "backbones": {"phi": {"architecture": "phi", "label": "Phi", "hub_id": "microsoft/phi-2"}},
+        "settings": {"supervised": {"backbones": ["phi"]}},
+        "training": {"lora": {"target_modules": ["q_proj", "c_attn"]}},
+    }
     with pytest.raises(ValueError, match=r"\['c_attn'\] have no counterpart in backbone 'phi' \(phi; known: q_proj"):
         encoders.check(config)

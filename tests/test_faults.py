@@ -3,6 +3,7 @@ a second head. Each kill -9 test interrupts the mini study (tests/fixtures/mini.
 fault hook (tests/fixtures/faults/sitecustomize.py, loaded through PYTHONPATH), then runs the
 same command again: it completes, reruns only the killed jobs (resuming what they had
 finished), and its outputs equal those of the uninterrupted session-wide mini run."""
+
 from __future__ import annotations
 
 import json
@@ -27,17 +28,31 @@ JOB_HEADER = re.compile(r"^\s*(?:local)?rule (\w+):$", re.MULTILINE)
 
 def copy_of(finished: Path, dest: Path) -> Path:
     """The finished mini study, outputs and Snakemake metadata included (mtimes kept), no locks."""
-    shutil.copytree(finished, dest, symlinks=True,
-                    ignore=shutil.ignore_patterns("locks", "incomplete", "llm_retrieval-head.json", "__pycache__"))
+    shutil.copytree(
+        finished,
+        dest,
+        symlinks=True,
+        ignore=shutil.ignore_patterns("locks", "incomplete", "llm_retrieval-head.json", "__pycache__"),
+    )
     return dest
 
 
 def run_with_faults(workdir: Path, faults: list[str], *targets: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, LLM_RETRIEVAL_FAULTS=";".join(faults), LLM_RETRIEVAL_FAULT_DIR=str(workdir / ".faults"),
-               PYTHONPATH=os.pathsep.join([str(HOOK), str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        LLM_RETRIEVAL_FAULTS=";".join(faults),
+        LLM_RETRIEVAL_FAULT_DIR=str(workdir / ".faults"),
+        PYTHONPATH=os.pathsep.join([str(HOOK), str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    )
     (workdir / ".faults").mkdir(exist_ok=True)
-    return subprocess.run([sys.executable, "-m", "snakemake", *MINI, *targets], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *MINI, *targets],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def jobs_run(proc: subprocess.CompletedProcess) -> Counter:
@@ -68,8 +83,7 @@ def same_file(a: Path, b: Path) -> None:
 
 
 @pytest.mark.slow
-def test_kill_9_in_bm25_encoding_search_evaluation_and_training_then_the_same_command_finishes(
-        finished_mini, tmp_path):
+def test_kill_9_in_bm25_encoding_search_evaluation_and_training_then_the_same_command_finishes(finished_mini, tmp_path):
     """Five jobs, each killed once (SIGKILL) in one run: BM25 search as it commits its run file,
     a corpus shard as it commits its second chunk (the first committed, whatever the threads'
     timing: one writer thread commits the chunks in order), a dense search and an evaluation as
@@ -82,11 +96,13 @@ def test_kill_9_in_bm25_encoding_search_evaluation_and_training_then_the_same_co
         "evaluate_run": "results/metrics/zeroshot/vl-i/synth-text/test.json",
         "train_lora": "results/train/default/base/training.json",
     }
-    faults = [f"replace:*{targets['bm25_search']}=kill",
-              f"replace:*{targets['encode_corpus_shard']}.parts/*@2=kill",
-              f"replace:*{targets['dense_search']}=kill",
-              f"replace:*{targets['evaluate_run']}=kill",
-              "call:llm_retrieval.train.rank:micro_step@3=kill"]
+    faults = [
+        f"replace:*{targets['bm25_search']}=kill",
+        f"replace:*{targets['encode_corpus_shard']}.parts/*@2=kill",
+        f"replace:*{targets['dense_search']}=kill",
+        f"replace:*{targets['evaluate_run']}=kill",
+        "call:llm_retrieval.train.rank:micro_step@3=kill",
+    ]
     for target in targets.values():
         shutil.rmtree(work / target) if (work / target).is_dir() else (work / target).unlink()
     shutil.rmtree(work / "results/train/default/base/adapter")
@@ -124,8 +140,10 @@ def test_kill_9_in_data_preparation_and_the_report_then_the_same_command_finishe
     """The preparation is killed after moving corpus and queries into place but before qrels and the
     manifest (a half collection); the report between writing its CSV and its Markdown."""
     work = copy_of(finished_mini, tmp_path / "study")
-    collection = [f"results/data/stdlib-t2c/{name}" for name in
-                  ("corpus.parquet", "queries.parquet", "qrels.parquet", "manifest.json")]
+    collection = [
+        f"results/data/stdlib-t2c/{name}"
+        for name in ("corpus.parquet", "queries.parquet", "qrels.parquet", "manifest.json")
+    ]
     table = ["results/tables/beir.csv", "results/tables/beir.md"]
     for target in collection + table:
         (work / target).unlink()
@@ -157,12 +175,30 @@ def test_sigterm_mid_step_checkpoints_that_step_and_the_retry_loses_none(tmp_pat
     (tmp_path / "backbone.json").write_text(json.dumps({"path": str(backbone), "architecture": "qwen2"}))
     training = training_config(max_steps=6, checkpoint_every=100, world_size=1, per_device_batch=8, global_batch=8)
     out = tmp_path / "run"
-    cmd = [sys.executable, str(ROOT / "workflow/scripts/train_lora.py"), "--backbone", str(tmp_path / "backbone.json"),
-           "--groups", str(write_groups(task, tmp_path / "groups.parquet")), "--training", json.dumps(training),
-           "--adapter", str(out / "adapter"), "--report", str(out / "training.json"),
-           "--checkpoints", str(out / "ckpt"), "--log", str(out / "train.log")]
-    env = dict(os.environ, LLM_RETRIEVAL_FAULTS="call:llm_retrieval.train.rank:micro_step@4=term",
-               LLM_RETRIEVAL_FAULT_DIR=str(tmp_path), PYTHONPATH=os.pathsep.join([str(HOOK), str(ROOT / "src")]))
+    cmd = [
+        sys.executable,
+        str(ROOT / "workflow/scripts/train_lora.py"),
+        "--backbone",
+        str(tmp_path / "backbone.json"),
+        "--groups",
+        str(write_groups(task, tmp_path / "groups.parquet")),
+        "--training",
+        json.dumps(training),
+        "--adapter",
+        str(out / "adapter"),
+        "--report",
+        str(out / "training.json"),
+        "--checkpoints",
+        str(out / "ckpt"),
+        "--log",
+        str(out / "train.log"),
+    ]
+    env = dict(
+        os.environ,
+        LLM_RETRIEVAL_FAULTS="call:llm_retrieval.train.rank:micro_step@4=term",
+        LLM_RETRIEVAL_FAULT_DIR=str(tmp_path),
+        PYTHONPATH=os.pathsep.join([str(HOOK), str(ROOT / "src")]),
+    )
     stopped = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert stopped.returncode == RETRY_EXIT == 75, stopped.stderr[-3000:]
     assert "stopping after optimizer step 4 on SIGTERM" in (out / "train.log").read_text()
@@ -198,13 +234,20 @@ def test_a_disk_that_fills_during_a_write_is_a_named_error_and_leaves_no_partial
     """RLIMIT_FSIZE stands in for a full disk: the same EFBIG/ENOSPC path through the writers."""
     out = tmp_path / "out"
     out.mkdir()
-    proc = subprocess.run([sys.executable, "-c", DISK_FULL, str(out)], capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
+    proc = subprocess.run(
+        [sys.executable, "-c", DISK_FULL, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(ROOT / "src")),
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert len(result["errors"]) == 2 and result["files"] == []
-    assert all("the disk filled up" in e and "nothing was written" in e and "rerun the same command" in e
-               for e in result["errors"])
+    assert all(
+        "the disk filled up" in e and "nothing was written" in e and "rerun the same command" in e
+        for e in result["errors"]
+    )
     assert str(out / "runs.parquet") in result["errors"][0]
 
 
@@ -217,8 +260,9 @@ def test_a_second_head_on_the_same_results_directory_is_refused_with_a_clear_mes
     locks = workdir / ".snakemake" / "locks"
     locks.mkdir(parents=True)
     (locks / "0.output.lock").write_text(str(workdir / "results/elsewhere.txt") + "\n")  # disjoint outputs
-    (workdir / ".snakemake" / HEAD_FILE).write_text(json.dumps(
-        {"host": os.uname().nodename, "pid": os.getppid(), "start_time": _start_time(os.getppid())}))
+    (workdir / ".snakemake" / HEAD_FILE).write_text(
+        json.dumps({"host": os.uname().nodename, "pid": os.getppid(), "start_time": _start_time(os.getppid())})
+    )
     target = ("--cores", "1", "--configfile", "config/mini.yaml", "--", "results/sources/synth-text")
     dry = snakemake(workdir, "-n", *target)
     assert "Nothing to be done" not in dry.stdout + dry.stderr  # a dry run still plans

@@ -29,12 +29,15 @@ class RecordingLoad:
         return torch.nn.Linear(2, 2)
 
 
-@pytest.mark.parametrize(("device", "dtype", "expected"), [
-    ("cuda:0", "bfloat16", "flash_attention_2"),
-    ("cuda:0", "float16", "flash_attention_2"),
-    ("cuda:0", "float32", "sdpa"),  # flash-attn refuses fp32
-    ("cpu", "bfloat16", "sdpa"),  # and has no CPU kernel
-])
+@pytest.mark.parametrize(
+    ("device", "dtype", "expected"),
+    [
+        ("cuda:0", "bfloat16", "flash_attention_2"),
+        ("cuda:0", "float16", "flash_attention_2"),
+        ("cuda:0", "float32", "sdpa"),  # flash-attn refuses fp32
+        ("cpu", "bfloat16", "sdpa"),  # and has no CPU kernel
+    ],
+)
 def test_flash_attention_is_chosen_only_for_half_precision_on_cuda(flash_attn_installed, device, dtype, expected):
     assert modeling.attention_implementation(device, dtype) == expected
 
@@ -85,8 +88,13 @@ class RecordingModel:
         return self.model(**kwargs)
 
 
-ENCODING = {"prompts": {"query": 'Query: "{text}".', "passage": 'Passage: "{text}".', "assistant_prefill": '"'},
-            "normalize": True, "dtype": "float32", "batch_tokens": 256, "max_text_tokens": {"query": 16, "passage": 24}}
+ENCODING = {
+    "prompts": {"query": 'Query: "{text}".', "passage": 'Passage: "{text}".', "assistant_prefill": '"'},
+    "normalize": True,
+    "dtype": "float32",
+    "batch_tokens": 256,
+    "max_text_tokens": {"query": 16, "passage": 24},
+}
 
 
 @pytest.mark.parametrize("share_prefix", [False, True])

@@ -1,4 +1,5 @@
 """A killed head's lock is reclaimed; a live head's lock never is."""
+
 import json
 import os
 import subprocess
@@ -26,6 +27,7 @@ def test_lock_of_a_dead_head_is_removed(tmp_path):
 
 def test_lock_of_a_live_head_is_kept(tmp_path):
     from llm_retrieval.headlock import _start_time
+
     _locked_by(tmp_path, os.getppid(), _start_time(os.getppid()))
     assert reclaim_stale_lock(tmp_path) is False
     assert (tmp_path / "locks" / "0.output.lock").exists()
@@ -40,6 +42,7 @@ def test_reused_pid_is_not_mistaken_for_the_head(tmp_path):
 def test_same_command_runs_again_after_a_killed_head(tmp_path):
     """End to end: a lock left by a killed head no longer stops the next run; a live head's still does."""
     from llm_retrieval.headlock import _start_time
+
     workdir = scratch_copy(tmp_path)
     target = "results/sources/synth-text"
     _locked_by(workdir / ".snakemake", os.getppid(), _start_time(os.getppid()))
@@ -50,7 +53,8 @@ def test_same_command_runs_again_after_a_killed_head(tmp_path):
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (workdir / ".snakemake" / HEAD_FILE).write_text(json.dumps({"host": os.uname().nodename, "pid": dead.pid,
-                                                               "start_time": "1"}))
+    (workdir / ".snakemake" / HEAD_FILE).write_text(
+        json.dumps({"host": os.uname().nodename, "pid": dead.pid, "start_time": "1"})
+    )
     snakemake(workdir, *args)
     assert (workdir / target / "corpus.jsonl").exists()

@@ -1,4 +1,5 @@
 """LongEmbed (NarrativeQA) as a real source, read from local files in the hub repository's layout."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,9 @@ def write_layout(root, name="narrativeqa", docs=3):
 def test_narrativeqa_layout_becomes_a_canonical_collection(tmp_path):
     root = write_layout(tmp_path / "LongEmbed")
     out = tmp_path / "out"
-    manifest = prepare_collection({"type": "longembed", "name": "narrativeqa", "local_root": str(root)},
-                                  ["test"], out, tmp_path / "work")
+    manifest = prepare_collection(
+        {"type": "longembed", "name": "narrativeqa", "local_root": str(root)}, ["test"], out, tmp_path / "work"
+    )
     assert read_queries(out / "queries.parquet", "test")["query_1"] == "what happens in story 1?"
     assert read_qrels(out / "qrels.parquet", "test") == {f"query_{i}": {f"doc_{i}": 1} for i in range(3)}
     assert "longembed" in json.dumps(manifest)

@@ -1,4 +1,5 @@
 """The size axis: jobs sized from the backbone's parameter count, not from hand-set values."""
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,9 @@ SCALING = yaml.safe_load(Path(ROOT / "config/scaling.yaml").read_text())
 def test_the_parameter_formula_gives_the_published_counts():
     for hub_id, shape in model_resources._reference().items():
         if shape["model_type"] == "qwen2":
-            assert model_resources.decoder_parameters(shape) == (shape["params_encoder"], shape["params_embedding"]), hub_id
+            assert model_resources.decoder_parameters(shape) == (shape["params_encoder"], shape["params_embedding"]), (
+                hub_id
+            )
 
 
 def resources_of(config, kind, backbone, record_of=lambda b: "/nonexistent"):
@@ -35,7 +38,9 @@ def test_runtime_and_memory_grow_with_the_model_and_follow_its_parameter_count()
         assert sized[3]["runtime"] == cluster.rule_resources(SCALING, kind)["runtime"](None, 1)  # 7B: as configured
         assert [r["mem_mb"] for r in sized] == sorted(r["mem_mb"] for r in sized)
     # an instruct model has its base's shape
-    assert resources_of(SCALING, "encode_queries_and_first_shard", "q14b-i") == resources_of(SCALING, "encode_queries_and_first_shard", "q14b")
+    assert resources_of(SCALING, "encode_queries_and_first_shard", "q14b-i") == resources_of(
+        SCALING, "encode_queries_and_first_shard", "q14b"
+    )
     assert resources_of(SCALING, "encode_queries_and_first_shard", "q14b")["gpu"] == 1  # 14B bf16 fits one 80 GB GPU
 
 
@@ -45,11 +50,16 @@ def test_the_resolved_config_json_overrides_the_published_shape(tmp_path):
     (tmp_path / "model/config.json").write_text(json.dumps(shape))
     (tmp_path / "backbone.json").write_text(json.dumps({"path": str(tmp_path / "model")}))
     spec = SCALING["backbones"]["q0.5b"]
-    assert model_resources.scale(spec, tmp_path / "backbone.json") == pytest.approx(2 * model_resources.scale(spec), rel=1e-3)
+    assert model_resources.scale(spec, tmp_path / "backbone.json") == pytest.approx(
+        2 * model_resources.scale(spec), rel=1e-3
+    )
 
 
 def test_a_backbone_too_large_for_the_gpus_is_a_named_error():
-    config = {**SCALING, "slurm": {"gpu_memory_mb": 24576},
-              "backbones": {**SCALING["backbones"], "q14b": SCALING["backbones"]["q14b"]}}
+    config = {
+        **SCALING,
+        "slurm": {"gpu_memory_mb": 24576},
+        "backbones": {**SCALING["backbones"], "q14b": SCALING["backbones"]["q14b"]},
+    }
     with pytest.raises(model_resources.SizingError, match=r"backbone 'q14b'.*slurm.gpu_memory_mb=24576"):
         model_resources.check_fits(config)

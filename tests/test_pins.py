@@ -1,6 +1,7 @@
 """Pinned hub revisions: the pins command against a loopback stand-in for the hub API,
 the lock applied to the config, strict mode at job time (not at dry run), and the pins
 recorded in data manifests and report tables."""
+
 from __future__ import annotations
 
 import copy
@@ -71,8 +72,15 @@ def test_pins_command_resolves_every_hub_revision_of_the_paper_config_to_a_commi
     lock_path = tmp_path / "pins.lock.yaml"
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     env.update(PYTHONPATH=str(ROOT / "src"), HF_HUB_DISABLE_TELEMETRY="1")
-    cmd = [sys.executable, "-m", "llm_retrieval.pins", "--configfile", str(ROOT / "config" / "config.yaml"),
-           "--lock", str(lock_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "llm_retrieval.pins",
+        "--configfile",
+        str(ROOT / "config" / "config.yaml"),
+        "--lock",
+        str(lock_path),
+    ]
     done = subprocess.run(cmd + ["--endpoint", hub.url], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     refs = hub_refs(PAPER)
@@ -91,8 +99,11 @@ def test_resolve_names_the_repo_it_could_not_resolve():
         def repo_info(self, repo, repo_type, revision):
             raise ConnectionError("hub unreachable")
 
-    with pytest.raises(UnpinnedError, match=r"backbones\.base\.revision: could not resolve model "
-                                            r"Qwen/Qwen2\.5-7B@main: ConnectionError: hub unreachable"):
+    with pytest.raises(
+        UnpinnedError,
+        match=r"backbones\.base\.revision: could not resolve model "
+        r"Qwen/Qwen2\.5-7B@main: ConnectionError: hub unreachable",
+    ):
         resolve(hub_refs(PAPER)[:1], Down())
 
 
@@ -115,7 +126,8 @@ def test_lock_replaces_every_revision_the_sources_read(tmp_path):
     marco = JsonFiles(config["collections"]["msmarco"]["source"], tmp_path)
     assert marco.location("corpus", "Tevatron/msmarco-passage-corpus", "corpus.jsonl.gz") == (
         f"hf://datasets/Tevatron/msmarco-passage-corpus@{fake_sha('dataset', 'Tevatron/msmarco-passage-corpus', 'main')}"
-        "/corpus.jsonl.gz")
+        "/corpus.jsonl.gz"
+    )
     assert unpinned(config, {}) == []  # hashes in the config are pinned without a lock
 
 
@@ -166,8 +178,13 @@ def test_manifest_and_report_record_the_pins(tmp_path, monkeypatch):
     from llm_retrieval.report.tables import pins_note
     from llm_retrieval.study import Study
 
-    write_coir_task(tmp_path / "hub", "apps", [{"_id": "c1", "title": "", "text": "x"}],
-                    [{"_id": "q1", "text": "y"}], [{"query_id": "q1", "corpus_id": "c1", "score": 1}])
+    write_coir_task(
+        tmp_path / "hub",
+        "apps",
+        [{"_id": "c1", "title": "", "text": "x"}],
+        [{"_id": "q1", "text": "y"}],
+        [{"query_id": "q1", "corpus_id": "c1", "score": 1}],
+    )
     real_load = datasets.load_dataset
     seen = []
 
@@ -180,7 +197,10 @@ def test_manifest_and_report_record_the_pins(tmp_path, monkeypatch):
     source = {"type": "coir", "name": "apps", "revision": sha}
     manifest = prepare_collection(source, ["test"], tmp_path / "out", tmp_path / "work")
     assert seen == [("CoIR-Retrieval/apps-qrels", sha), ("CoIR-Retrieval/apps-queries-corpus", sha)]
-    assert manifest["provenance"]["pins"] == {"CoIR-Retrieval/apps-qrels": sha, "CoIR-Retrieval/apps-queries-corpus": sha}
+    assert manifest["provenance"]["pins"] == {
+        "CoIR-Retrieval/apps-qrels": sha,
+        "CoIR-Retrieval/apps-queries-corpus": sha,
+    }
     assert not any("unpinned" in note for note in manifest["validation"]["notes"])
 
     config = copy.deepcopy(PAPER)

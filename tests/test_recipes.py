@@ -87,9 +87,14 @@ def test_a_recipe_override_merges_nested_sections_key_by_key():
         (lambda c: c["collections"]["stdlib-t2c"]["instructions"].pop("ood"), "without an instruction set 'ood'"),
         (lambda c: c["training_tasks"]["c2t"]["source"].update(query_set="dev"), "training_tasks.c2t.source.query_set"),
         (lambda c: c["recipes"]["multi"]["training"].update(global_batch=8), "recipes.multi: training.global_batch=8"),
-    (lambda c: c["recipes"]["multi"]["tasks"]["c2t"].update(weight=2.0), "recipes.multi.tasks: give every task a weight"),
-    (lambda c: c["recipes"]["multi"]["training"].update(max_length={"passage": 99999}),
-     "recipes.multi.training.max_length: .*passage.* exceed the position limit of backbone 'base'"),
+        (
+            lambda c: c["recipes"]["multi"]["tasks"]["c2t"].update(weight=2.0),
+            "recipes.multi.tasks: give every task a weight",
+        ),
+        (
+            lambda c: c["recipes"]["multi"]["training"].update(max_length={"passage": 99999}),
+            "recipes.multi.training.max_length: .*passage.* exceed the position limit of backbone 'base'",
+        ),
     ],
 )
 def test_a_recipe_naming_what_does_not_exist_is_a_config_error_naming_the_key(edit, message):
@@ -133,8 +138,10 @@ def test_each_axis_table_reads_the_runs_of_its_own_scope_and_recipes():
 
     rows = axis_rows(study, "supervised", "instruction", load)
     assert [(r["recipe"], r["collection"], r["instruction"]) for r in rows] == [
-        ("instructed", "Docstring2Code", "off"), ("instructed", "Docstring2Code", "id"),
-        ("instructed", "Docstring2Code", "ood")]
+        ("instructed", "Docstring2Code", "off"),
+        ("instructed", "Docstring2Code", "id"),
+        ("instructed", "Docstring2Code", "ood"),
+    ]
     assert {s for s, _ in asked} == set(axes.axis_settings(study.config, "supervised", "instruction"))
     recipe_rows = axis_rows(study, "supervised", "recipe", load)
     assert len(recipe_rows) == 4 * 3  # four recipes on three collections
@@ -247,8 +254,14 @@ def _bert(tmp_path):
     from llm_retrieval.tiny_models import build_tiny_model
 
     texts = ["Given a question retrieve the answer", "what is rye bread", "bread is baked", "Instruct: Query:"] * 20
-    build = {"seed": 0, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-             "vocab_size": 300}
+    build = {
+        "seed": 0,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "vocab_size": 300,
+    }
     return build_tiny_model("bert", build, tmp_path / "bert", texts)
 
 
@@ -274,8 +287,10 @@ def test_bert_keeps_its_instruction_at_encoding_and_in_training(tmp_path):
     kept = text[: budgets["query"]]  # the instruction takes nothing from the text's budget
     assert budgets == plain_budgets and ids[-1 - len(kept) : -1] == kept
     assert not _contains(plain.token_ids("query", ["what is rye bread"], budgets["query"])[0], told)
-    assert formatter.token_ids("passage", ["bread is baked"], 16)[0] == \
-        plain.token_ids("passage", ["bread is baked"], 16)[0]  # passages never get one
+    assert (
+        formatter.token_ids("passage", ["bread is baked"], 16)[0]
+        == plain.token_ids("passage", ["bread is baked"], 16)[0]
+    )  # passages never get one
     batcher = Batcher(tokenizer, max_length, "bert", record["path"])
     trained, mask = batcher.tensors("query", ["what is rye bread", "what is rye bread"], [instruction, None])
     assert trained[0][mask[0].bool()].tolist() == ids  # training formats as encoding does
@@ -338,19 +353,27 @@ def test_the_cost_page_sums_each_recipes_training_and_evaluation_jobs(tmp_path):
     from llm_retrieval.report import cost
 
     bench = tmp_path / "benchmarks"
-    for rel in ("train_lora/multi/base.tsv", "train_lora/default/base.tsv",
-                "encode_queries_and_first_shard/supervised.recipe-multi/base/stdlib-t2c.tsv",
-                "dense_search/supervised.recipe-instructed.instruction-ood/base/stdlib-t2c.tsv",
-                "bm25_index/stdlib-t2c.tsv", "axis_table/supervised.recipe.tsv", "comparison_table/supervised.tsv"):
+    for rel in (
+        "train_lora/multi/base.tsv",
+        "train_lora/default/base.tsv",
+        "encode_queries_and_first_shard/supervised.recipe-multi/base/stdlib-t2c.tsv",
+        "dense_search/supervised.recipe-instructed.instruction-ood/base/stdlib-t2c.tsv",
+        "bm25_index/stdlib-t2c.tsv",
+        "axis_table/supervised.recipe.tsv",
+        "comparison_table/supervised.tsv",
+    ):
         (bench / rel).parent.mkdir(parents=True, exist_ok=True)
         (bench / rel).write_text("s\th:m:s\tmax_rss\tcpu_time\n36.0\t0:00:36\t100\t30\n")
     jobs = cost.measured(_config(), bench)
     assert {j["job"]: j["recipe"] for j in jobs} == {
-        "bm25_index/stdlib-t2c.tsv": None, "train_lora/default/base.tsv": "default",
-        "axis_table/supervised.recipe.tsv": None, "comparison_table/supervised.tsv": None,
+        "bm25_index/stdlib-t2c.tsv": None,
+        "train_lora/default/base.tsv": "default",
+        "axis_table/supervised.recipe.tsv": None,
+        "comparison_table/supervised.tsv": None,
         "train_lora/multi/base.tsv": "multi",
         "encode_queries_and_first_shard/supervised.recipe-multi/base/stdlib-t2c.tsv": "multi",
-        "dense_search/supervised.recipe-instructed.instruction-ood/base/stdlib-t2c.tsv": "instructed"}
+        "dense_search/supervised.recipe-instructed.instruction-ood/base/stdlib-t2c.tsv": "instructed",
+    }
     page = cost.to_markdown(jobs, [])
     assert "| multi | 2 | 1 | 72.0 |" in page and "| instructed | 1 | 0 | 36.0 |" in page
 
@@ -364,8 +387,10 @@ def test_the_recipes_study_runs_and_reports_single_multi_task_and_instruction_re
     snakemake(work, "--cores", "2", "--configfile", "config/recipes.yaml", timeout=1500)
     results = work / "results"
     multi = yaml.safe_load((results / "train/multi/base/training.json").read_text())
-    assert multi["tasks"] == ["default", "c2t", "n2c"] and len(multi["losses"]) == multi["steps"] == \
-        _config()["recipes"]["multi"]["training"]["max_steps"]
+    assert (
+        multi["tasks"] == ["default", "c2t", "n2c"]
+        and len(multi["losses"]) == multi["steps"] == _config()["recipes"]["multi"]["training"]["max_steps"]
+    )
     rows = list(csv.DictReader((results / "tables/axes/supervised.recipe.csv").read_text().splitlines()))
     assert {r["recipe"] for r in rows} == {"default", "c2t", "multi", "instructed"}
     assert {r["collection"] for r in rows} == {"Docstring2Code", "Code2Docstring", "Name2Code"}
@@ -376,10 +401,16 @@ def test_the_recipes_study_runs_and_reports_single_multi_task_and_instruction_re
     report = (results / "report/summary.md").read_text() + (results / "report/cost.md").read_text()
     assert "| instructed |" in report
 
-    again = planned_jobs(snakemake(work, "-n", "--configfile", "config/recipes.yaml",
-                                   "--forcerun", "results/train/multi/base/adapter").stdout)
-    touched = {(rule, w.get("recipe") or axes.recipe_of(_config(), w.get("setting", ""))) for rule, w in again
-               if rule in ("train_lora", "encode_queries_and_first_shard", "dense_search")}
+    again = planned_jobs(
+        snakemake(
+            work, "-n", "--configfile", "config/recipes.yaml", "--forcerun", "results/train/multi/base/adapter"
+        ).stdout
+    )
+    touched = {
+        (rule, w.get("recipe") or axes.recipe_of(_config(), w.get("setting", "")))
+        for rule, w in again
+        if rule in ("train_lora", "encode_queries_and_first_shard", "dense_search")
+    }
     assert touched == {("train_lora", "multi"), ("encode_queries_and_first_shard", "multi"), ("dense_search", "multi")}
     assert not any(rule in ("training_groups", "bm25_index", "prepare_collection") for rule, _ in again)
 
@@ -405,14 +436,24 @@ def test_a_multi_task_run_with_instructions_resumed_after_a_failure_ends_as_an_u
     first, second = synthetic_task(0), synthetic_task(1)
     texts = [t for task in (first, second) for t in (*task["docs"].values(), *task["queries"].values())]
     backbone = str(tiny_backbone(tmp_path / "backbone", texts + ["Instruct: find\nthe"] * 3))
-    tasks = (TrainTask("a", str(write_groups(first, tmp_path / "a.parquet")), None, ("find the code", "look it up")),
-             TrainTask("b", str(write_groups(second, tmp_path / "b.parquet", n_neg=0)), None, ("match it",)))
+    tasks = (
+        TrainTask("a", str(write_groups(first, tmp_path / "a.parquet")), None, ("find the code", "look it up")),
+        TrainTask("b", str(write_groups(second, tmp_path / "b.parquet", n_neg=0)), None, ("match it",)),
+    )
     training = training_config(max_steps=8, checkpoint_every=3)  # two ranks (spawned: one process group each)
 
     def job(name, fail_at_step=None):
         out = tmp_path / name
-        return TrainJob(backbone, "qwen2", tasks, str(out / "adapter"), str(out / "ckpt"), str(out / "log.json"),
-                        training, fail_at_step=fail_at_step)
+        return TrainJob(
+            backbone,
+            "qwen2",
+            tasks,
+            str(out / "adapter"),
+            str(out / "ckpt"),
+            str(out / "log.json"),
+            training,
+            fail_at_step=fail_at_step,
+        )
 
     reference = launch(job("straight"), world_size=2)
     assert reference["tasks"] == ["a", "b"] and reference["task_steps_per_epoch"] == [7, 7]

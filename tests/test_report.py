@@ -1,5 +1,6 @@
 """The comparison tables: paper layout, per-language averaging, published numbers, significance
 against Base in every cell (Holm-corrected), bootstrap CIs, reference checks and fidelity."""
+
 import csv
 import io
 import json
@@ -39,15 +40,21 @@ def paper_study(**report) -> Study:
 def fake_metrics(root, study, value_of, queries=30):
     """Write a metrics file per unit whose per-query values come from ``value_of(unit, query)``."""
     for unit in study.eval_units():
-        per_query = {f"q{i}": {m: value_of(unit, i) for m in ("ndcg_cut_10", "mrr_10", "recall_100", "recall_200",
-                                                              "recall_1000")} for i in range(queries)}
+        per_query = {
+            f"q{i}": {
+                m: value_of(unit, i) for m in ("ndcg_cut_10", "mrr_10", "recall_100", "recall_200", "recall_1000")
+            }
+            for i in range(queries)
+        }
         aggregate = {m: sum(v[m] for v in per_query.values()) / queries for m in per_query["q0"]}
         write_json(Layout(str(root)).metrics(unit), {"aggregate": aggregate, "per_query": per_query})
 
 
 def rows_of(csv_rows):
-    return {row[csv_rows[0].index("dataset") if "dataset" in csv_rows[0] else 0]: dict(zip(csv_rows[0], row))
-            for row in csv_rows[1:]}
+    return {
+        row[csv_rows[0].index("dataset") if "dataset" in csv_rows[0] else 0]: dict(zip(csv_rows[0], row))
+        for row in csv_rows[1:]
+    }
 
 
 def test_coir_table_averages_languages_and_shows_published_numbers(tmp_path):
@@ -101,8 +108,9 @@ def test_every_beir_cell_is_tested_against_base_and_marked_in_md_csv_and_html(tm
     shifts = {"coder": 0.1, "math": -0.1}
     noisy_runs(tmp_path, study, lambda unit: shifts.get(unit.retriever, 0.0))
     out = tmp_path / "out"
-    table = write_table(study, "beir", Layout(str(tmp_path)).metrics, out / "t.md", out / "t.csv",
-                        out / "t.html", out / "t.json")
+    table = write_table(
+        study, "beir", Layout(str(tmp_path)).metrics, out / "t.md", out / "t.csv", out / "t.html", out / "t.json"
+    )
     tested = [c for c in table.cells.values() if c.retriever != "Base"]
     assert len(tested) == 6 * 8 and all(c.p_holm is not None and c.p_holm >= c.p for c in tested)
     assert {c.mark for c in tested if c.retriever == "Coder"} == {"▲"}
@@ -134,8 +142,9 @@ def test_randomisation_and_ttest_agree_on_clear_and_null_differences():
 def test_unequal_query_sets_are_an_error_naming_the_cell(tmp_path):
     study = paper_study()
     fake_metrics(tmp_path, study, lambda unit, q: 0.5)
-    path = tmp_path / Layout(".").metrics(next(u for u in study.eval_units() if u.retriever == "coder"
-                                               and u.collection == "fiqa"))
+    path = tmp_path / Layout(".").metrics(
+        next(u for u in study.eval_units() if u.retriever == "coder" and u.collection == "fiqa")
+    )
     metrics = json.loads(path.read_text())
     del metrics["per_query"]["q3"]
     path.write_text(json.dumps(metrics))
@@ -143,12 +152,15 @@ def test_unequal_query_sets_are_an_error_naming_the_cell(tmp_path):
         build(study, "beir", Layout(str(tmp_path)).metrics)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("name,BM25\nFiQA,0.2\n", r"line 1: missing column 'dataset'"),
-    ("dataset,BM25,Base\nFiQA,0.2,n/a\n", r"line 2, column 'Base': 'n/a' is not a number"),
-    ("dataset,BM25\nFiQA,0.2,0.3\n", r"line 2: 3 fields, the header has 2"),
-    ("", "empty file"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name,BM25\nFiQA,0.2\n", r"line 1: missing column 'dataset'"),
+        ("dataset,BM25,Base\nFiQA,0.2,n/a\n", r"line 2, column 'Base': 'n/a' is not a number"),
+        ("dataset,BM25\nFiQA,0.2,0.3\n", r"line 2: 3 fields, the header has 2"),
+        ("", "empty file"),
+    ],
+)
 def test_malformed_reference_is_a_named_error_with_file_and_line(tmp_path, text, message):
     path = tmp_path / "ref.csv"
     path.write_text(text)
@@ -170,7 +182,10 @@ def test_published_names_the_study_does_not_use_are_listed_as_not_compared(tmp_p
 
 def test_fidelity_reports_differences_and_rank_agreement(tmp_path):
     study = paper_study()
-    reference = {row["dataset"]: row for row in csv.DictReader(Path(ROOT / "resources/reference/table1_beir_zeroshot.csv").read_text().splitlines())}
+    reference = {
+        row["dataset"]: row
+        for row in csv.DictReader(Path(ROOT / "resources/reference/table1_beir_zeroshot.csv").read_text().splitlines())
+    }
     labels = {b: study.backbone(b)["label"] for b in study.backbones} | {"bm25": "BM25"}
 
     def published_plus(unit, q):  # ours = published + 0.01, but FiQA's Base 0.07 higher (above Instruct)
@@ -196,9 +211,12 @@ def test_cost_sums_benchmarks_per_stage_and_backbone_times_the_gpus_each_job_hol
     from llm_retrieval.report import cost
 
     config = yaml.safe_load(Path(ROOT / "config/config.yaml").read_text())
-    for rel, seconds in [("encode_corpus_shard/zeroshot/base/fiqa/shard-0.tsv", 3600),
-                         ("encode_corpus_shard/zeroshot/coder/fiqa/shard-0.tsv", 1800),
-                         ("train_lora/base.tsv", 900), ("bm25_index/fiqa.tsv", 7200)]:
+    for rel, seconds in [
+        ("encode_corpus_shard/zeroshot/base/fiqa/shard-0.tsv", 3600),
+        ("encode_corpus_shard/zeroshot/coder/fiqa/shard-0.tsv", 1800),
+        ("train_lora/base.tsv", 900),
+        ("bm25_index/fiqa.tsv", 7200),
+    ]:
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(BENCH_HEADER + f"{seconds}\t-\t1234.5\t0\t0\t0\t0\t0\t0\t{seconds / 2}\n")
@@ -216,7 +234,10 @@ def test_cost_sums_benchmarks_per_stage_and_backbone_times_the_gpus_each_job_hol
     projected = cost_estimate.config_projection(ROOT / "config/config.yaml")
     assert {r["label"] for r in projected.rows} == {"estimate"}
     assert {(r["stage"], r["setting"]) for r in projected.rows} == {
-        ("encode", "zeroshot"), ("encode", "supervised"), ("train", "supervised")}
+        ("encode", "zeroshot"),
+        ("encode", "supervised"),
+        ("train", "supervised"),
+    }
     markdown = cost.to_markdown(jobs, projected)
     assert "| encode_corpus_shard | 2 | 5400.0 |" in markdown and "**estimate**" in markdown
 
@@ -229,8 +250,11 @@ def test_summary_names_the_winner_the_margin_and_the_demo_caveat(tmp_path):
     noisy_runs(tmp_path, study, lambda unit: shifts.get(unit.retriever, 0.0))
     table = build(study, "beir", Layout(str(tmp_path)).metrics)
     text = summary.opening([table], [fidelity.fidelity(table)])
-    assert re.search(r"Coder has the highest average nDCG@10 \(0\.\d{3}, \+0\.\d{3} over \S+\) and leads on "
-                     r"6 of 6 datasets", text)
+    assert re.search(
+        r"Coder has the highest average nDCG@10 \(0\.\d{3}, \+0\.\d{3} over \S+\) and leads on "
+        r"6 of 6 datasets",
+        text,
+    )
     assert "Coder is significantly above Base in 6 of 6 datasets; Math significantly below Base in 6" in text
     assert "Demo caveat" not in text  # hub models, not random weights
     table.random_weights = True

@@ -98,6 +98,7 @@ def test_the_cost_page_counts_every_step_snakemake_counts_but_the_three_it_names
     steps = int(re.search(r"^total\s+(\d+)", plan.stdout + plan.stderr, flags=re.MULTILINE).group(1))
     measured = json.loads((finished_mini / "results/report/cost.json").read_text())["measured"]
     assert len(measured) == steps - cost.STEPS_NOT_MEASURED
-    assert f"Total: {len(measured)} jobs (3 fewer than Snakemake's steps" in (
-        finished_mini / "results/report/cost.md"
-    ).read_text()
+    assert (
+        f"Total: {len(measured)} jobs (3 fewer than Snakemake's steps"
+        in (finished_mini / "results/report/cost.md").read_text()
+    )

@@ -1,5 +1,6 @@
 """The study's HTML report (snakemake --report) built from the finished mini study, and opened in
 a real headless browser (Chromium from Debian's packages)."""
+
 from __future__ import annotations
 
 import base64
@@ -63,9 +64,22 @@ def test_report_lists_tables_not_yet_made_on_its_first_page(finished_mini, mini_
 
 
 def screenshot(html: Path, png: Path, size=(1400, 1000)) -> subprocess.CompletedProcess:
-    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                           f"--window-size={size[0]},{size[1]}", "--virtual-time-budget=8000",
-                           f"--screenshot={png}", html.as_uri()], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--window-size={size[0]},{size[1]}",
+            "--virtual-time-budget=8000",
+            f"--screenshot={png}",
+            html.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def distinct_colours(png: Path) -> int:
@@ -80,19 +94,37 @@ def distinct_colours(png: Path) -> int:
 def test_report_renders_in_headless_chromium_with_its_figures(finished_mini, mini_report, tmp_path):
     assert CHROMIUM, "chromium is required in CI (.ci/run installs it)"
     report = finished_mini / "results/report.html"
-    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=8000",
-                          "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120)
+    dom = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=8000",
+            "--dump-dom",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert "Specialized LLMs as dense retrievers" in dom.stdout  # the app rendered its first page
     proc = screenshot(report, tmp_path / "report.png")
     assert proc.returncode == 0 and (tmp_path / "report.png").exists(), proc.stderr[-2000:]
     assert distinct_colours(tmp_path / "report.png") > 20  # not a blank page
     # Every figure the report embeds, drawn by the browser from the report's own data.
-    figures = re.findall(r"data:image/svg\+xml;charset=utf8;filename=(?:heatmap|scatter|averages|win_tie_loss)\.svg;base64,([A-Za-z0-9+/=]+)", mini_report)
+    figures = re.findall(
+        r"data:image/svg\+xml;charset=utf8;filename=(?:heatmap|scatter|averages|win_tie_loss)\.svg;base64,([A-Za-z0-9+/=]+)",
+        mini_report,
+    )
     assert len(figures) >= 12, "the report embeds every table's four figures"
     page = tmp_path / "figures.html"
-    page.write_text("<html><body style='margin:0;background:#fff'>" + "".join(
-        f"<img src='data:image/svg+xml;base64,{b}' style='width:340px'>" for b in figures[:12]) + "</body></html>")
+    page.write_text(
+        "<html><body style='margin:0;background:#fff'>"
+        + "".join(f"<img src='data:image/svg+xml;base64,{b}' style='width:340px'>" for b in figures[:12])
+        + "</body></html>"
+    )
     proc = screenshot(page, tmp_path / "figures.png", (1400, 1400))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert distinct_colours(tmp_path / "figures.png") > 200  # heatmaps, bars and points, not broken images
@@ -113,12 +145,25 @@ def test_report_first_page_shows_the_main_tables_numbers_in_headless_chromium(fi
     table = read_table(finished_mini / f"results/tables/{main}.json")
     number = f"{table.cell(table.anchor, table.items[0]).ours:.4f}"
     report = finished_mini / "results/report.html"
-    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=8000",
-                          "--dump-dom", report.as_uri()], check=False, capture_output=True, text=True, timeout=120)
+    dom = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=8000",
+            "--dump-dom",
+            report.as_uri(),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     # The page the browser shows first, not the data embedded for the menu (scripts, base64 files).
     shown = re.sub(r"<script\b.*?</script>", "", dom.stdout, flags=re.DOTALL)
-    front = shown[shown.index("Specialized LLMs as dense retrievers"):]
+    front = shown[shown.index("Specialized LLMs as dense retrievers") :]
     assert "<table" in front and table.title in front
     assert number in front, f"{number} (the main table's {table.anchor} / {table.items[0]}) is not on the first page"
     proc = screenshot(report, tmp_path / "first_page.png", (1400, 1600))

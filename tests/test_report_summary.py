@@ -64,7 +64,9 @@ def test_the_front_page_shows_the_main_table_inline_as_rst_that_docutils_renders
         ("Base", "test_mrr10"): Cell("Base", "test_mrr10", 0.1357, mark=DROP_MARK),
     }
     other = measure_table({"BM25": [""]})
-    page = summary.front_page("Title\n=====\n\n.. summary goes here\n", "The summary, nDCG@10.", [other, main], ["supervised"])
+    page = summary.front_page(
+        "Title\n=====\n\n.. summary goes here\n", "The summary, nDCG@10.", [other, main], ["supervised"]
+    )
     html = publish_parts(page, writer_name="html", settings_overrides={"report_level": 2})["html_body"]
     assert "The summary, nDCG&#64;10." in html and "system-message" not in html  # valid RST: no docutils complaint
     assert "<table" in html and "S_1 *demo*" in html  # the title's markup characters printed as they are

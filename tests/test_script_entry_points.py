@@ -19,13 +19,20 @@ from llm_retrieval.embeddings import read_embeddings
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "workflow" / "scripts"
-ENCODING = {"prompts": {"query": 'Query: "{text}".', "passage": 'Passage: "{text}".', "assistant_prefill": '"'},
-            "normalize": True, "dtype": "float32", "batch_tokens": 256, "chunk_rows": 8,
-            "max_text_tokens": {"query": 16, "passage": 24}}
+ENCODING = {
+    "prompts": {"query": 'Query: "{text}".', "passage": 'Passage: "{text}".', "assistant_prefill": '"'},
+    "normalize": True,
+    "dtype": "float32",
+    "batch_tokens": 256,
+    "chunk_rows": 8,
+    "max_text_tokens": {"query": 16, "passage": 24},
+}
 
 
 def run(args: list, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600, check=False
+    )
 
 
 @pytest.mark.slow
@@ -36,10 +43,26 @@ def test_train_lora_script_with_world_size_2_outside_slurm_spawns_two_ranks_and_
     record.write_text(json.dumps({"path": str(backbone), "architecture": "qwen2"}))
     groups = write_groups(task, tmp_path / "groups.parquet")
     training = training_config(max_steps=2, checkpoint_every=100, world_size=2)
-    done = run([SCRIPTS / "train_lora.py", "--backbone", record, "--groups", groups,
-                "--training", json.dumps(training), "--adapter", tmp_path / "adapter",
-                "--report", tmp_path / "training.json", "--checkpoints", tmp_path / "checkpoints",
-                "--log", tmp_path / "train.log"], tmp_path)
+    done = run(
+        [
+            SCRIPTS / "train_lora.py",
+            "--backbone",
+            record,
+            "--groups",
+            groups,
+            "--training",
+            json.dumps(training),
+            "--adapter",
+            tmp_path / "adapter",
+            "--report",
+            tmp_path / "training.json",
+            "--checkpoints",
+            tmp_path / "checkpoints",
+            "--log",
+            tmp_path / "train.log",
+        ],
+        tmp_path,
+    )
     log = (tmp_path / "train.log").read_text() if (tmp_path / "train.log").exists() else ""
     assert done.returncode == 0, (done.stderr + log)[-3000:]
     report = json.loads((tmp_path / "training.json").read_text())
@@ -51,8 +74,10 @@ def snakemake_script(script: Path, snakemake: SimpleNamespace, dest: Path, devic
     """The file Snakemake's ``script:`` runs with ``python <file>``: a preamble defining ``snakemake``,
     then the script's source. The preamble here also makes the job see two (CPU) devices."""
     (dest.parent / "snakemake.pickle").write_bytes(pickle.dumps(snakemake))
-    preamble = (f"import pickle\nsnakemake = pickle.load(open({str(dest.parent / 'snakemake.pickle')!r}, 'rb'))\n"
-                f"import llm_retrieval.encode\nllm_retrieval.encode.default_devices = lambda: {devices!r}\n")
+    preamble = (
+        f"import pickle\nsnakemake = pickle.load(open({str(dest.parent / 'snakemake.pickle')!r}, 'rb'))\n"
+        f"import llm_retrieval.encode\nllm_retrieval.encode.default_devices = lambda: {devices!r}\n"
+    )
     dest.write_text(preamble + script.read_text())
     return dest
 
@@ -69,16 +94,25 @@ def test_encode_corpus_shard_script_on_two_devices_spawns_one_worker_each_and_fi
     record.write_text(json.dumps(tiny_backbones["qwen2"]))
     out = tmp_path / "shard.parquet"
     snakemake = SimpleNamespace(
-        threads=1, log=[str(tmp_path / "encode.log")], wildcards=SimpleNamespace(shard="0"),
-        input=SimpleNamespace(adapter=[], backbone=str(record), corpus=str(corpus),
-                              queries=str(tmp_path / "queries.parquet")),
+        threads=1,
+        log=[str(tmp_path / "encode.log")],
+        wildcards=SimpleNamespace(shard="0"),
+        input=SimpleNamespace(
+            adapter=[], backbone=str(record), corpus=str(corpus), queries=str(tmp_path / "queries.parquet")
+        ),
         output=SimpleNamespace(shard=str(out), queries=str(tmp_path / "queries-emb.parquet")),
-        params=SimpleNamespace(encoding=ENCODING, max_length=None, num_shards=1, use_title=False,
-                               query_sets=["test"], estimated_documents=30))
+        params=SimpleNamespace(
+            encoding=ENCODING,
+            max_length=None,
+            num_shards=1,
+            use_title=False,
+            query_sets=["test"],
+            estimated_documents=30,
+        ),
+    )
     if script == "encode_corpus_shard.py":
         snakemake.output = [str(out)]
-    done = run([snakemake_script(SCRIPTS / script, snakemake, tmp_path / f"tmp.{script}", ["cpu", "cpu"])],
-               tmp_path)
+    done = run([snakemake_script(SCRIPTS / script, snakemake, tmp_path / f"tmp.{script}", ["cpu", "cpu"])], tmp_path)
     log = (tmp_path / "encode.log").read_text() if (tmp_path / "encode.log").exists() else ""
     assert done.returncode == 0, (done.stderr + log)[-3000:]
     ids, _ = read_embeddings(out)

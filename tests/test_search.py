@@ -1,4 +1,5 @@
 """Search: one job per collection, backends that agree, the vectorised merge, full-precision run files."""
+
 import numpy as np
 import pytest
 from search_oracle import legacy_heap_merge
@@ -46,23 +47,35 @@ def test_vectorised_merge_equals_the_heap_merge_ties_included(tie_every):
     parts = _random_parts(rng, nq=30, n_shards=4, k=25, n_docs=4000, tie_every=tie_every)
     merged = merge_hits(parts, doc_ids, depth=40)
     expected = legacy_heap_merge(parts, doc_ids, depth=40)
-    got = [[(doc_ids[r], float(s)) for s, r in zip(scores, rows) if r >= 0]
-           for scores, rows in zip(merged.scores, merged.rows)]
+    got = [
+        [(doc_ids[r], float(s)) for s, r in zip(scores, rows) if r >= 0]
+        for scores, rows in zip(merged.scores, merged.rows)
+    ]
     assert got == expected
 
 
 def test_merge_keeps_trec_eval_tie_order_at_the_cut():
     doc_ids = ["a", "b", "c", "d"]
-    parts = [Hits(np.array([[0.5, 0.5]], np.float32), np.array([[0, 2]])),
-             Hits(np.array([[0.5, 0.1]], np.float32), np.array([[1, 3]]))]
+    parts = [
+        Hits(np.array([[0.5, 0.5]], np.float32), np.array([[0, 2]])),
+        Hits(np.array([[0.5, 0.1]], np.float32), np.array([[1, 3]])),
+    ]
     merged = merge_hits(parts, doc_ids, depth=2)
     assert [doc_ids[r] for r in merged.rows[0]] == ["c", "b"]  # score desc, then doc id desc
 
 
 def test_one_job_writes_every_query_sets_run_as_separate_searches_would(tmp_path):
     queries, shards = _collection(tmp_path)
-    counts = search_collection(queries, shards, ["dev", "dl19"], top_k=5, drop_self=False,
-                               out_dir=tmp_path / "runs", tag="t", backend="faiss-cpu")
+    counts = search_collection(
+        queries,
+        shards,
+        ["dev", "dl19"],
+        top_k=5,
+        drop_self=False,
+        out_dir=tmp_path / "runs",
+        tag="t",
+        backend="faiss-cpu",
+    )
     assert counts == {"dev": 5, "dl19": 5}
     from llm_retrieval.embeddings import read_column, read_embeddings
 
@@ -70,8 +83,9 @@ def test_one_job_writes_every_query_sets_run_as_separate_searches_would(tmp_path
     sets = read_column(queries, "query_set")
     for query_set in ("dev", "dl19"):
         chosen = [i for i, s in enumerate(sets) if s == query_set]
-        search.dense_search([ids[i] for i in chosen], vectors[chosen], shards, 5, False,
-                            tmp_path / f"{query_set}.trec", "t")
+        search.dense_search(
+            [ids[i] for i in chosen], vectors[chosen], shards, 5, False, tmp_path / f"{query_set}.trec", "t"
+        )
         assert (tmp_path / "runs" / f"{query_set}.trec").read_text() == (tmp_path / f"{query_set}.trec").read_text()
 
 
@@ -138,9 +152,12 @@ class FakeGpuFaiss:
             def search(self, x, k):
                 return self.cpu.search(x, k)
 
-        for name, value in (("StandardGpuResources", self.StandardGpuResources),
-                            ("GpuIndexFlatConfig", self.GpuIndexFlatConfig), ("GpuIndexFlatIP", GpuIndexFlatIP),
-                            ("get_num_gpus", lambda: gpus)):
+        for name, value in (
+            ("StandardGpuResources", self.StandardGpuResources),
+            ("GpuIndexFlatConfig", self.GpuIndexFlatConfig),
+            ("GpuIndexFlatIP", GpuIndexFlatIP),
+            ("get_num_gpus", lambda: gpus),
+        ):
             monkeypatch.setattr(faiss, name, value, raising=False)
         monkeypatch.setattr(search, "cuda_devices", lambda: gpus)
 
@@ -154,12 +171,14 @@ def test_faiss_gpu_path_builds_an_fp16_index_sharded_over_the_gpus_when_one_is_t
     search_collection(queries, shards, ["dev", "dl19"], 10, False, tmp_path / "gpu", "t", backend="auto")
     search_collection(queries, shards, ["dev", "dl19"], 10, False, tmp_path / "cpu", "t", backend="faiss-cpu")
     for query_set in ("dev", "dl19"):
-        assert (tmp_path / "gpu" / f"{query_set}.trec").read_text() == \
-            (tmp_path / "cpu" / f"{query_set}.trec").read_text()
+        assert (tmp_path / "gpu" / f"{query_set}.trec").read_text() == (
+            tmp_path / "cpu" / f"{query_set}.trec"
+        ).read_text()
 
 
 def test_each_gpu_index_reserves_its_whole_share_once_before_any_add_and_shards_are_added_in_blocks(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     """Growing by add() peaks near twice the store (MS MARCO: out of memory at its third shard); and a
     shard widened to float32 whole costs 32 GB of host memory per MS MARCO shard."""
     queries, shards = _collection(tmp_path, n_docs=301, dim=8, n_shards=3)

@@ -1,4 +1,5 @@
 """FAISS search over shards, BEIR self-hits, pytrec_eval metrics as PROTOCOL.md specifies."""
+
 import numpy as np
 import pytest
 
@@ -10,8 +11,9 @@ from llm_retrieval.search import dense_search, search_shards
 
 def _write_shards(tmp_path, vectors, ids, n_shards):
     paths = []
-    for s, (part_ids, part_vecs) in enumerate(zip(np.array_split(np.array(ids), n_shards),
-                                                  np.array_split(vectors, n_shards))):
+    for s, (part_ids, part_vecs) in enumerate(
+        zip(np.array_split(np.array(ids), n_shards), np.array_split(vectors, n_shards))
+    ):
         path = tmp_path / f"shard-{s}.parquet"
         write_embeddings(path, list(part_ids), part_vecs)
         paths.append(path)

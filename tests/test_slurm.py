@@ -63,8 +63,7 @@ def test_killed_head_rerun_finishes_without_redoing_finished_jobs(toy):
 
     log = toy / "head1.log"
     head = start(toy_cmd(toy, settings), toy, log)
-    wait_for(lambda: starts(toy, "encode-0") and starts(toy, "encode-1"), 120,
-             "both encode shards running", head, log)
+    wait_for(lambda: starts(toy, "encode-0") and starts(toy, "encode-1"), 120, "both encode shards running", head, log)
     kill_head(head)
     assert (toy / "out/data.txt").exists() and not (toy / "out/shard-0.txt").exists()
 
@@ -159,6 +158,5 @@ def test_slurm_up_is_idempotent_and_fast():
     # The fake GPUs are schedulable GRES; more than the node has is refused by sbatch.
     gres = subprocess.run(["sinfo", "-h", "-N", "-o", "%G"], capture_output=True, text=True).stdout
     assert "gpu:fake:2" in gres
-    refused = subprocess.run(["sbatch", "-p", "gpu", "--gres=gpu:3", "--wrap", "true"],
-                             capture_output=True, text=True)
+    refused = subprocess.run(["sbatch", "-p", "gpu", "--gres=gpu:3", "--wrap", "true"], capture_output=True, text=True)
     assert refused.returncode != 0 and "configuration is not available" in refused.stderr

@@ -17,8 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def load(config):
     """The functions the rules call, bound to ``config`` as resources.smk binds them."""
-    namespace = {name: partial(getattr(cluster, name), config)
-                 for name in ("rule_threads", "rule_resources", "rank_launcher", "train_layout", "slurm_settings")}
+    namespace = {
+        name: partial(getattr(cluster, name), config)
+        for name in ("rule_threads", "rule_resources", "rank_launcher", "train_layout", "slurm_settings")
+    }
     namespace["SLURM_DEFAULTS"] = cluster.SLURM_DEFAULTS
     namespace["slurm_settings"]()  # unknown keys are errors as soon as the config is read
     return namespace
@@ -115,7 +117,11 @@ def test_unknown_settings_are_refused_with_their_config_key():
 
 
 def test_an_old_kind_name_in_slurm_kinds_is_refused_with_its_new_name():
-    for old, new in (("build_backbone", "resolve_backbone"), ("mine_negatives", "training_groups"), ("train", "train_lora")):
+    for old, new in (
+        ("build_backbone", "resolve_backbone"),
+        ("mine_negatives", "training_groups"),
+        ("train", "train_lora"),
+    ):
         with pytest.raises(cluster.RenamedKindError, match=f"slurm.kinds.{old}.*now called '{new}'"):
             load({"slurm": {"kinds": {old: {"runtime": 1}}}})
 
@@ -150,8 +156,9 @@ def requested(config, kind, attempt):
 
     from llm_retrieval import model_resources
 
-    res = model_resources.sized_resources(config, kind, cluster.rule_resources(config, kind),
-                                          lambda backbone: REPO / "no-such-record.json")
+    res = model_resources.sized_resources(
+        config, kind, cluster.rule_resources(config, kind), lambda backbone: REPO / "no-such-record.json"
+    )
     wildcards = SimpleNamespace(backbone="base")
     return {k: (v(wildcards, attempt) if callable(v) else v) for k, v in res.items()}
 
@@ -193,8 +200,10 @@ def test_the_rank_launcher_gives_each_rank_its_cpus_and_every_gpu_of_its_node():
     assert "--cpus-per-task=12" in launch
     # Each rank picks cuda:LOCAL_RANK (as DeepSpeed does), so each must see its node's GPUs unbound.
     assert "--gres=gpu:h100:8" in launch and "--gpu-bind=none" in launch
-    assert "--cpus-per-task=1" in load({"slurm": {**CLUSTER, "max_threads": 1},
-                                        "training": {"world_size": 16}})["rank_launcher"]().split()
+    assert (
+        "--cpus-per-task=1"
+        in load({"slurm": {**CLUSTER, "max_threads": 1}, "training": {"world_size": 16}})["rank_launcher"]().split()
+    )
 
 
 class Submitted(dict):
@@ -214,11 +223,18 @@ def submitted(config, kind, attempt=1):
     from snakemake_executor_plugin_slurm.submit_string import get_submit_command
     from snakemake_executor_plugin_slurm.validation import validate_slurm_extra
 
-    job = SimpleNamespace(resources=Submitted(requested(config, kind, attempt)),
-                          threads=cluster.rule_threads(config, kind))
+    job = SimpleNamespace(
+        resources=Submitted(requested(config, kind, attempt)), threads=cluster.rule_threads(config, kind)
+    )
     validate_slurm_extra(job)  # the plugin refuses options it sets itself
-    params = {"run_uuid": "job", "slurm_logfile": "log", "comment_str": "c", "account": "", "partition": "",
-              "workdir": None}
+    params = {
+        "run_uuid": "job",
+        "slurm_logfile": "log",
+        "comment_str": "c",
+        "account": "",
+        "partition": "",
+        "workdir": None,
+    }
     return get_submit_command(job, params)
 
 

@@ -13,18 +13,35 @@ from workflow_helpers import job_counts, load_study, planned_jobs, scratch_copy
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(900)]
 
 RULES = {
-    "build_stdlib_codesearch", "build_synthetic_text", "resolve_backbone", "prepare_collection",
-    "bm25_index", "bm25_search", "encode_queries_and_first_shard", "encode_corpus_shard", "dense_search",
-    "training_groups", "train_lora", "evaluate_run", "comparison_table", "axis_table",
-    "report_figures", "cost_table", "report_summary",
+    "build_stdlib_codesearch",
+    "build_synthetic_text",
+    "resolve_backbone",
+    "prepare_collection",
+    "bm25_index",
+    "bm25_search",
+    "encode_queries_and_first_shard",
+    "encode_corpus_shard",
+    "dense_search",
+    "training_groups",
+    "train_lora",
+    "evaluate_run",
+    "comparison_table",
+    "axis_table",
+    "report_figures",
+    "cost_table",
+    "report_summary",
 }
 GPU_RULES = {"encode_queries_and_first_shard", "encode_corpus_shard", "dense_search", "train_lora"}
 # The users' profile plus the CI overlay; the CI cluster settings come last.
 PROFILE = ["--profile", "slurm", "--profile", "profiles/slurm-ci"]
 CONFIG = ["--configfile", "config/mini.yaml", "slice.yaml", "profiles/slurm-ci/cluster.yaml"]
 # Every rule, fewest jobs (27): one backbone, one collection per setting.
-SLICE = {"settings": {"zeroshot": {"backbones": ["base"], "collections": ["synth-text"]},
-                      "supervised": {"backbones": ["base"], "collections": ["stdlib-t2c"]}}}
+SLICE = {
+    "settings": {
+        "zeroshot": {"backbones": ["base"], "collections": ["synth-text"]},
+        "supervised": {"backbones": ["base"], "collections": ["stdlib-t2c"]},
+    }
+}
 
 
 def smk(*args):
@@ -72,8 +89,7 @@ def test_demo_slice_runs_every_rule_as_slurm_jobs(study):
 def test_single_backbone_rerun_through_the_profile(study):
     if not (study / "results/tables/beir.md").exists():
         pytest.skip("needs the finished slice of test_demo_slice_runs_every_rule_as_slurm_jobs")
-    code, out = run(smk("--profile", "slurm", "-n", *CONFIG,
-                        "--forcerun", "results/models/base/backbone.json"), study)
+    code, out = run(smk("--profile", "slurm", "-n", *CONFIG, "--forcerun", "results/models/base/backbone.json"), study)
     assert code == 0, out[-4000:]
     jobs = planned_jobs(out)
     counts = job_counts(jobs)

@@ -227,8 +227,12 @@ def sts_workdir(tmp_path_factory):
     workdir = scratch_copy(tmp_path_factory.mktemp("sts-study"))
     _write_jsonl(Path(workdir) / "sts-src" / "test.jsonl", PAIRS)
     config = yaml.safe_load((Path(workdir) / "config" / "mini.yaml").read_text())
-    config["collections"]["sts-mini"] = {"label": "STS-mini", "table": "sts", "query_sets": {"test": {}},
-                                         "source": {"type": "sts_local", "path": "sts-src"}}
+    config["collections"]["sts-mini"] = {
+        "label": "STS-mini",
+        "table": "sts",
+        "query_sets": {"test": {}},
+        "source": {"type": "sts_local", "path": "sts-src"},
+    }
     config["settings"]["zeroshot"]["collections"].append("sts-mini")
     config["tables"]["sts"] = {"title": "Sentence similarity", "setting": "zeroshot", "measure": "cosine_spearman"}
     (Path(workdir) / "config" / "mini-sts.yaml").write_text(yaml.safe_dump(config))

@@ -1,4 +1,5 @@
 """The study config (llm_retrieval.study and the schema): cross-checks, and defaults in the schema only."""
+
 from pathlib import Path
 
 import pytest
@@ -74,8 +75,11 @@ def test_a_table_measure_no_job_computes_is_a_config_error_naming_table_measure_
     config = _config()
     name, table = next((n, t) for n, t in config["tables"].items() if "measure" in t)
     table["measure"] = "ndcg_cut_7"
-    with pytest.raises(ConfigError, match=rf"tables\.{name}\.measure: measure 'ndcg_cut_7' is not computed "
-                                          r"for retrieval collections \(known measures, retrieval: ndcg_cut_3, "):
+    with pytest.raises(
+        ConfigError,
+        match=rf"tables\.{name}\.measure: measure 'ndcg_cut_7' is not computed "
+        r"for retrieval collections \(known measures, retrieval: ndcg_cut_3, ",
+    ):
         Study(config)
 
 

@@ -1,4 +1,5 @@
 """Training data: BM25-mined groups, deterministic group sampling and batch order, input formatting."""
+
 from __future__ import annotations
 
 import os
@@ -30,16 +31,24 @@ DOCS = {
 @pytest.fixture
 def collection(tmp_path):
     write_corpus(tmp_path / "corpus.parquet", [{"id": d, "title": "", "text": t} for d, t in DOCS.items()])
-    write_queries(tmp_path / "queries.parquet", [
-        {"query_set": "train", "id": "q1", "text": "solar panels electricity"},
-        {"query_set": "train", "id": "q2", "text": "baking bread"},
-        {"query_set": "train", "id": "q3", "text": "a query without judgments"},
-        {"query_set": "test", "id": "q9", "text": "wind"}])
-    write_qrels(tmp_path / "qrels.parquet", [
-        {"query_set": "train", "query_id": "q1", "doc_id": "d1", "relevance": 1},
-        {"query_set": "train", "query_id": "q2", "doc_id": "d4", "relevance": 1},
-        {"query_set": "train", "query_id": "q2", "doc_id": "d3", "relevance": 0},
-        {"query_set": "test", "query_id": "q9", "doc_id": "d3", "relevance": 1}])
+    write_queries(
+        tmp_path / "queries.parquet",
+        [
+            {"query_set": "train", "id": "q1", "text": "solar panels electricity"},
+            {"query_set": "train", "id": "q2", "text": "baking bread"},
+            {"query_set": "train", "id": "q3", "text": "a query without judgments"},
+            {"query_set": "test", "id": "q9", "text": "wind"},
+        ],
+    )
+    write_qrels(
+        tmp_path / "qrels.parquet",
+        [
+            {"query_set": "train", "query_id": "q1", "doc_id": "d1", "relevance": 1},
+            {"query_set": "train", "query_id": "q2", "doc_id": "d4", "relevance": 1},
+            {"query_set": "train", "query_id": "q2", "doc_id": "d3", "relevance": 0},
+            {"query_set": "test", "query_id": "q9", "doc_id": "d3", "relevance": 1},
+        ],
+    )
     build_index(tmp_path / "corpus.parquet", tmp_path / "index", BM25)
     return tmp_path
 
@@ -60,8 +69,9 @@ def test_mined_groups_have_qrels_positives_and_bm25_negatives(collection, tmp_pa
 
 
 def test_mining_rejects_qrels_for_unknown_documents(collection, tmp_path):
-    write_qrels(collection / "qrels.parquet", [{"query_set": "train", "query_id": "q1", "doc_id": "nope",
-                                                 "relevance": 1}])
+    write_qrels(
+        collection / "qrels.parquet", [{"query_set": "train", "query_id": "q1", "doc_id": "nope", "relevance": 1}]
+    )
     with pytest.raises(DataError, match="qrels.parquet.*nope"):
         mine_bm25_groups(collection, collection / "index", "train", tmp_path / "g.parquet", depth=2, bm25=BM25)
     assert not (tmp_path / "g.parquet").exists()
@@ -72,19 +82,27 @@ def test_a_source_with_negatives_for_some_queries_only_is_rejected_by_name(tmp_p
     import pyarrow as pa
 
     from llm_retrieval.atomic import write_parquet
+
     out = tmp_path / "groups.parquet"
     positive = [{"docid": "d4", "title": "", "text": "bread"}]
-    write_parquet(out, pa.Table.from_pylist([
-        {"query_id": "q1", "query": "rye", "negative_passages": positive, "positive_passages": positive},
-        {"query_id": "q2", "query": "baking bread", "negative_passages": [], "positive_passages": positive}],
-        schema=TRAIN_GROUPS_SCHEMA))
+    write_parquet(
+        out,
+        pa.Table.from_pylist(
+            [
+                {"query_id": "q1", "query": "rye", "negative_passages": positive, "positive_passages": positive},
+                {"query_id": "q2", "query": "baking bread", "negative_passages": [], "positive_passages": positive},
+            ],
+            schema=TRAIN_GROUPS_SCHEMA,
+        ),
+    )
     with pytest.raises(DataError, match="without any negative.*q2"):
         read_groups(out)
 
 
 def _group(n_neg: int) -> Group:
-    return Group("q", "query", (Passage("p", "", "pos"),),
-                 tuple(Passage(f"n{i}", "", f"neg {i}") for i in range(n_neg)))
+    return Group(
+        "q", "query", (Passage("p", "", "pos"),), tuple(Passage(f"n{i}", "", f"neg {i}") for i in range(n_neg))
+    )
 
 
 def test_group_sampling_is_deterministic_positive_first_and_pads_with_replacement():
@@ -100,8 +118,13 @@ def test_group_sampling_is_deterministic_positive_first_and_pads_with_replacemen
 def test_schedule_covers_each_epoch_once_and_does_not_depend_on_history():
     schedule = GroupSchedule(n_groups=50, per_device=2, accumulation=3, world_size=2, seed=7, epochs=2)
     assert schedule.global_batch == 12 and schedule.steps_per_epoch == 4 and schedule.total_steps == 8
-    seen = [i for step in range(4) for micro in range(3) for rank in range(2)
-            for i in schedule.micro_batch(step, micro, rank)[1]]
+    seen = [
+        i
+        for step in range(4)
+        for micro in range(3)
+        for rank in range(2)
+        for i in schedule.micro_batch(step, micro, rank)[1]
+    ]
     assert len(seen) == len(set(seen)) == 48
     fresh = GroupSchedule(50, 2, 3, 2, seed=7, epochs=2)
     assert fresh.micro_batch(6, 1, 1) == schedule.micro_batch(6, 1, 1)
@@ -117,8 +140,7 @@ def test_global_batch_must_equal_product():
 
 
 def test_deepspeed_autos_are_filled(tmp_path):
-    config = deepspeed_config(training_config()["deepspeed_config"], training_config(), 2, on_gpu=False,
-                              hidden_size=32)
+    config = deepspeed_config(training_config()["deepspeed_config"], training_config(), 2, on_gpu=False, hidden_size=32)
     assert config["zero_optimization"]["stage"] == 3
     assert config["train_batch_size"] == 16 and config["bf16"]["enabled"] is False
     assert config["optimizer"]["params"]["lr"] == training_config()["learning_rate"]

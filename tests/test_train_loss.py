@@ -1,4 +1,5 @@
 """InfoNCE with cross-rank negatives equals the single-process loss on the concatenated batch."""
+
 from __future__ import annotations
 
 import os
@@ -41,7 +42,10 @@ def _rank(rank: int, port: int) -> None:
     try:
         ref_loss, ref_qg, ref_pg, ref_wg = _reference()
         q, p = _inputs()
-        qs, ps = slice(rank * PER_RANK, (rank + 1) * PER_RANK), slice(rank * PER_RANK * GROUP, (rank + 1) * PER_RANK * GROUP)
+        qs, ps = (
+            slice(rank * PER_RANK, (rank + 1) * PER_RANK),
+            slice(rank * PER_RANK * GROUP, (rank + 1) * PER_RANK * GROUP),
+        )
         q_local, p_local = q[qs].clone().requires_grad_(), p[ps].clone().requires_grad_()
         loss = info_nce(q_local, p_local, TAU)
         loss.backward()

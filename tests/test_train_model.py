@@ -1,4 +1,5 @@
 """The retriever's forward pass: one pass for queries and passages, equal to encoding them apart."""
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,10 @@ def _inputs(tiny, cfg, n_queries=4):
     batcher = Batcher(load_tokenizer(tiny["backbone"]), cfg["max_length"])
     groups = tiny["groups"][:n_queries]
     passages = [p for i, g in enumerate(groups) for p in sample_group(g, cfg["group_size"], 0, 0, i)]
-    return (*batcher.tensors("query", [g.query for g in groups]),
-            *batcher.tensors("passage", batcher.passage_texts(passages)))
+    return (
+        *batcher.tensors("query", [g.query for g in groups]),
+        *batcher.tensors("passage", batcher.passage_texts(passages)),
+    )
 
 
 def _loss_and_lora_grads(model, loss):
@@ -58,12 +61,14 @@ def test_one_forward_pass_gives_the_two_pass_loss_and_lora_gradients(tiny):
     q_ids, q_mask, p_ids, p_mask = _inputs(tiny, cfg)
     assert q_ids.size(1) != p_ids.size(1)  # the widths differ, so the one pass pads the queries
 
-    two_pass = _loss_and_lora_grads(model, info_nce(model.embed(q_ids, q_mask), model.embed(p_ids, p_mask),
-                                                    cfg["temperature"], gather=False))
+    two_pass = _loss_and_lora_grads(
+        model, info_nce(model.embed(q_ids, q_mask), model.embed(p_ids, p_mask), cfg["temperature"], gather=False)
+    )
     calls = []
     hook = model.backbone.register_forward_hook(lambda *a: calls.append(1))
-    one_pass = _loss_and_lora_grads(model, info_nce(*model(q_ids, q_mask, p_ids, p_mask), cfg["temperature"],
-                                                    gather=False))
+    one_pass = _loss_and_lora_grads(
+        model, info_nce(*model(q_ids, q_mask, p_ids, p_mask), cfg["temperature"], gather=False)
+    )
     hook.remove()
 
     assert len(calls) == 1
@@ -108,7 +113,9 @@ def test_on_a_gpu_packed_and_padded_embeddings_agree_in_bf16(tiny):
     passages = batcher.passage_texts([p for i, g in enumerate(groups) for p in sample_group(g, 4, 0, 0, i)])
     queries = [g.query for g in groups]
     with torch.no_grad():
-        padded = model(*[t.to("cuda") for t in (*batcher.tensors("query", queries), *batcher.tensors("passage", passages))])
+        padded = model(
+            *[t.to("cuda") for t in (*batcher.tensors("query", queries), *batcher.tensors("passage", passages))]
+        )
         packed = model(batcher.packed(queries, passages).to("cuda"))
     for a, b in zip(packed, padded):
         cosine = torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1)
@@ -134,10 +141,13 @@ def test_packing_errors_are_named():
 
 
 def test_checkpoint_from_another_stage_or_packing_mode_is_refused(tmp_path):
-    (tmp_path / checkpoint.MANIFEST).write_text(json.dumps({"step": 3, "world_size": 1, "zero_stage": 3,
-                                                            "packing": False}))
-    for expect, name in (({"zero_stage": 2, "packing": False}, "zero_stage=3"),
-                         ({"zero_stage": 3, "packing": True}, "packing=False")):
+    (tmp_path / checkpoint.MANIFEST).write_text(
+        json.dumps({"step": 3, "world_size": 1, "zero_stage": 3, "packing": False})
+    )
+    for expect, name in (
+        ({"zero_stage": 2, "packing": False}, "zero_stage=3"),
+        ({"zero_stage": 3, "packing": True}, "packing=False"),
+    ):
         with pytest.raises(checkpoint.CheckpointMismatch, match=f"training.{name}, this run has"):
             checkpoint.load(None, tmp_path, expect=expect)
 
@@ -166,8 +176,14 @@ def test_zero_stage_auto_takes_stage_2_where_its_memory_estimate_fits_else_3():
 
     qwen7b = ModelDims(hidden=3584, intermediate=18944, layers=28, heads=28, kv_heads=4, vocab=152064)
     lora = {"rank": 32, "dropout": 0.1, "target_modules": training_config()["lora"]["target_modules"]}
-    protocol = {"per_device_batch": 1, "group_size": 16, "max_length": {"query": 32, "passage": 156}, "lora": lora,
-                "gradient_checkpointing": "auto", "zero_stage": "auto"}
+    protocol = {
+        "per_device_batch": 1,
+        "group_size": 16,
+        "max_length": {"query": 32, "passage": 156},
+        "lora": lora,
+        "gradient_checkpointing": "auto",
+        "zero_stage": "auto",
+    }
     stage2 = use_checkpointing("auto", qwen7b, protocol, 8, 2, 80 * GIB)[1]
     assert stage2.fits() and stage2.weights > 13 * GIB  # the whole bf16 backbone on every GPU, and still fits
     assert zero_stage_for(protocol, qwen7b, 8, 80 * GIB) == 2  # a 7B on 8 x 80 GB: never gather the backbone

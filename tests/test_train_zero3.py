@@ -4,6 +4,7 @@ Two ranks really run ZeRO-3 (partitioned weights and AdamW state, gathered negat
 the trained retriever must beat its untrained backbone on held-out queries, and a run
 killed mid-way and rerun must end with the weights of an uninterrupted run.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,20 +30,37 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     task = synthetic_task()
     backbone = tiny_backbone(root / "backbone", list(task["docs"].values()) + list(task["queries"].values()))
-    return {"root": root, "task": task, "backbone": str(backbone), "groups": str(write_groups(task, root / "g.parquet"))}
+    return {
+        "root": root,
+        "task": task,
+        "backbone": str(backbone),
+        "groups": str(write_groups(task, root / "g.parquet")),
+    }
 
 
 def _job(setup, name: str, training: dict, fail_at_step: int | None = None) -> TrainJob:
     out = setup["root"] / name
-    return TrainJob(setup["backbone"], "qwen2", setup["groups"], str(out / "adapter"), str(out / "checkpoints"),
-                    str(out / "train_log.json"), training, fail_at_step=fail_at_step)
+    return TrainJob(
+        setup["backbone"],
+        "qwen2",
+        setup["groups"],
+        str(out / "adapter"),
+        str(out / "checkpoints"),
+        str(out / "train_log.json"),
+        training,
+        fail_at_step=fail_at_step,
+    )
 
 
 def _held_out_ndcg(setup, training, adapter=None) -> float:
     """nDCG@10 on the held-out queries, encoded by the study's encoder in the supervised format."""
     task = setup["task"]
-    spec = EncoderSpec({"path": setup["backbone"], "architecture": "qwen2"},
-                       {"normalize": True, "dtype": "float32", "batch_tokens": 4096}, adapter, training["max_length"])
+    spec = EncoderSpec(
+        {"path": setup["backbone"], "architecture": "qwen2"},
+        {"normalize": True, "dtype": "float32", "batch_tokens": 4096},
+        adapter,
+        training["max_length"],
+    )
     encoder = Encoder(spec, "cpu")
     doc_ids = list(task["docs"])
     relevant = [doc_ids.index("d" + qid[1:]) for qid in task["test"]]
@@ -65,8 +83,10 @@ def test_zero3_two_ranks_train_a_better_retriever(setup):
     assert last < first - 0.5, log["losses"]
 
     adapter = setup["root"] / "main/adapter"
-    assert sorted(p.name for p in adapter.iterdir() if p.suffix in {".safetensors", ".json", ".bin", ".pt"}) == \
-        ["adapter_config.json", "adapter_model.safetensors"]
+    assert sorted(p.name for p in adapter.iterdir() if p.suffix in {".safetensors", ".json", ".bin", ".pt"}) == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
     assert json.loads((adapter / "adapter_config.json").read_text())["r"] == training["lora"]["rank"]
 
     untrained = _held_out_ndcg(setup, training)
@@ -104,8 +124,14 @@ def _two_steps_with_gradients(index: int, job: TrainJob, port: int, out: str) ->
     import torch.distributed as dist
     from deepspeed.utils import safe_get_full_grad
 
-    os.environ.update(RANK=str(index), LOCAL_RANK=str(index), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(index),
+        LOCAL_RANK=str(index),
+        WORLD_SIZE="2",
+        LOCAL_WORLD_SIZE="2",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     rank = setup_rank(job)
     record = {}
     for step in range(2):
@@ -126,11 +152,16 @@ def test_zero_stages_2_and_3_give_the_same_loss_and_lora_gradients(setup):
 
     results = {}
     for stage in (2, 3):
-        training = training_config(zero_stage=stage, max_steps=2, learning_rate=1e-2, warmup_ratio=0.0,
-                                   checkpoint_every=100)  # no warm-up: step 1 updates LoRA B
+        training = training_config(
+            zero_stage=stage, max_steps=2, learning_rate=1e-2, warmup_ratio=0.0, checkpoint_every=100
+        )  # no warm-up: step 1 updates LoRA B
         out = str(setup["root"] / f"stage{stage}.pt")
-        mp.spawn(_two_steps_with_gradients, args=(_job(setup, f"stage{stage}", training), _free_port(), out),
-                 nprocs=2, join=True)
+        mp.spawn(
+            _two_steps_with_gradients,
+            args=(_job(setup, f"stage{stage}", training), _free_port(), out),
+            nprocs=2,
+            join=True,
+        )
         results[stage] = torch.load(out)
     two, three = results[2], results[3]
     assert two.keys() == three.keys() and len(two) == 2 + 2 * 28
@@ -141,7 +172,7 @@ def test_zero_stages_2_and_3_give_the_same_loss_and_lora_gradients(setup):
 
 
 def test_incomplete_checkpoints_are_ignored(tmp_path):
-    (tmp_path / "step-00000004").mkdir()                      # no manifest: killed mid-save
+    (tmp_path / "step-00000004").mkdir()  # no manifest: killed mid-save
     (tmp_path / ".step-00000006.tmp").mkdir()
     done = tmp_path / "step-00000002"
     done.mkdir()
@@ -162,8 +193,9 @@ def _load_partitioned(index: int, backbone: str, port: int, out: str) -> None:
 
     from llm_retrieval.train.engine import init_process_group
 
-    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+    os.environ.update(
+        RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     deepspeed = init_process_group(on_gpu=torch.cuda.is_available())
     hf_ds = HfDeepSpeedConfig({"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 3}})  # noqa: F841
     moved = []
@@ -183,8 +215,15 @@ def _load_partitioned(index: int, backbone: str, port: int, out: str) -> None:
     placed = deepspeed.accelerator.get_accelerator().current_device_name()
     params = list(model.parameters())
     with open(out, "w") as f:
-        json.dump({"moved": moved, "partitioned": all(hasattr(p, "ds_status") for p in params),
-                   "devices": sorted({str(p.device) for p in params}), "placed": placed}, f)
+        json.dump(
+            {
+                "moved": moved,
+                "partitioned": all(hasattr(p, "ds_status") for p in params),
+                "devices": sorted({str(p.device) for p in params}),
+                "placed": placed,
+            },
+            f,
+        )
     dist.destroy_process_group()
 
 

@@ -1,4 +1,5 @@
 """The DAG: paper dry-run job counts, config errors, and the demo slice end to end."""
+
 from __future__ import annotations
 
 import time
@@ -18,36 +19,45 @@ def expected_counts(study: Study) -> Counter:
     config = study.config
     evaluated = [c for s in study.settings.values() for c in s["collections"]]
     training = config.get("training", {})
-    mined = [training["data"]["collection"]] if "supervised" in study.settings and \
-        training["data"]["type"] == "bm25_mined" else []
+    mined = (
+        [training["data"]["collection"]]
+        if "supervised" in study.settings and training["data"]["type"] == "bm25_mined"
+        else []
+    )
     settings = study.dense_settings()  # the settings and their axis variants
     encodings = sum(len(study.backbones_of(s)) * len(study.collections_of(s)) for s in settings)
-    extra_shards = sum(len(study.backbones_of(s)) * (study.corpus_shards(c, s) - 1)
-                       for s in settings for c in study.collections_of(s))
-    dense_runs = sum(len(study.backbones_of(s)) * sum(len(study.eval_query_sets(c)) for c in study.collections_of(s))
-                     for s in settings)
+    extra_shards = sum(
+        len(study.backbones_of(s)) * (study.corpus_shards(c, s) - 1) for s in settings for c in study.collections_of(s)
+    )
+    dense_runs = sum(
+        len(study.backbones_of(s)) * sum(len(study.eval_query_sets(c)) for c in study.collections_of(s))
+        for s in settings
+    )
     bm25 = sum(len(study.eval_query_sets(c)) for c in dict.fromkeys(evaluated))
-    counts = Counter({
-        "prepare_collection": len(study.used_collections()),
-        "resolve_backbone": len(study.used_backbones()),
-        "bm25_index": len(set(evaluated) | set(mined)),
-        "bm25_search": bm25,
-        "encode_queries_and_first_shard": encodings,
-        "encode_corpus_shard": extra_shards,
-        "dense_search": encodings,  # one search job per (setting, backbone, collection): all its query sets
-        "evaluate_run": dense_runs + bm25,
-        "comparison_table": len(config["tables"]),
-        "report_figures": len(config["tables"]),
-        "cost_table": 1,
-        "report_summary": 1,
-        "train_lora": len(study.backbones_of("supervised")),
-        "training_groups": 1 if "supervised" in study.settings else 0,
-        "axis_table": len(axes.axis_tables(config)),
-    })
+    counts = Counter(
+        {
+            "prepare_collection": len(study.used_collections()),
+            "resolve_backbone": len(study.used_backbones()),
+            "bm25_index": len(set(evaluated) | set(mined)),
+            "bm25_search": bm25,
+            "encode_queries_and_first_shard": encodings,
+            "encode_corpus_shard": extra_shards,
+            "dense_search": encodings,  # one search job per (setting, backbone, collection): all its query sets
+            "evaluate_run": dense_runs + bm25,
+            "comparison_table": len(config["tables"]),
+            "report_figures": len(config["tables"]),
+            "cost_table": 1,
+            "report_summary": 1,
+            "train_lora": len(study.backbones_of("supervised")),
+            "training_groups": 1 if "supervised" in study.settings else 0,
+            "axis_table": len(axes.axis_tables(config)),
+        }
+    )
     if any(c["source"]["type"] == "stdlib_codesearch" for c in study.collections.values()):
         counts["build_stdlib_codesearch"] = 1
-    if any(c["source"]["type"] == "beir_local" and "synth-text" in c["source"]["path"]
-           for c in study.collections.values()):
+    if any(
+        c["source"]["type"] == "beir_local" and "synth-text" in c["source"]["path"] for c in study.collections.values()
+    ):
         counts["build_synthetic_text"] = 1
     return +counts
 
@@ -95,12 +105,18 @@ def test_paper_config_matches_the_protocol():
     assert set(study.eval_query_sets("msmarco")) == {"dev", "dl19", "dl20"}
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda c: c.update(unknown_key=1), "unknown_key"),
-    (lambda c: c["settings"]["zeroshot"]["backbones"].append("llama-3"), "settings.zeroshot.backbones: unknown backbone 'llama-3'"),
-    (lambda c: c["backbones"]["base"].pop("label"), "'label' is a required property"),
-    (lambda c: c["collections"]["fiqa"].update(top_k="many"), "'many' is not of type 'integer'"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c.update(unknown_key=1), "unknown_key"),
+        (
+            lambda c: c["settings"]["zeroshot"]["backbones"].append("llama-3"),
+            "settings.zeroshot.backbones: unknown backbone 'llama-3'",
+        ),
+        (lambda c: c["backbones"]["base"].pop("label"), "'label' is a required property"),
+        (lambda c: c["collections"]["fiqa"].update(top_k="many"), "'many' is not of type 'integer'"),
+    ],
+)
 def test_bad_config_stops_the_dag_build_naming_the_key(workdir, edit, message):
     config = yaml.safe_load(Path(ROOT / "config/config.yaml").read_text())
     edit(config)
@@ -143,8 +159,15 @@ def test_deleting_one_shard_reruns_only_it_and_its_dependents(finished_mini):
     shard.unlink()
     proc = snakemake(finished_mini, "-n", "--configfile", "config/mini.yaml")
     jobs = planned_jobs(proc.stdout + proc.stderr)
-    assert job_counts(jobs) == Counter(encode_corpus_shard=1, dense_search=1, evaluate_run=1, comparison_table=1,
-                                       report_figures=1, cost_table=1, report_summary=1)
+    assert job_counts(jobs) == Counter(
+        encode_corpus_shard=1,
+        dense_search=1,
+        evaluate_run=1,
+        comparison_table=1,
+        report_figures=1,
+        cost_table=1,
+        report_summary=1,
+    )
     assert all(w.get("backbone", "base") == "base" for _, w in jobs)
     snakemake(finished_mini, "--cores", "2", "--configfile", "config/mini.yaml")
     assert shard.exists()
@@ -161,28 +184,46 @@ def test_deleting_the_first_shard_reruns_its_job_with_the_queries_and_their_depe
     finally:
         aside.rename(shard)  # the same file, mtime kept: the finished study stays complete
     jobs = planned_jobs(proc.stdout + proc.stderr)
-    assert job_counts(jobs) == Counter(encode_queries_and_first_shard=1, dense_search=1, evaluate_run=1,
-                                       comparison_table=1, report_figures=1, cost_table=1, report_summary=1)
-    planned = {(w.get("backbone", w.get("retriever")), w["collection"]) for r, w in jobs
-               if r not in ("comparison_table", "report_figures", "cost_table", "report_summary", "all")}
+    assert job_counts(jobs) == Counter(
+        encode_queries_and_first_shard=1,
+        dense_search=1,
+        evaluate_run=1,
+        comparison_table=1,
+        report_figures=1,
+        cost_table=1,
+        report_summary=1,
+    )
+    planned = {
+        (w.get("backbone", w.get("retriever")), w["collection"])
+        for r, w in jobs
+        if r not in ("comparison_table", "report_figures", "cost_table", "report_summary", "all")
+    }
     assert planned == {("base", "synth-text")}
 
 
 @pytest.mark.slow
 def test_single_backbone_rerun_plans_that_backbone_and_the_tables_only(finished_mini):
     # The README's command for rerunning one backbone.
-    proc = snakemake(finished_mini, "-n", "--configfile", "config/mini.yaml",
-                     "--forcerun", "results/models/vl-i/backbone.json")
+    proc = snakemake(
+        finished_mini, "-n", "--configfile", "config/mini.yaml", "--forcerun", "results/models/vl-i/backbone.json"
+    )
     jobs = planned_jobs(proc.stdout + proc.stderr)
-    assert {w.get("backbone") or w.get("retriever") for rule, w in jobs
-            if rule not in ("comparison_table", "report_figures", "cost_table", "report_summary", "all")} == {"vl-i"}
+    assert {
+        w.get("backbone") or w.get("retriever")
+        for rule, w in jobs
+        if rule not in ("comparison_table", "report_figures", "cost_table", "report_summary", "all")
+    } == {"vl-i"}
     study = load_study(finished_mini / "config/mini.yaml")
     vl_encodings = sum(len(study.collections_of(s)) for s in study.settings if "vl-i" in study.backbones_of(s))
     counts = job_counts(jobs)
     assert counts["resolve_backbone"] == 1
     assert counts["encode_queries_and_first_shard"] == vl_encodings
-    assert counts["encode_corpus_shard"] == sum(study.corpus_shards(c, s) - 1 for s in study.settings
-                                                if "vl-i" in study.backbones_of(s) for c in study.collections_of(s))
+    assert counts["encode_corpus_shard"] == sum(
+        study.corpus_shards(c, s) - 1
+        for s in study.settings
+        if "vl-i" in study.backbones_of(s)
+        for c in study.collections_of(s)
+    )
     assert counts["bm25_search"] == counts["prepare_collection"] == 0
     assert counts["comparison_table"] == 2  # the zero-shot tables vl-i appears in
 
@@ -211,8 +252,12 @@ def test_fp16_shards_rank_as_float32_apart_from_ties_within_fp16_error(finished_
     docs = encoder.encode("passage", texts)
     queries = read_queries(results / "data/synth-text/queries.parquet", "test")
     query_vectors = encoder.encode("query", list(queries.values()))
-    stored = np.concatenate([read_embeddings(results / f"embeddings/zeroshot/base/synth-text/corpus/shard-{i}.parquet")[1]
-                             for i in range(study.corpus_shards("synth-text", "zeroshot"))])
+    stored = np.concatenate(
+        [
+            read_embeddings(results / f"embeddings/zeroshot/base/synth-text/corpus/shard-{i}.parquet")[1]
+            for i in range(study.corpus_shards("synth-text", "zeroshot"))
+        ]
+    )
     np.testing.assert_allclose(stored, docs, atol=2e-3)  # the workflow's shards hold these vectors in fp16
 
     exact = query_vectors @ docs.T

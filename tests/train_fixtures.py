@@ -5,6 +5,7 @@ its query repeats two of them. A retriever that learns to match tokens finds the
 document; an untrained random backbone mostly cannot. Held-out queries use
 documents (and rare tokens) never seen in training, so only a general skill helps.
 """
+
 from __future__ import annotations
 
 import random
@@ -20,8 +21,32 @@ from llm_retrieval.data.canonical import TRAIN_GROUPS_SCHEMA
 from llm_retrieval.tiny_models import train_tokenizer
 
 N_DOCS, N_TRAIN, RARE_PER_DOC = 160, 112, 4
-COMMON = ["the", "of", "and", "to", "in", "is", "for", "on", "with", "as", "by", "at",
-          "from", "this", "that", "be", "are", "or", "an", "it", "was", "which", "not", "but"]
+COMMON = [
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "for",
+    "on",
+    "with",
+    "as",
+    "by",
+    "at",
+    "from",
+    "this",
+    "that",
+    "be",
+    "are",
+    "or",
+    "an",
+    "it",
+    "was",
+    "which",
+    "not",
+    "but",
+]
 
 
 def _word(n: int) -> str:
@@ -44,8 +69,12 @@ def synthetic_task(seed: int = 0) -> dict:
         q = rng.sample(rare, 2) + rng.sample(COMMON, 3)
         rng.shuffle(q)
         queries[f"q{d}"] = " ".join(q)
-    return {"docs": docs, "queries": queries, "train": [f"q{d}" for d in range(N_TRAIN)],
-            "test": [f"q{d}" for d in range(N_TRAIN, N_DOCS)]}
+    return {
+        "docs": docs,
+        "queries": queries,
+        "train": [f"q{d}" for d in range(N_TRAIN)],
+        "test": [f"q{d}" for d in range(N_TRAIN, N_DOCS)],
+    }
 
 
 def write_groups(task: dict, path: Path, n_neg: int = 7, seed: int = 0) -> Path:
@@ -55,8 +84,14 @@ def write_groups(task: dict, path: Path, n_neg: int = 7, seed: int = 0) -> Path:
         did = "d" + qid[1:]
         others = rng.sample([d for d in task["docs"] if d != did], n_neg)
         psg = lambda d: {"docid": d, "title": "", "text": task["docs"][d]}
-        rows.append({"query_id": qid, "query": task["queries"][qid], "positive_passages": [psg(did)],
-                     "negative_passages": [psg(d) for d in others]})
+        rows.append(
+            {
+                "query_id": qid,
+                "query": task["queries"][qid],
+                "positive_passages": [psg(did)],
+                "negative_passages": [psg(d) for d in others],
+            }
+        )
     write_parquet(path, pa.Table.from_pylist(rows, schema=TRAIN_GROUPS_SCHEMA))
     return path
 
@@ -67,9 +102,18 @@ def tiny_backbone(path: Path, texts: list[str], seed: int = 0) -> Path:
     fast = train_tokenizer(iter(texts * 3 + ["Query: Passage:"] * 3), vocab_size=1200)
     fast.save_pretrained(path)
     torch.manual_seed(seed)
-    config = Qwen2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         intermediate_size=64, vocab_size=len(fast), max_position_embeddings=256,
-                         eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id, tie_word_embeddings=True)
+    config = Qwen2Config(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        vocab_size=len(fast),
+        max_position_embeddings=256,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
+        tie_word_embeddings=True,
+    )
     Qwen2ForCausalLM(config).save_pretrained(path)
     return path
 
@@ -87,13 +131,29 @@ def ndcg10(query_vecs: torch.Tensor, doc_vecs: torch.Tensor, relevant: list[int]
 def training_config(**overrides) -> dict:
     config = {
         "group_size": 4,
-        "lora": {"rank": 8, "alpha": 16, "dropout": 0.0,
-                 "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]},
-        "temperature": 0.05, "learning_rate": 3e-3, "warmup_ratio": 0.1, "epochs": 1,
-        "global_batch": 16, "per_device_batch": 8, "gradient_accumulation": 1, "world_size": 2,
-        "max_length": {"query": 16, "passage": 24}, "max_steps": 30, "checkpoint_every": 10, "seed": 42,
+        "lora": {
+            "rank": 8,
+            "alpha": 16,
+            "dropout": 0.0,
+            "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        },
+        "temperature": 0.05,
+        "learning_rate": 3e-3,
+        "warmup_ratio": 0.1,
+        "epochs": 1,
+        "global_batch": 16,
+        "per_device_batch": 8,
+        "gradient_accumulation": 1,
+        "world_size": 2,
+        "max_length": {"query": 16, "passage": 24},
+        "max_steps": 30,
+        "checkpoint_every": 10,
+        "seed": 42,
         "deepspeed_config": str(Path(__file__).resolve().parents[1] / "config/deepspeed/zero3.json"),
-        "gradient_checkpointing": False, "zero_stage": 3, "packing": True, "max_packed_tokens": 4096,
+        "gradient_checkpointing": False,
+        "zero_stage": 3,
+        "packing": True,
+        "max_packed_tokens": 4096,
     }
     config.update(overrides)
     return config

@@ -1,4 +1,5 @@
 """Running the workflow in a scratch copy of the repository and reading its plans."""
+
 from __future__ import annotations
 
 import copy
@@ -42,10 +43,13 @@ def scratch_copy(dest: Path) -> Path:
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", *args], cwd=workdir, capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 
@@ -61,7 +65,7 @@ def planned_jobs(output: str) -> list[tuple[str, dict]]:
             current = (header.group(1), {})
             jobs.append(current)
         elif current and line.strip().startswith("wildcards:"):
-            for pair in line.strip()[len("wildcards:"):].split(","):
+            for pair in line.strip()[len("wildcards:") :].split(","):
                 key, _, value = pair.strip().partition("=")
                 current[1][key] = value
     return jobs

@@ -4,6 +4,7 @@ Every writer in the package goes through :func:`atomic_path`: the data is writte
 to a temporary name in the destination folder and renamed into place only once it
 is complete (``os.replace`` is atomic on POSIX within one file system).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -73,10 +74,12 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
         else:
             tmp.unlink(missing_ok=True)
         if _is_disk_full(exc):
-            raise DiskFullError(getattr(exc, "errno", None) or errno.ENOSPC,
-                                f"{final}: the disk filled up (or a quota / file size limit was hit) while writing it "
-                                f"({exc}); the partial file was removed and nothing was written. Free space on "
-                                f"{final.parent.resolve()} (df -h) and rerun the same command.") from exc
+            raise DiskFullError(
+                getattr(exc, "errno", None) or errno.ENOSPC,
+                f"{final}: the disk filled up (or a quota / file size limit was hit) while writing it "
+                f"({exc}); the partial file was removed and nothing was written. Free space on "
+                f"{final.parent.resolve()} (df -h) and rerun the same command.",
+            ) from exc
         raise
 
 

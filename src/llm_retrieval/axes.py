@@ -20,6 +20,7 @@ In the supervised setting any other axis may run on several recipes' retrievers
 A variant is encoded in full (its queries come with its first corpus shard, one model load).
 Size and encoder family are not axes: they are backbones (config entries).
 """
+
 from __future__ import annotations
 
 import copy
@@ -46,21 +47,25 @@ class AxisError(ValueError):
 
 @dataclass(frozen=True)
 class Variant:
-    name: str     # e.g. supervised.steps-200
-    base: str     # supervised
-    axis: str     # steps
-    value: Any    # 200
-    backbones: tuple | None = None    # a narrower scope than the setting's (None: all of them)
+    name: str  # e.g. supervised.steps-200
+    base: str  # supervised
+    axis: str  # steps
+    value: Any  # 200
+    backbones: tuple | None = None  # a narrower scope than the setting's (None: all of them)
     collections: tuple | None = None
-    recipe: str = DEFAULT   # whose trained retriever it evaluates (supervised)
+    recipe: str = DEFAULT  # whose trained retriever it evaluates (supervised)
 
 
 def axis_spec(raw) -> dict:
     """An axis is a list of values, or ``{values: [...], backbones: [...], collections: [...]}`` to run
     it on part of the setting only."""
     if isinstance(raw, dict):
-        return {"values": list(raw["values"]), "backbones": raw.get("backbones"), "collections": raw.get("collections"),
-                "recipes": list(raw.get("recipes") or [DEFAULT])}
+        return {
+            "values": list(raw["values"]),
+            "backbones": raw.get("backbones"),
+            "collections": raw.get("collections"),
+            "recipes": list(raw.get("recipes") or [DEFAULT]),
+        }
     return {"values": list(raw), "backbones": None, "collections": None, "recipes": [DEFAULT]}
 
 
@@ -80,15 +85,25 @@ def variants(settings: dict) -> list[Variant]:
     for base, spec in settings.items():
         for axis, raw in (spec.get("axes") or {}).items():
             scope = axis_spec(raw)
-            narrowed = (tuple(scope["backbones"]) if scope["backbones"] else None,
-                        tuple(scope["collections"]) if scope["collections"] else None)
+            narrowed = (
+                tuple(scope["backbones"]) if scope["backbones"] else None,
+                tuple(scope["collections"]) if scope["collections"] else None,
+            )
             for value in scope["values"]:
                 if axis == "recipe":
                     out.append(Variant(recipe_setting(base, value), base, axis, value, *narrowed, recipe=value))
                     continue
                 for recipe in scope["recipes"]:
-                    out.append(Variant(f"{recipe_setting(base, recipe)}.{axis}-{value_name(value)}", base, axis,
-                                       value, *narrowed, recipe=recipe))
+                    out.append(
+                        Variant(
+                            f"{recipe_setting(base, recipe)}.{axis}-{value_name(value)}",
+                            base,
+                            axis,
+                            value,
+                            *narrowed,
+                            recipe=recipe,
+                        )
+                    )
     return out
 
 
@@ -152,8 +167,10 @@ def _check_recipes(config: dict, base: str, spec: dict, axis: str, narrowed: dic
         compared = axis_spec((spec.get("axes") or {}).get("recipe") or [])["values"]
         missing = [r for r in named if r != DEFAULT and r not in compared]
         if missing:
-            raise error(f"{key}.recipes: {', '.join(missing)} not among settings.{base}.axes.recipe (the axis compares "
-                        "each recipe's retriever with and without it)")
+            raise error(
+                f"{key}.recipes: {', '.join(missing)} not among settings.{base}.axes.recipe (the axis compares "
+                "each recipe's retriever with and without it)"
+            )
 
 
 def _check_steps(config, spec, scoped, values, key, error) -> None:
@@ -163,9 +180,13 @@ def _check_steps(config, spec, scoped, values, key, error) -> None:
             steps = recipe_model.training_for(config, name, backbone).get("max_steps")
             over = [v for v in values if steps is not None and v > steps]
             if over:
-                where = (f"backbones.{backbone}.training.max_steps" if "max_steps" in
-                         (config["backbones"][backbone].get("training") or {}) else
-                         "training.max_steps" if name == DEFAULT else f"recipes.{name}.training.max_steps")
+                where = (
+                    f"backbones.{backbone}.training.max_steps"
+                    if "max_steps" in (config["backbones"][backbone].get("training") or {})
+                    else "training.max_steps"
+                    if name == DEFAULT
+                    else f"recipes.{name}.training.max_steps"
+                )
                 raise error(f"{key}: steps {over} exceed {where}={steps}")
 
 
@@ -176,11 +197,14 @@ def _check_instruction(config, spec, scoped, values, key, error) -> None:
             if missing:
                 raise error(f"{key}: collections without an `instruction`: {', '.join(missing)}")
         else:
-            missing = [c for c in scoped["collections"]
-                       if value not in (config["collections"][c].get("instructions") or {})]
+            missing = [
+                c for c in scoped["collections"] if value not in (config["collections"][c].get("instructions") or {})
+            ]
             if missing:
-                raise error(f"{key}: collections without an instruction set {value!r} "
-                            f"(collections.<c>.instructions.{value}): {', '.join(missing)}")
+                raise error(
+                    f"{key}: collections without an instruction set {value!r} "
+                    f"(collections.<c>.instructions.{value}): {', '.join(missing)}"
+                )
 
 
 def _check_passage_tokens(config, spec, scoped, values, key, error) -> None:
@@ -224,8 +248,11 @@ POSITION_LIMITS = Path(__file__).resolve().parents[2] / "resources" / "position_
 
 @lru_cache(maxsize=1)
 def recorded_position_limits() -> dict[str, int]:
-    rows = [line.split("\t") for line in POSITION_LIMITS.read_text(encoding="utf-8").splitlines()
-            if line and not line.startswith("#")]
+    rows = [
+        line.split("\t")
+        for line in POSITION_LIMITS.read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    ]
     return {hub_id: int(limit) for hub_id, limit in rows[1:]}
 
 
@@ -283,6 +310,7 @@ def axis_tables(config: dict) -> list[tuple[str, str]]:
 
 # --- the axis table and curve -------------------------------------------------------------
 
+
 def axis_recipes(config: dict, base: str, axis: str) -> list[str]:
     """The recipes whose retrievers an axis runs on (the recipe axis: the default one, its baseline)."""
     return [DEFAULT] if axis == "recipe" else axis_spec(config["settings"][base]["axes"][axis])["recipes"]
@@ -300,8 +328,11 @@ def axis_points(config: dict, base: str, axis: str, recipe: str = DEFAULT) -> li
         final = recipe_model.recipe(config, recipe).training.get("max_steps") if base == "supervised" else None
         points.append((own, final if final is not None else "final"))
     elif axis == "passage_tokens":
-        length = max_length_for(config, own)["passage"] if base == "supervised" else \
-            config["encoding"]["max_text_tokens"]["passage"]
+        length = (
+            max_length_for(config, own)["passage"]
+            if base == "supervised"
+            else config["encoding"]["max_text_tokens"]["passage"]
+        )
         points.append((own, length))
         points.sort(key=lambda p: p[1])
     else:

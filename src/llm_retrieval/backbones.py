@@ -4,6 +4,7 @@ or build a tiny random-weight one for the offline demo (:mod:`.tiny_models`).
 Either way the result is an ordinary Hugging Face folder (config + safetensors + tokenizer)
 that the encoder loads through from_pretrained; ``backbone.json`` records where it is.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -60,8 +61,11 @@ def check_checksums(folder: Path, expected: dict[str, str]) -> None:
             raise ChecksumError(path, "missing; the backbone's sha256 list names it")
         actual = sha256_of(path)
         if actual != digest:
-            raise ChecksumError(path, f"sha256 {actual}, expected {digest} (backbones.<name>.sha256): "
-                                      "reinstall the package or correct the pin")
+            raise ChecksumError(
+                path,
+                f"sha256 {actual}, expected {digest} (backbones.<name>.sha256): "
+                "reinstall the package or correct the pin",
+            )
 
 
 def package_folder(spec: str) -> Path:
@@ -78,8 +82,9 @@ def fetch_hub_backbone(hub_id: str, revision: str, architecture: str) -> dict:
     from huggingface_hub import snapshot_download
 
     check_hub_token(hub_id)
-    path = snapshot_download(hub_id, revision=revision,
-                             allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"])
+    path = snapshot_download(
+        hub_id, revision=revision, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"]
+    )
     return {"path": path, "hub_id": hub_id, "revision": revision, "architecture": architecture}
 
 
@@ -92,8 +97,12 @@ def resolve_backbone(spec: dict, model_dir: str | Path, record_path: str | Path)
     elif "package" in spec or "path" in spec:
         folder = package_folder(spec["package"]) if "package" in spec else Path(spec["path"])
         check_checksums(folder, spec.get("sha256") or {})
-        record = {"path": str(folder.resolve()), "revision": None, "architecture": spec["architecture"],
-                  "sha256": spec.get("sha256") or {}}
+        record = {
+            "path": str(folder.resolve()),
+            "revision": None,
+            "architecture": spec["architecture"],
+            "sha256": spec.get("sha256") or {},
+        }
     else:
         record = fetch_hub_backbone(spec["hub_id"], spec.get("revision", "main"), spec["architecture"])
     record["strip_think"] = spec.get("strip_think", False)

@@ -3,6 +3,7 @@
 Title and text are indexed as one field ("flat"), English stopwords are removed and
 tokens stemmed; PROTOCOL.md reports this lands within about a point of Pyserini.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,20 +39,31 @@ def corpus_ids(corpus_path: str | Path) -> list[str]:
     return read_parquet(corpus_path, columns=["id"]).column("id").to_pylist()
 
 
-def bm25_search(index_dir: str | Path, doc_ids: list[str], queries: dict[str, str], depth: int,
-                params: dict) -> dict[str, list[tuple[str, float]]]:
+def bm25_search(
+    index_dir: str | Path, doc_ids: list[str], queries: dict[str, str], depth: int, params: dict
+) -> dict[str, list[tuple[str, float]]]:
     """Top-``depth`` (doc id, score) per query, best first."""
     retriever = bm25s.BM25.load(str(index_dir))
     query_ids = list(queries)
     k = min(depth, len(doc_ids))
-    rows, scores = retriever.retrieve(_tokenize([queries[q] for q in query_ids], params), k=k,
-                                      show_progress=False, n_threads=0)
-    return {qid: [(doc_ids[i], float(s)) for i, s in zip(row, row_scores) if s > 0]
-            for qid, row, row_scores in zip(query_ids, rows, scores)}
+    rows, scores = retriever.retrieve(
+        _tokenize([queries[q] for q in query_ids], params), k=k, show_progress=False, n_threads=0
+    )
+    return {
+        qid: [(doc_ids[i], float(s)) for i, s in zip(row, row_scores) if s > 0]
+        for qid, row, row_scores in zip(query_ids, rows, scores)
+    }
 
 
-def bm25_run(index_dir: str | Path, corpus_path: str | Path, queries: dict[str, str], top_k: int,
-             drop_self: bool, out_path: str | Path, params: dict) -> int:
+def bm25_run(
+    index_dir: str | Path,
+    corpus_path: str | Path,
+    queries: dict[str, str],
+    top_k: int,
+    drop_self: bool,
+    out_path: str | Path,
+    params: dict,
+) -> int:
     ranked = bm25_search(index_dir, corpus_ids(corpus_path), queries, top_k + 1 if drop_self else top_k, params)
     if drop_self:
         ranked = {qid: drop_self_hits(qid, hits)[:top_k] for qid, hits in ranked.items()}

@@ -12,6 +12,7 @@ slurm_partition, slurm_account, runtime (minutes), mem_mb, gpu / gpu_model
 (--gpus=model:n), gres (per node), cpus_per_gpu, cpus_per_task, nodes,
 tasks_per_node + mpi (multi-rank jobs).
 """
+
 from __future__ import annotations
 
 import copy
@@ -63,8 +64,11 @@ GPU_KINDS = ("encode_queries_and_first_shard", "encode_corpus_shard", "search", 
 RESUMABLE_KINDS = ("encode_queries_and_first_shard", "encode_corpus_shard", "train_lora")
 
 # Old names in a user's slurm.kinds are refused with the new one (from the one table of renamed config keys).
-RENAMED_KINDS = {old.removeprefix("slurm.kinds."): new.removeprefix("slurm.kinds.")
-                 for old, (new, _) in RENAMED_KEYS.items() if old.startswith("slurm.kinds.")}
+RENAMED_KINDS = {
+    old.removeprefix("slurm.kinds."): new.removeprefix("slurm.kinds.")
+    for old, (new, _) in RENAMED_KEYS.items()
+    if old.startswith("slurm.kinds.")
+}
 
 
 class RenamedKindError(ValueError):
@@ -83,9 +87,7 @@ def _merge(base, override, where):
     out = copy.deepcopy(base)
     for key, value in (override or {}).items():
         if key not in base:
-            raise ValueError(
-                f"config key {where}.{key}: unknown (known: {', '.join(sorted(base))})"
-            )
+            raise ValueError(f"config key {where}.{key}: unknown (known: {', '.join(sorted(base))})")
         if isinstance(base[key], dict) and key != "kinds":
             out[key] = _merge(base[key], value, f"{where}.{key}")
         elif key == "kinds":

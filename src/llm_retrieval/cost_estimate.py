@@ -114,9 +114,18 @@ def _train_rows(study: Study) -> list[dict]:
             per_token = 6 if training["gradient_checkpointing"] is True else 4
             tokens = groups * TOKENS_PER_GROUP
             flops = per_token * _matmul_params(study.config, backbone) * tokens
-            rows.append({"stage": "train", "setting": "supervised", "recipe": recipe, "backbone": backbone,
-                         "tokens": tokens, "jobs": 1, "gpu_h": flops / (PEAK_FLOPS * TRAIN_MFU) / 3600,
-                         "label": "estimate"})
+            rows.append(
+                {
+                    "stage": "train",
+                    "setting": "supervised",
+                    "recipe": recipe,
+                    "backbone": backbone,
+                    "tokens": tokens,
+                    "jobs": 1,
+                    "gpu_h": flops / (PEAK_FLOPS * TRAIN_MFU) / 3600,
+                    "label": "estimate",
+                }
+            )
     return rows
 
 
@@ -150,17 +159,28 @@ def to_markdown(projected: Projection, name: str = "config/config.yaml") -> str:
         if rows:
             backbones = {r["backbone"] for r in rows}
             tokens = sum(r["tokens"] for r in rows) / len(backbones)
-            per_stage.append([stage, len(backbones), f"{tokens / 1e9:.2f} G", f"{projected.per_backbone(stage):,.1f}",
-                              f"{projected.total(stage):,.0f}"])
+            per_stage.append(
+                [
+                    stage,
+                    len(backbones),
+                    f"{tokens / 1e9:.2f} G",
+                    f"{projected.per_backbone(stage):,.1f}",
+                    f"{projected.total(stage):,.0f}",
+                ]
+            )
     header = ["stage", "backbones", "tokens per backbone", "GPU-h per backbone", "GPU-h (all backbones)"]
     lines.append(markdown_table(header, per_stage, right_aligned=frozenset({1, 2, 3, 4})))
     trained = [r for r in projected.rows if r["stage"] == "train"]
     if len({r["recipe"] for r in trained}) > 1:
-        own = {recipe: [r for r in trained if r["recipe"] == recipe]
-               for recipe in dict.fromkeys(r["recipe"] for r in trained)}
+        own = {
+            recipe: [r for r in trained if r["recipe"] == recipe]
+            for recipe in dict.fromkeys(r["recipe"] for r in trained)
+        }
         per_recipe = [[recipe, len(rs), f"{sum(r['gpu_h'] for r in rs):,.1f}"] for recipe, rs in own.items()]
-        lines += ["", markdown_table(["training recipe", "backbones", "GPU-h"], per_recipe,
-                                     right_aligned=frozenset({1, 2}))]
+        lines += [
+            "",
+            markdown_table(["training recipe", "backbones", "GPU-h"], per_recipe, right_aligned=frozenset({1, 2})),
+        ]
     lines += ["", f"Total: **{projected.total():,.0f} GPU-h** (estimate). Assumptions:", ""]
     lines += [f"- {a}" for a in projected.assumptions]
     return "\n".join(lines) + "\n"

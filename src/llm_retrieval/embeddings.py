@@ -12,6 +12,7 @@ Layout (every query and corpus-shard embedding file):
 
 Scores are always computed in float32: readers widen the stored vectors.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,16 +37,22 @@ class EmbeddingFormatError(DataError):
 
     def __init__(self, path: str | Path, problem: str):
         problem = " ".join(str(problem).split())  # Arrow's messages span lines
-        super().__init__(path, f"{problem}. It cannot be read: delete it and rerun the workflow; "
-                               f"only this file (and what depends on it) is recomputed")
+        super().__init__(
+            path,
+            f"{problem}. It cannot be read: delete it and rerun the workflow; "
+            f"only this file (and what depends on it) is recomputed",
+        )
 
 
 class EmbeddingMismatchError(DataError):
     """A corpus shard whose vectors cannot be scored against the queries' vectors."""
 
     def __init__(self, queries: str | Path, shard: str | Path, problem: str):
-        super().__init__(shard, f"{problem} (queries: {queries}; shard: {shard}). Both must come from the same "
-                                f"backbone and encoding settings: delete the stale one and rerun")
+        super().__init__(
+            shard,
+            f"{problem} (queries: {queries}; shard: {shard}). Both must come from the same "
+            f"backbone and encoding settings: delete the stale one and rerun",
+        )
         self.queries, self.shard = str(queries), str(shard)
 
 
@@ -65,8 +72,12 @@ def rows_per_group(dim: int, dtype: str = DEFAULT_DTYPE) -> int:
     return max(1, ROW_GROUP_BYTES // (dim * np.dtype(dtype).itemsize + 16))
 
 
-def embedding_table(ids: Sequence[str], vectors: np.ndarray, extra: Mapping[str, Sequence[str]] | None = None,
-                    dtype: str = DEFAULT_DTYPE) -> pa.Table:
+def embedding_table(
+    ids: Sequence[str],
+    vectors: np.ndarray,
+    extra: Mapping[str, Sequence[str]] | None = None,
+    dtype: str = DEFAULT_DTYPE,
+) -> pa.Table:
     """The on-disk table for ``vectors`` (rows aligned with ``ids``), cast to ``dtype``."""
     extra = dict(extra or {})
     vectors = np.asarray(vectors)
@@ -79,7 +90,8 @@ def embedding_table(ids: Sequence[str], vectors: np.ndarray, extra: Mapping[str,
         bad = int(np.flatnonzero(~np.isfinite(stored).all(axis=1))[0])
         raise EmbeddingRangeError(
             f"embedding of {ids[bad]!r} is not finite as {dtype} (largest |value| in float32: "
-            f"{float(np.abs(vectors[bad]).max()):.4g}); set encoding.normalize: true or store float32")
+            f"{float(np.abs(vectors[bad]).max()):.4g}); set encoding.normalize: true or store float32"
+        )
     schema = embedding_schema(dim, dtype, list(extra))
     width = schema.field("embedding").type.byte_width
     data = pa.py_buffer(stored.tobytes() if dim else b"\0" * len(ids))
@@ -95,16 +107,25 @@ def embeddings_writer(path: str | Path, schema: pa.Schema) -> Iterator[callable]
     group = rows_per_group(dim, dtype)
     with atomic_path(path) as tmp:
         # Vectors do not compress (float bits): stored plain, read without a decompression copy.
-        writer = pq.ParquetWriter(tmp, schema, compression={name: "snappy" for name in schema.names} | {
-            "embedding": "none"}, use_dictionary=[n for n in schema.names if n != "id" and n != "embedding"])
+        writer = pq.ParquetWriter(
+            tmp,
+            schema,
+            compression={name: "snappy" for name in schema.names} | {"embedding": "none"},
+            use_dictionary=[n for n in schema.names if n != "id" and n != "embedding"],
+        )
         try:
             yield lambda table: writer.write_table(table.cast(schema), row_group_size=group)
         finally:
             writer.close()
 
 
-def write_embeddings(path: str | Path, ids: Sequence[str], vectors: np.ndarray,
-                     extra: Mapping[str, Sequence[str]] | None = None, dtype: str = DEFAULT_DTYPE) -> None:
+def write_embeddings(
+    path: str | Path,
+    ids: Sequence[str],
+    vectors: np.ndarray,
+    extra: Mapping[str, Sequence[str]] | None = None,
+    dtype: str = DEFAULT_DTYPE,
+) -> None:
     """Write one embedding file atomically (a killed job leaves no file)."""
     table = embedding_table(ids, vectors, extra, dtype)
     with embeddings_writer(path, table.schema) as write:
@@ -166,7 +187,7 @@ def read_embeddings(path: str | Path, dtype=np.float32) -> tuple[list[str], np.n
         for index in range(reader.num_row_groups):
             group = reader.read_row_group(index, columns=["id", "embedding"])
             n = group.num_rows
-            out[offset:offset + n] = _vectors(group.column("embedding"), dim, stored, path)
+            out[offset : offset + n] = _vectors(group.column("embedding"), dim, stored, path)
             ids += group.column("id").to_pylist()
             offset += n
     except (pa.ArrowException, OSError) as err:
@@ -196,19 +217,27 @@ def check_compatible(queries: str | Path, shard: str | Path) -> None:
     if q_dim != s_dim:
         raise EmbeddingMismatchError(queries, shard, f"embedding dim {s_dim} in the shard, {q_dim} in the queries")
     if q_dtype != s_dtype:
-        raise EmbeddingMismatchError(queries, shard, f"embedding dtype {s_dtype} in the shard, {q_dtype} in the queries")
+        raise EmbeddingMismatchError(
+            queries, shard, f"embedding dtype {s_dtype} in the shard, {q_dtype} in the queries"
+        )
 
 
 def _dim_dtype(schema: pa.Schema, path) -> tuple[int, str]:
     meta = schema.metadata or {}
     if DIM_KEY not in meta or DTYPE_KEY not in meta or "embedding" not in schema.names or "id" not in schema.names:
-        raise EmbeddingFormatError(path, "not an embedding file of this format (expected columns id, embedding and "
-                                         "metadata embedding.dim/embedding.dtype; files from before the fp16 "
-                                         "format lack them)")
+        raise EmbeddingFormatError(
+            path,
+            "not an embedding file of this format (expected columns id, embedding and "
+            "metadata embedding.dim/embedding.dtype; files from before the fp16 "
+            "format lack them)",
+        )
     dim, dtype = int(meta[DIM_KEY]), meta[DTYPE_KEY].decode()
     field = schema.field("embedding").type
-    if dtype not in DTYPES or not pa.types.is_fixed_size_binary(field) or \
-            field.byte_width != max(1, dim * np.dtype(dtype).itemsize):
+    if (
+        dtype not in DTYPES
+        or not pa.types.is_fixed_size_binary(field)
+        or field.byte_width != max(1, dim * np.dtype(dtype).itemsize)
+    ):
         raise EmbeddingFormatError(path, f"embedding column {field} does not hold dim {dim} {dtype} vectors")
     return dim, dtype
 
@@ -220,7 +249,11 @@ def _vectors(column: pa.ChunkedArray, dim: int, dtype: str, path) -> np.ndarray:
     parts = []
     for chunk in column.chunks:
         buf = chunk.buffers()[1]
-        parts.append(np.frombuffer(buf, dtype=np.dtype(dtype).newbyteorder("<"), count=len(chunk) * dim,
-                                   offset=chunk.offset * width).reshape(len(chunk), dim) if len(chunk) and dim
-                     else np.empty((len(chunk), dim), dtype))
+        parts.append(
+            np.frombuffer(
+                buf, dtype=np.dtype(dtype).newbyteorder("<"), count=len(chunk) * dim, offset=chunk.offset * width
+            ).reshape(len(chunk), dim)
+            if len(chunk) and dim
+            else np.empty((len(chunk), dim), dtype)
+        )
     return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty((0, dim), dtype)

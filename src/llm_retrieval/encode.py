@@ -1,5 +1,6 @@
 """The encoding job: one corpus shard (and the collection's queries) to vectors, in resumable chunks,
 one model load per GPU; the encoder itself is :mod:`.encoder`."""
+
 from __future__ import annotations
 
 import logging
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 # --- queries --------------------------------------------------------------------
 
+
 def query_columns(queries_path: str | Path, query_sets: Sequence[str]) -> dict:
     """The id, text and query_set columns of the rows in `query_sets` (data.canonical.read_queries: one set as id -> text)."""
     table = read_table(queries_path, QUERIES_SCHEMA)
@@ -39,14 +41,21 @@ def _encode_queries_with(encoder: Encoder, queries_path: str, out_path: str, que
     return len(table["id"])
 
 
-def encode_queries(queries_path: str | Path, out_path: str | Path, spec: EncoderSpec, query_sets: Sequence[str],
-                   device: str | None = None) -> int:
+def encode_queries(
+    queries_path: str | Path,
+    out_path: str | Path,
+    spec: EncoderSpec,
+    query_sets: Sequence[str],
+    device: str | None = None,
+) -> int:
     """The evaluated query sets of one collection, on their own (one model load)."""
-    return _encode_queries_with(Encoder(spec, device or default_devices()[0]), str(queries_path), str(out_path),
-                                query_sets)
+    return _encode_queries_with(
+        Encoder(spec, device or default_devices()[0]), str(queries_path), str(out_path), query_sets
+    )
 
 
 # --- corpus shards ----------------------------------------------------------------
+
 
 def shard_bounds(num_rows: int, shard: int, num_shards: int) -> tuple[int, int]:
     """Contiguous, balanced row range of one shard."""
@@ -82,10 +91,18 @@ class QueriesTask:
     query_sets: tuple
 
 
-def encode_corpus_shard(corpus_path: str | Path, shard: int, num_shards: int, out_path: str | Path,
-                        spec: EncoderSpec, use_title: bool, chunk_rows: int = 16_384,
-                        devices: list[str] | None = None, queries: QueriesTask | None = None,
-                        estimated_documents: int | None = None) -> int:
+def encode_corpus_shard(
+    corpus_path: str | Path,
+    shard: int,
+    num_shards: int,
+    out_path: str | Path,
+    spec: EncoderSpec,
+    use_title: bool,
+    chunk_rows: int = 16_384,
+    devices: list[str] | None = None,
+    queries: QueriesTask | None = None,
+    estimated_documents: int | None = None,
+) -> int:
     """Encode one shard of the corpus into ``out_path`` (id, embedding), and ``queries`` first if given.
 
     One model load per device for everything the job does: the first shard's job also encodes the
@@ -103,15 +120,20 @@ def encode_corpus_shard(corpus_path: str | Path, shard: int, num_shards: int, ou
     chunks = [(s, min(s + chunk_rows, end)) for s in range(start, end, chunk_rows)]
     todo = [c for c in chunks if not _part_path(parts_dir, c).exists()]
     if len(todo) < len(chunks):
-        logging.getLogger(__name__).info("resuming %s: %d of %d chunks already encoded", out_path.name,
-                                         len(chunks) - len(todo), len(chunks))
+        logging.getLogger(__name__).info(
+            "resuming %s: %d of %d chunks already encoded", out_path.name, len(chunks) - len(todo), len(chunks)
+        )
     devices = devices or default_devices()
     if len(devices) > 1 and len(todo) > 1:
         import torch.multiprocessing as mp
 
-        devices = devices[:len(todo)]
-        mp.spawn(_encode_chunks_worker, nprocs=len(devices),
-                 args=(devices, todo, str(corpus_path), str(parts_dir), spec, use_title, queries), join=True)
+        devices = devices[: len(todo)]
+        mp.spawn(
+            _encode_chunks_worker,
+            nprocs=len(devices),
+            args=(devices, todo, str(corpus_path), str(parts_dir), spec, use_title, queries),
+            join=True,
+        )
     elif todo or queries:
         _encode_chunks_worker(0, devices[:1], todo, str(corpus_path), str(parts_dir), spec, use_title, queries)
     _merge_parts(parts_dir, chunks, out_path)
@@ -122,8 +144,16 @@ def _part_path(parts_dir: Path, chunk: tuple[int, int]) -> Path:
     return parts_dir / f"rows-{chunk[0]:010d}-{chunk[1]:010d}.parquet"
 
 
-def _encode_chunks_worker(rank: int, devices: list[str], todo: list, corpus_path: str, parts_dir: str,
-                          spec: EncoderSpec, use_title: bool, queries: QueriesTask | None = None) -> None:
+def _encode_chunks_worker(
+    rank: int,
+    devices: list[str],
+    todo: list,
+    corpus_path: str,
+    parts_dir: str,
+    spec: EncoderSpec,
+    use_title: bool,
+    queries: QueriesTask | None = None,
+) -> None:
     """One process per device: one model load, then its chunks in a three-stage pipeline.
 
     A reader thread reads and tokenises the next chunk (pinned batch tensors) while the GPU encodes
@@ -140,7 +170,7 @@ def _encode_chunks_worker(rank: int, devices: list[str], todo: list, corpus_path
     if queries is not None and rank == 0:
         count = _encode_queries_with(encoder, queries.queries_path, queries.out_path, queries.query_sets)
         log.info("encoded %d queries", count)
-    mine = todo[rank::len(devices)]
+    mine = todo[rank :: len(devices)]
 
     def read(chunk):
         rows = read_rows(corpus_path, *chunk).to_pydict()
@@ -150,8 +180,10 @@ def _encode_chunks_worker(rank: int, devices: list[str], todo: list, corpus_path
     def write(chunk, ids, vectors):
         write_embeddings(_part_path(Path(parts_dir), chunk), ids, vectors)
 
-    with ThreadPoolExecutor(1, thread_name_prefix="reader") as reader, \
-            ThreadPoolExecutor(1, thread_name_prefix="writer") as writer:
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="reader") as reader,
+        ThreadPoolExecutor(1, thread_name_prefix="writer") as writer,
+    ):
         ahead = reader.submit(read, mine[0]) if mine else None
         writes = []
         for k, chunk in enumerate(mine):

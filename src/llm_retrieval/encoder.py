@@ -3,6 +3,7 @@ and the shared-prefix key/value cache of the zero-shot prompt).
 
 The shard job that feeds it (Parquet reads, resume, one process per GPU) is :mod:`.encode`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -53,8 +54,8 @@ def padding_ratio(lengths: Sequence[int], batches: list[list[int]]) -> float:
 class EncoderSpec:
     """Everything a worker process needs to rebuild the encoder (picklable across spawn)."""
 
-    backbone: dict            # backbone.json record: path, revision, architecture, strip_think
-    encoding: dict            # config `encoding` section
+    backbone: dict  # backbone.json record: path, revision, architecture, strip_think
+    encoding: dict  # config `encoding` section
     adapter_dir: str | None = None  # supervised setting: trained LoRA adapter
     # Supervised format (``Query: ``/``Passage: `` + EOS) with whole-sequence limits, as in
     # training (config `training.max_length`); None: the zero-shot PromptReps prompts.
@@ -67,14 +68,20 @@ class EncoderSpec:
 
     def formatter_for(self, tokenizer, instruction: str | None) -> Formatter:
         """The setting's format with one query instruction (or none)."""
-        return formatter_for(tokenizer, self.backbone, self.max_length is not None, self.encoding.get("prompts"),
-                             instruction)
+        return formatter_for(
+            tokenizer, self.backbone, self.max_length is not None, self.encoding.get("prompts"), instruction
+        )
 
     def formatter_and_budgets(self, tokenizer) -> tuple[Formatter, dict[str, int]]:
         """The formatter (with the one instruction, if one) and each kind's text budget."""
         instructions = self.instructions()
-        return formatter_and_budgets(tokenizer, self.backbone, self.max_length, self.encoding,
-                                     instructions[0] if len(instructions) == 1 else None)
+        return formatter_and_budgets(
+            tokenizer,
+            self.backbone,
+            self.max_length,
+            self.encoding,
+            instructions[0] if len(instructions) == 1 else None,
+        )
 
 
 class Encoder:
@@ -85,13 +92,21 @@ class Encoder:
         self.instructed = InstructedFormatters(lambda instruction: spec.formatter_for(self.tokenizer, instruction))
         dtype = spec.encoding["dtype"] if device.startswith("cuda") else "float32"  # CPUs lack fast bf16 matmul
         self.check_budget()
-        self.model = load_text_model(spec.backbone["path"], spec.backbone["architecture"], dtype, device,
-                                     spec.backbone.get("revision"), spec.adapter_dir)
+        self.model = load_text_model(
+            spec.backbone["path"],
+            spec.backbone["architecture"],
+            dtype,
+            device,
+            spec.backbone.get("revision"),
+            spec.adapter_dir,
+        )
 
     def longest_sequence(self, kind: str) -> int:
         formats = [self.instructed.get(i) for i in self.spec.instructions()] if kind == "query" else []
-        return max(len(prefix) + self.text_budget[kind] + len(suffix)
-                   for prefix, suffix in (f.pieces[kind] for f in [self.formatter, *formats]))
+        return max(
+            len(prefix) + self.text_budget[kind] + len(suffix)
+            for prefix, suffix in (f.pieces[kind] for f in [self.formatter, *formats])
+        )
 
     def check_budget(self) -> None:
         """Every text must fit a batch alone, truncated as the format says: a smaller budget is a config error."""
@@ -102,9 +117,11 @@ class Encoder:
                 raise BatchBudgetError(
                     f"encoding.batch_tokens: {budget} cannot hold the longest {kind} sequence of {longest} tokens "
                     f"({self.text_budget[kind]} text tokens + {longest - self.text_budget[kind]} template tokens "
-                    f"of {self.spec.backbone.get('path')}); set encoding.batch_tokens to at least {longest}")
-        encoders.check_position_limit(self.spec.backbone, {kind: self.longest_sequence(kind) for kind in self.text_budget},
-                                      "encoding")
+                    f"of {self.spec.backbone.get('path')}); set encoding.batch_tokens to at least {longest}"
+                )
+        encoders.check_position_limit(
+            self.spec.backbone, {kind: self.longest_sequence(kind) for kind in self.text_budget}, "encoding"
+        )
 
     # --- preparing (CPU, may run in a background thread) -------------------------------
 
@@ -139,7 +156,7 @@ class Encoder:
         if batches is None:
             batches = token_batches([len(x) for x in ids], self.spec.encoding["batch_tokens"])
         prefix = self.shared_prefix(kind)
-        rest = [seq[len(prefix):] for seq in ids] if prefix else ids
+        rest = [seq[len(prefix) :] for seq in ids] if prefix else ids
         pad = self.tokenizer.pad_token_id
         pin = torch.device(self.device).type == "cuda"
         tensors = []
@@ -148,13 +165,21 @@ class Encoder:
             input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
             mask = torch.zeros((len(rows), width), dtype=torch.long)
             for r, i in enumerate(rows):
-                input_ids[r, :len(rest[i])] = torch.tensor(rest[i])
-                mask[r, :len(rest[i])] = 1
+                input_ids[r, : len(rest[i])] = torch.tensor(rest[i])
+                mask[r, : len(rest[i])] = 1
             tensors.append((input_ids.pin_memory(), mask.pin_memory()) if pin else (input_ids, mask))
         real = sum(map(len, ids))
         padded = sum(len(rows) * max(len(ids[i]) for i in rows) for rows in batches)
-        return Prepared(kind, len(ids), batches, tensors, prefix, real, padded,
-                        computed=sum(t.numel() for t, _ in tensors) + (len(prefix) if batches else 0))
+        return Prepared(
+            kind,
+            len(ids),
+            batches,
+            tensors,
+            prefix,
+            real,
+            padded,
+            computed=sum(t.numel() for t, _ in tensors) + (len(prefix) if batches else 0),
+        )
 
     # --- running (GPU) ------------------------------------------------------------------
 
@@ -169,9 +194,13 @@ class Encoder:
             return np.empty((0, 0), dtype=np.float32)
         cache = self._prefix_cache(prepared.prefix) if prepared.prefix else None
         pending = []
-        for rows, (input_ids, mask) in tqdm(list(zip(prepared.batches, prepared.tensors)),
-                                            desc=desc or f"encode {prepared.kind}", unit="batch",
-                                            mininterval=5, disable=None):
+        for rows, (input_ids, mask) in tqdm(
+            list(zip(prepared.batches, prepared.tensors)),
+            desc=desc or f"encode {prepared.kind}",
+            unit="batch",
+            mininterval=5,
+            disable=None,
+        ):
             input_ids = input_ids.to(self.device, non_blocking=True)
             mask = mask.to(self.device, non_blocking=True)
             pooled = self._forward(input_ids, mask, cache)
@@ -208,12 +237,18 @@ class Encoder:
         return self._cached_prefix[1]
 
     def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor, prefix_cache=None) -> torch.Tensor:
-        with memory_guard(f"a batch of {input_ids.shape[0]} texts x {input_ids.shape[1]} tokens",
-                                   "lower encoding.batch_tokens, or the input length (encoding.max_text_tokens, "
-                                   "training.max_length for supervised, settings.<setting>.axes.passage_tokens)"):
+        with memory_guard(
+            f"a batch of {input_ids.shape[0]} texts x {input_ids.shape[1]} tokens",
+            "lower encoding.batch_tokens, or the input length (encoding.max_text_tokens, "
+            "training.max_length for supervised, settings.<setting>.axes.passage_tokens)",
+        ):
             hidden = self._hidden(input_ids, mask, prefix_cache)
-        return encoders.embedding(hidden, mask, encoders.pooling_of(self.spec.backbone),
-                                  encoders.normalizes(self.spec.backbone, self.spec.encoding["normalize"]))
+        return encoders.embedding(
+            hidden,
+            mask,
+            encoders.pooling_of(self.spec.backbone),
+            encoders.normalizes(self.spec.backbone, self.spec.encoding["normalize"]),
+        )
 
     def _hidden(self, input_ids: torch.Tensor, mask: torch.Tensor, prefix_cache=None) -> torch.Tensor:
         if prefix_cache is None:
@@ -224,15 +259,17 @@ class Encoder:
         rows, width = input_ids.shape
         start = prefix_cache[0][0].shape[-2]
         # Expanded views, no copy: the model concatenates each batch's own keys after them.
-        past = DynamicCache(ddp_cache_data=[(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1))
-                                            for k, v in prefix_cache])
+        past = DynamicCache(
+            ddp_cache_data=[(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in prefix_cache]
+        )
         full_mask = torch.cat([mask.new_ones(rows, start), mask], dim=1)
         positions = torch.arange(start, start + width, device=input_ids.device).expand(rows, -1)
         if encoders.family(self.spec.backbone["architecture"]).language_model:
             # Multimodal rotary positions (temporal, height, width): for text all three are the 1-D position.
             positions = positions[None].expand(3, -1, -1)
-        return self.model(input_ids=input_ids, attention_mask=full_mask, position_ids=positions,
-                          past_key_values=past, use_cache=False).last_hidden_state  # past still read
+        return self.model(
+            input_ids=input_ids, attention_mask=full_mask, position_ids=positions, past_key_values=past, use_cache=False
+        ).last_hidden_state  # past still read
 
 
 @dataclass
@@ -244,6 +281,6 @@ class Prepared:
     batches: list
     tensors: list
     prefix: list
-    real_tokens: int       # tokens of the formatted texts
-    padded_tokens: int     # rows x longest, summed over batches, computing every token
-    computed: int          # tokens the forward passes compute (padding included, shared prefix once)
+    real_tokens: int  # tokens of the formatted texts
+    padded_tokens: int  # rows x longest, summed over batches, computing every token
+    computed: int  # tokens the forward passes compute (padding included, shared prefix once)

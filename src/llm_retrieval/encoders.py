@@ -352,8 +352,7 @@ def _check_supervised(name: str, spec: dict, training: dict, error) -> None:
     for kind, length in (training.get("max_length") or {}).items():
         if limit is not None and length > limit:
             raise error(
-                f"training.max_length.{kind}: {length} exceeds the position limit of backbone {name!r}, "
-                f"{limit} tokens"
+                f"training.max_length.{kind}: {length} exceeds the position limit of backbone {name!r}, {limit} tokens"
             )
     lora = training.get("lora")
     fam = family(spec["architecture"])

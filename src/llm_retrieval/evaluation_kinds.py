@@ -50,6 +50,7 @@ def display_name(measure: str) -> str:
     """``measure`` as papers print it (nDCG@10 for ndcg_cut_10); an unknown key is returned as it is."""
     return DISPLAY_NAMES.get(measure, measure)
 
+
 # Source types (data/sources.py) whose collections are sentence pairs, not a searched corpus.
 STS_SOURCES = ("mteb_sts", "sts_local")
 

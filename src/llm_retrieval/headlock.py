@@ -8,6 +8,7 @@ the lock (host, PID and the PID's start time, so a reused PID is not mistaken fo
 and removes the lock only when that process is certainly gone from this host. A live
 head, or one on another host, keeps its lock.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,6 +75,8 @@ def live_head(snakemake_dir: str | Path = ".snakemake") -> str | None:
     if int(head.get("pid", -1)) == os.getpid() and head.get("host") == socket.gethostname():
         return None
     where = "this host" if head.get("host") == socket.gethostname() else f"host {head.get('host')}"
-    return (f"{snakemake_dir.parent.resolve()}: the results directory cannot be locked: another Snakemake head "
-            f"(pid {head.get('pid')} on {where}) is running this study. Two heads would write the same outputs. "
-            "Wait for it to finish or stop it; do NOT run --unlock while it runs (a dry run, -n, is fine).")
+    return (
+        f"{snakemake_dir.parent.resolve()}: the results directory cannot be locked: another Snakemake head "
+        f"(pid {head.get('pid')} on {where}) is running this study. Two heads would write the same outputs. "
+        "Wait for it to finish or stop it; do NOT run --unlock while it runs (a dry run, -n, is fine)."
+    )

@@ -1,4 +1,5 @@
 """Per-job logs: a Snakemake job's stdout, stderr and logging records all go to its log file."""
+
 from __future__ import annotations
 
 import contextlib
@@ -40,8 +41,11 @@ def job_log(path: str | Path | None) -> Iterator[logging.Logger]:
         yield logging.getLogger("llm_retrieval")
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8", buffering=1) as stream, \
-            contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+    with (
+        open(path, "a", encoding="utf-8", buffering=1) as stream,
+        contextlib.redirect_stdout(stream),
+        contextlib.redirect_stderr(stream),
+    ):
         handler = logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root = logging.getLogger()

@@ -8,6 +8,7 @@
 - a query in the qrels with no run entry scores zero (trec_eval ``-c``);
 - ``relevance_level`` (TREC DL: 2) applies to recall-type measures; nDCG uses the grades.
 """
+
 from __future__ import annotations
 
 import pytrec_eval
@@ -38,7 +39,8 @@ def evaluate(run: Run, qrels: dict[str, dict[str, int]], relevance_level: int = 
     run = _plain(run)
     full = pytrec_eval.RelevanceEvaluator(qrels, MEASURES, relevance_level=relevance_level).evaluate(run)
     top10 = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}, relevance_level=relevance_level).evaluate(
-        cut_run(run, 10))
+        cut_run(run, 10)
+    )
     per_query = {}
     for qid in sorted(qrels):
         scores = {m: float(full.get(qid, {}).get(m, 0.0)) for m in REPORTED if m != "mrr_10"}
@@ -46,6 +48,10 @@ def evaluate(run: Run, qrels: dict[str, dict[str, int]], relevance_level: int = 
         per_query[qid] = scores
     count = len(per_query)
     aggregate = {m: (sum(s[m] for s in per_query.values()) / count if count else 0.0) for m in REPORTED}
-    return {"aggregate": aggregate, "per_query": per_query, "num_queries": count,
-            "num_queries_without_results": sum(1 for q in qrels if q not in run),
-            "relevance_level": relevance_level}
+    return {
+        "aggregate": aggregate,
+        "per_query": per_query,
+        "num_queries": count,
+        "num_queries_without_results": sum(1 for q in qrels if q not in run),
+        "relevance_level": relevance_level,
+    }

@@ -14,6 +14,7 @@ token is 2N), host memory to hold the bf16 weights, and the GPU count of an enco
 job to fit them (one process per GPU holds a whole model). A model that does not fit
 is a named error that says which setting to change.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,8 @@ from pathlib import Path
 REFERENCE = Path(__file__).resolve().parents[2] / "resources" / "reference" / "backbone_configs.json"
 INSTRUCT_SUFFIX = "-Instruct"
 REFERENCE_MODEL = "Qwen/Qwen2.5-7B"  # the size SLURM_DEFAULTS' runtimes are meant for
-BYTES_PER_PARAM = 2                    # bf16 weights on GPU
-MIN_RUNTIME_FRACTION = 0.1             # small models still pay start-up and I/O
+BYTES_PER_PARAM = 2  # bf16 weights on GPU
+MIN_RUNTIME_FRACTION = 0.1  # small models still pay start-up and I/O
 SIZED_KINDS = ("encode_queries_and_first_shard", "encode_corpus_shard", "train_lora")
 
 
@@ -56,7 +57,7 @@ def decoder_parameters(shape: dict) -> tuple[int, int]:
     h, inter, layers = shape["hidden_size"], shape["intermediate_size"], shape["num_hidden_layers"]
     kv_dim = shape.get("num_key_value_heads", shape["num_attention_heads"]) * (h // shape["num_attention_heads"])
     attention = (h * h + h) + 2 * (h * kv_dim + kv_dim) + h * h  # q, k, v with bias; o without
-    per_layer = attention + 3 * h * inter + 2 * h                # SwiGLU MLP, two RMSNorms
+    per_layer = attention + 3 * h * inter + 2 * h  # SwiGLU MLP, two RMSNorms
     return layers * per_layer + h, shape["vocab_size"] * h
 
 
@@ -101,7 +102,8 @@ def encode_gpus(n_params: int, gpu_memory_mb: int, backbone: str) -> int:
     raise SizingError(
         f"backbone {backbone!r}: {n_params / 1e9:.1f}B parameters need about {need_mb / 1024:.0f} GiB of GPU memory "
         f"for encoding, more than one GPU (slurm.gpu_memory_mb={gpu_memory_mb}); encoding runs one whole model "
-        f"per GPU: use GPUs with more memory (slurm.gpu_model, slurm.gpu_memory_mb) or a smaller backbone")
+        f"per GPU: use GPUs with more memory (slurm.gpu_model, slurm.gpu_memory_mb) or a smaller backbone"
+    )
 
 
 def sized_resources(config: dict, kind: str, resources: dict, record_of) -> dict:
@@ -146,10 +148,15 @@ def sized_resources(config: dict, kind: str, resources: dict, record_of) -> dict
     if base_mem is not None:
         out["mem_mb"] = mem_mb
     if kind != "train_lora" and "gpu" in out:
+
         def gpus(wildcards, attempt):
             n = size_of(wildcards, parameters)
-            return resources["gpu"] if n is None else max(
-                resources["gpu"], encode_gpus(n, settings["gpu_memory_mb"], wildcards.backbone))
+            return (
+                resources["gpu"]
+                if n is None
+                else max(resources["gpu"], encode_gpus(n, settings["gpu_memory_mb"], wildcards.backbone))
+            )
+
         out["gpu"] = gpus
     return out
 

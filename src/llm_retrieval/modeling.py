@@ -1,4 +1,5 @@
 """Loading backbones and pooling their hidden states: one path for 7B hub models and tiny demo ones."""
+
 from __future__ import annotations
 
 import logging
@@ -77,13 +78,20 @@ def check_stand_ins_on(model: nn.Module, device: torch.device) -> int:
     if elsewhere:
         raise MisplacedPartitionError(
             f"{sum(p.device != device for p in stand_ins)} of {len(stand_ins)} ZeRO-3 stand-ins are on "
-            f"{', '.join(elsewhere)}, not {device}: something moved the partitioned model after loading")
+            f"{', '.join(elsewhere)}, not {device}: something moved the partitioned model after loading"
+        )
     return len(stand_ins)
 
 
-def load_text_model(path: str, architecture: str, dtype: str = "float32", device: str = "cpu",
-                    revision: str | None = None, adapter_dir: str | None = None,
-                    attention: str | None = None) -> nn.Module:
+def load_text_model(
+    path: str,
+    architecture: str,
+    dtype: str = "float32",
+    device: str = "cpu",
+    revision: str | None = None,
+    adapter_dir: str | None = None,
+    attention: str | None = None,
+) -> nn.Module:
     """The backbone's transformer without LM head (plus a trained LoRA adapter if given).
 
     For Qwen2.5-VL, the language model alone: text-only input never reaches the vision
@@ -108,10 +116,13 @@ def load_text_model(path: str, architecture: str, dtype: str = "float32", device
     # the meta device (what low_cpu_mem_usage used to ask for). On the CPU there is nothing to move,
     # and training (ZeRO-3 places the weights itself) loads on the CPU.
     placement = {"device_map": str(device)} if torch.device(device).type != "cpu" else {}
-    model = model_class.from_pretrained(path, revision=revision, dtype=DTYPES[dtype],
-                                        attn_implementation=family_attention(family, attention or
-                                                                             attention_implementation(device, dtype)),
-                                        **placement)
+    model = model_class.from_pretrained(
+        path,
+        revision=revision,
+        dtype=DTYPES[dtype],
+        attn_implementation=family_attention(family, attention or attention_implementation(device, dtype)),
+        **placement,
+    )
     if family.language_model:
         model = model.language_model
     if adapter_dir is not None:

@@ -18,6 +18,7 @@ pinned already. :func:`unpinned` lists what is neither; with ``pins.strict`` (on
 the paper config) the workflow refuses to run jobs while that list is non-empty
 (checked when jobs start, so ``snakemake -n`` keeps working); otherwise it warns.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,10 +45,10 @@ class UnpinnedError(RuntimeError):
 
 @dataclass(frozen=True)
 class HubRef:
-    kind: str      # "model" or "dataset"
-    repo: str      # hub repo id
+    kind: str  # "model" or "dataset"
+    repo: str  # hub repo id
     revision: str  # as the config names it
-    where: str     # the config key path that names it (for messages)
+    where: str  # the config key path that names it (for messages)
     target: tuple = ()  # where apply_lock writes the hash: ("backbones", name) | ("training",) | ("collections", name, key)
 
     @property
@@ -67,14 +68,23 @@ def hub_refs(config: dict) -> list[HubRef]:
     refs: list[HubRef] = []
     for name, spec in config.get("backbones", {}).items():
         if "hub_id" in spec:
-            refs.append(HubRef("model", spec["hub_id"], spec.get("revision", "main"), f"backbones.{name}.revision",
-                               ("backbones", name)))
+            refs.append(
+                HubRef(
+                    "model",
+                    spec["hub_id"],
+                    spec.get("revision", "main"),
+                    f"backbones.{name}.revision",
+                    ("backbones", name),
+                )
+            )
     for name, collection in config.get("collections", {}).items():
         source, where = collection["source"], f"collections.{name}.source"
         if source["type"] == "coir" and source.get("local_root") is None:
             for repo in _coir_repos(source):
                 revision = source.get("revisions", {}).get(repo, source.get("revision", "main"))
-                refs.append(HubRef("dataset", repo, revision, f"{where}.revisions[{repo}]", ("collections", name, repo)))
+                refs.append(
+                    HubRef("dataset", repo, revision, f"{where}.revisions[{repo}]", ("collections", name, repo))
+                )
         elif source["type"] == "mteb_sts" and source.get("local_root") is None:
             from .data.sts import MTEB_ROOT, mteb_revision
 
@@ -84,20 +94,27 @@ def hub_refs(config: dict) -> list[HubRef]:
         elif source["type"] == "msmarco" and source.get("data_root") is None:
             from .data.msmarco import CORPUS_REPO, QUERIES_REPO
 
-            for role, repo in (("corpus", source.get("corpus_repo", CORPUS_REPO)),
-                               ("queries", source.get("queries_repo", QUERIES_REPO))):
+            for role, repo in (
+                ("corpus", source.get("corpus_repo", CORPUS_REPO)),
+                ("queries", source.get("queries_repo", QUERIES_REPO)),
+            ):
                 revision = source.get("revisions", {}).get(role, source.get("revision", "main"))
                 refs.append(HubRef("dataset", repo, revision, f"{where}.revisions.{role}", ("collections", name, role)))
     sources = [("training.data", ("training",), config.get("training", {}).get("data", {}))]
-    sources += [(f"training_tasks.{name}.source", ("training_tasks", name), task["source"])
-                for name, task in config.get("training_tasks", {}).items()]
+    sources += [
+        (f"training_tasks.{name}.source", ("training_tasks", name), task["source"])
+        for name, task in config.get("training_tasks", {}).items()
+    ]
     for where, target, data in sources:
         if data.get("type") in ("tevatron", "nli") and data.get("data_root") is None:
             from .data import nli, tevatron
 
             default = {"tevatron": tevatron.DEFAULT_DATASET, "nli": nli.DEFAULT_DATASET}[data["type"]]
-            refs.append(HubRef("dataset", data.get("dataset", default), data.get("revision", "main"),
-                               f"{where}.revision", target))
+            refs.append(
+                HubRef(
+                    "dataset", data.get("dataset", default), data.get("revision", "main"), f"{where}.revision", target
+                )
+            )
     return refs
 
 
@@ -111,10 +128,13 @@ def read_lock(path: str | Path) -> dict:
         for repo, revisions in (lock.get(section) or {}).items():
             for revision, sha in (revisions or {}).items():
                 if not SHA.match(str(sha)):
-                    raise UnpinnedError(f"{path}: {section}.{repo}.{revision}: {sha!r} is not a 40-hex commit hash; "
-                                        "rerun `python -m llm_retrieval.pins` to rewrite the lock")
+                    raise UnpinnedError(
+                        f"{path}: {section}.{repo}.{revision}: {sha!r} is not a 40-hex commit hash; "
+                        "rerun `python -m llm_retrieval.pins` to rewrite the lock"
+                    )
     return {section: lock.get(section) or {} for section in KINDS.values()} | {
-        k: v for k, v in lock.items() if k not in KINDS.values()}
+        k: v for k, v in lock.items() if k not in KINDS.values()
+    }
 
 
 def pinned_revision(ref: HubRef, lock: dict) -> str | None:
@@ -159,9 +179,11 @@ def check_pins(missing: list[HubRef], strict: bool, lock_path: str, log=None) ->
     """Strict: raise listing ``missing``; otherwise warn through ``log`` (a logger or print)."""
     if not missing:
         return
-    message = (f"{len(missing)} hub revision(s) not pinned to a commit (no entry in {lock_path}):\n"
-               f"{describe(missing)}\nRun `python -m llm_retrieval.pins` where the hub is reachable "
-               "(or write 40-hex commit hashes in the config).")
+    message = (
+        f"{len(missing)} hub revision(s) not pinned to a commit (no entry in {lock_path}):\n"
+        f"{describe(missing)}\nRun `python -m llm_retrieval.pins` where the hub is reachable "
+        "(or write 40-hex commit hashes in the config)."
+    )
     if strict:
         raise UnpinnedError("pins.strict is on; refusing to run jobs. " + message)
     (log.warning if log is not None else print)("warning: " + message)
@@ -169,11 +191,13 @@ def check_pins(missing: list[HubRef], strict: bool, lock_path: str, log=None) ->
 
 def pins_used(config: dict) -> list[dict]:
     """``[{kind, repo, revision}]`` as the (lock-applied) config reads them: for manifests and reports."""
-    return [{"kind": ref.kind, "repo": ref.repo, "revision": ref.revision, "pinned": ref.pinned}
-            for ref in hub_refs(config)]
+    return [
+        {"kind": ref.kind, "repo": ref.repo, "revision": ref.revision, "pinned": ref.pinned} for ref in hub_refs(config)
+    ]
 
 
 # --- resolving (online) ---------------------------------------------------------------
+
 
 def resolve(refs: Iterable[HubRef], api=None) -> dict:
     """Ask the hub for the commit hash of each ref's revision; returns the lock mapping."""
@@ -186,9 +210,11 @@ def resolve(refs: Iterable[HubRef], api=None) -> dict:
     refs = list(refs)
     gated = sorted({r.repo for r in refs if r.kind == "model" and not r.pinned and is_gated(r.repo)})
     if gated and api_needs_token(api) and not hub_token_present():
-        raise HubTokenError(f"gated models need a Hugging Face token: {', '.join(gated)}; accept each licence on "
-                            "huggingface.co, then export HF_TOKEN=hf_... (or `hf auth login`) and rerun "
-                            "(docs/backbones.md, 'Gated models')")
+        raise HubTokenError(
+            f"gated models need a Hugging Face token: {', '.join(gated)}; accept each licence on "
+            "huggingface.co, then export HF_TOKEN=hf_... (or `hf auth login`) and rerun "
+            "(docs/backbones.md, 'Gated models')"
+        )
     lock: dict[str, dict] = {section: {} for section in KINDS.values()}
     for ref in refs:
         if ref.pinned:
@@ -197,8 +223,9 @@ def resolve(refs: Iterable[HubRef], api=None) -> dict:
             try:
                 sha = api.repo_info(ref.repo, repo_type=ref.kind, revision=ref.revision).sha
             except Exception as err:
-                raise UnpinnedError(f"{ref.where}: could not resolve {ref.kind} {ref.repo}@{ref.revision}: "
-                                    f"{type(err).__name__}: {err}") from err
+                raise UnpinnedError(
+                    f"{ref.where}: could not resolve {ref.kind} {ref.repo}@{ref.revision}: {type(err).__name__}: {err}"
+                ) from err
         if not SHA.match(str(sha)):
             raise UnpinnedError(f"{ref.where}: the hub answered {sha!r} for {ref.repo}@{ref.revision}, not a hash")
         lock[KINDS[ref.kind]].setdefault(ref.repo, {})[ref.revision] = sha
@@ -213,9 +240,11 @@ def api_needs_token(api) -> bool:
 
 
 def write_lock(path: str | Path, lock: dict, endpoint: str) -> None:
-    header = ("# Written by `python -m llm_retrieval.pins`: each hub revision the configs name, resolved to the\n"
-              f"# commit it pointed at on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC ({endpoint}).\n"
-              "# The workflow reads this file; rerun the command to move the pins.\n")
+    header = (
+        "# Written by `python -m llm_retrieval.pins`: each hub revision the configs name, resolved to the\n"
+        f"# commit it pointed at on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC ({endpoint}).\n"
+        "# The workflow reads this file; rerun the command to move the pins.\n"
+    )
     write_text(path, header + yaml.safe_dump(lock, sort_keys=True))
 
 
@@ -228,8 +257,12 @@ def _load_config(paths: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m llm_retrieval.pins", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--configfile", nargs="+", default=["config/config.yaml"],
-                        help="config(s) whose hub revisions to resolve (default: the paper config)")
+    parser.add_argument(
+        "--configfile",
+        nargs="+",
+        default=["config/config.yaml"],
+        help="config(s) whose hub revisions to resolve (default: the paper config)",
+    )
     parser.add_argument("--lock", default=None, help=f"lock file to write (default: pins.lock or {DEFAULT_LOCK})")
     parser.add_argument("--endpoint", default=None, help="hub endpoint (default: HF_ENDPOINT or huggingface.co)")
     parser.add_argument("--check", action="store_true", help="only list unpinned revisions; exit 1 if any")

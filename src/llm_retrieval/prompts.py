@@ -14,6 +14,7 @@ All truncate the *text* only, never the template around it, so the pooled token
 is always the one the recipe names. :func:`formatter_and_budgets` is the one place a
 format is chosen, for encoding and training alike.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -61,8 +62,9 @@ class _PrefixSuffixFormatter:
 
     def token_ids(self, kind: str, texts: Sequence[str], max_text_tokens: int) -> list[list[int]]:
         prefix, suffix = self.pieces[kind]
-        bodies = self.tokenizer(list(texts), add_special_tokens=False, truncation=True,
-                                max_length=max_text_tokens)["input_ids"]
+        bodies = self.tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=max_text_tokens)[
+            "input_ids"
+        ]
         return [prefix + body + suffix for body in bodies]
 
     def text_budget(self, kind: str, max_length: int) -> int:
@@ -76,8 +78,10 @@ class _PrefixSuffixFormatter:
     def lead_with(self, lead: list[int]) -> None:
         """Start every sequence with ``lead`` (the tokenizer's BOS) unless the template already does."""
         if lead:
-            self.pieces = {kind: (prefix if prefix[: len(lead)] == lead else lead + prefix, suffix)
-                           for kind, (prefix, suffix) in self.pieces.items()}
+            self.pieces = {
+                kind: (prefix if prefix[: len(lead)] == lead else lead + prefix, suffix)
+                for kind, (prefix, suffix) in self.pieces.items()
+            }
 
 
 def instructed_prompts(prompts: dict, instruction: str | None) -> dict:
@@ -95,15 +99,21 @@ class PromptRepsFormatter(_PrefixSuffixFormatter):
     """The PromptReps prompt as the user turn of the model's own chat template; a tokenizer without
     one (Llama-2 base, Phi) renders ``prompts.plain_template`` instead (``{user}``: the user turn)."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, prompts: dict, strip_think: bool = False,
-                 instruction: str | None = None):
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        prompts: dict,
+        strip_think: bool = False,
+        instruction: str | None = None,
+    ):
         prompts = instructed_prompts(prompts, instruction)
         pieces = {}
         for kind in ("query", "passage"):
             user_turn = prompts[kind].replace("{text}", SENTINEL)
             if getattr(tokenizer, "chat_template", None):
-                rendered = tokenizer.apply_chat_template([{"role": "user", "content": user_turn}],
-                                                         tokenize=False, add_generation_prompt=True)
+                rendered = tokenizer.apply_chat_template(
+                    [{"role": "user", "content": user_turn}], tokenize=False, add_generation_prompt=True
+                )
             elif prompts.get("plain_template"):
                 rendered = prompts["plain_template"].replace("{user}", user_turn)
             else:
@@ -145,8 +155,13 @@ class SpecialTokensFormatter(_PrefixSuffixFormatter):
         return super().token_ids(kind, [t.lower() for t in texts] if self.lowercase else texts, max_text_tokens)
 
 
-def formatter_for(tokenizer: PreTrainedTokenizerBase, backbone: dict, supervised: bool,
-                  prompts: dict | None = None, instruction: str | None = None) -> Formatter:
+def formatter_for(
+    tokenizer: PreTrainedTokenizerBase,
+    backbone: dict,
+    supervised: bool,
+    prompts: dict | None = None,
+    instruction: str | None = None,
+) -> Formatter:
     """The input format of a backbone (a backbone.json record) in a setting, for encoding and training."""
     from .encoders import family, sentence_transformers_config
 
@@ -165,9 +180,13 @@ def formatter_for(tokenizer: PreTrainedTokenizerBase, backbone: dict, supervised
     return PromptRepsFormatter(tokenizer, prompts, backbone.get("strip_think", False), instruction)
 
 
-def formatter_and_budgets(tokenizer: PreTrainedTokenizerBase, backbone: dict, max_length: dict | None,
-                          encoding: dict | None = None, instruction: str | None = None
-                          ) -> tuple[Formatter, dict[str, int]]:
+def formatter_and_budgets(
+    tokenizer: PreTrainedTokenizerBase,
+    backbone: dict,
+    max_length: dict | None,
+    encoding: dict | None = None,
+    instruction: str | None = None,
+) -> tuple[Formatter, dict[str, int]]:
     """The format and each kind's text-token budget.
 
     Supervised (``max_length``: whole-sequence limits, as in training): the budget is what fits
@@ -179,7 +198,9 @@ def formatter_and_budgets(tokenizer: PreTrainedTokenizerBase, backbone: dict, ma
 
     supervised = max_length is not None
     formatter = formatter_for(tokenizer, backbone, supervised, (encoding or {}).get("prompts"), instruction)
-    plain = formatter_for(tokenizer, backbone, supervised, (encoding or {}).get("prompts")) if instruction else formatter
+    plain = (
+        formatter_for(tokenizer, backbone, supervised, (encoding or {}).get("prompts")) if instruction else formatter
+    )
     if supervised:
         return formatter, {kind: plain.text_budget(kind, n) for kind, n in max_length.items()}
     budgets = dict(encoding["max_text_tokens"])
@@ -206,8 +227,9 @@ class InstructedFormatters:
             self.cache[instruction] = self.make(instruction)
         return self.cache[instruction]
 
-    def token_ids(self, kind: str, texts: Sequence[str], instructions: Sequence[str | None],
-                  max_text_tokens: int) -> list[list[int]]:
+    def token_ids(
+        self, kind: str, texts: Sequence[str], instructions: Sequence[str | None], max_text_tokens: int
+    ) -> list[list[int]]:
         rows_of: dict[str | None, list[int]] = {}
         for row, instruction in enumerate(instructions):
             rows_of.setdefault(instruction, []).append(row)

@@ -134,8 +134,10 @@ def _check_lengths(config: dict, error) -> None:
             limit = position_limit(config["backbones"][backbone])
             over = {kind: n for kind, n in lengths.items() if limit is not None and n > limit}
             if over:
-                raise error(f"recipes.{name}.training.max_length: {over} exceed the position limit of backbone "
-                            f"{backbone!r}, {limit} tokens")
+                raise error(
+                    f"recipes.{name}.training.max_length: {over} exceed the position limit of backbone "
+                    f"{backbone!r}, {limit} tokens"
+                )
 
 
 def _check_source(config: dict, key: str, source: dict, error) -> None:

@@ -13,6 +13,7 @@ Three backends, one ranking (scores in float32; ties ordered as trec_eval orders
 The GPU memory the corpus needs is checked from the shard footers before anything is read
 (:class:`GpuMemoryError` says what to set).
 """
+
 from __future__ import annotations
 
 import math
@@ -129,8 +130,10 @@ def choose_backend(requested: str = "auto") -> str:
         raise ValueError(f"search backend {requested!r}: expected one of {', '.join(BACKENDS)}")
     faiss_gpus = getattr(faiss, "get_num_gpus", lambda: 0)()
     if requested == "faiss-gpu" and faiss_gpus == 0:
-        raise ValueError("search.backend: faiss-gpu, but the faiss installed here sees no GPU (faiss-cpu, or no "
-                         "GPU in this job); install requirements-gpu.txt (docs/search.md) or set search.backend: auto")
+        raise ValueError(
+            "search.backend: faiss-gpu, but the faiss installed here sees no GPU (faiss-cpu, or no "
+            "GPU in this job); install requirements-gpu.txt (docs/search.md) or set search.backend: auto"
+        )
     if requested != "auto":
         return requested
     if cuda_devices() == 0:
@@ -145,8 +148,10 @@ def gpu_memory_plan(rows: int, dim: int, gpu_bytes: Sequence[int], what: str = "
     """
     need = rows * dim * 2
     if not gpu_bytes:
-        raise GpuMemoryError(f"{what}: GPU search asked for, but this job sees no GPU; "
-                             f"set slurm.kinds.search.gpus >= 1 or search.backend: faiss-cpu")
+        raise GpuMemoryError(
+            f"{what}: GPU search asked for, but this job sees no GPU; "
+            f"set slurm.kinds.search.gpus >= 1 or search.backend: faiss-cpu"
+        )
     usable = [max(0, b - GPU_WORKSPACE_BYTES) for b in gpu_bytes]
     if need <= usable[0]:
         return 1
@@ -157,7 +162,8 @@ def gpu_memory_plan(rows: int, dim: int, gpu_bytes: Sequence[int], what: str = "
     raise GpuMemoryError(
         f"{what}: {rows:,} x {dim} fp16 vectors need {need / GIB:.1f} GiB of GPU memory plus "
         f"{GPU_WORKSPACE_BYTES / GIB:.0f} GiB working space per GPU; this job has {len(gpu_bytes)} GPU(s) of "
-        f"{per_gpu / GIB:.0f} GiB. Set slurm.kinds.search.gpus: {wanted} (or a slurm.gpu_model with more memory)")
+        f"{per_gpu / GIB:.0f} GiB. Set slurm.kinds.search.gpus: {wanted} (or a slurm.gpu_model with more memory)"
+    )
 
 
 def make_gpu_index(dim: int, gpu: int, rows: int) -> tuple[object, faiss.Index]:
@@ -179,7 +185,7 @@ def make_gpu_index(dim: int, gpu: int, rows: int) -> tuple[object, faiss.Index]:
 def _add_in_blocks(index: faiss.Index, vectors: np.ndarray) -> None:
     """Add stored (fp16) rows, widened to float32 block by block: never a float32 copy of a whole shard."""
     for start in range(0, len(vectors), ADD_BLOCK_ROWS):
-        index.add(np.ascontiguousarray(vectors[start:start + ADD_BLOCK_ROWS], dtype=np.float32))
+        index.add(np.ascontiguousarray(vectors[start : start + ADD_BLOCK_ROWS], dtype=np.float32))
 
 
 def _gpu_bytes() -> list[int]:
@@ -204,12 +210,13 @@ def _faiss_search(index, queries: np.ndarray, k: int, batch: int, offset: int = 
     scores = np.empty((len(queries), k), np.float32)
     rows = np.empty((len(queries), k), np.int64)
     for start in range(0, len(queries), batch):
-        scores[start:start + batch], rows[start:start + batch] = index.search(queries[start:start + batch], k)
+        scores[start : start + batch], rows[start : start + batch] = index.search(queries[start : start + batch], k)
     return Hits(scores, np.where(rows >= 0, rows + offset, -1))
 
 
-def _search_faiss_gpu(queries: np.ndarray, shards: Sequence[Path], depth: int, batch: int,
-                      num_gpus: int) -> tuple[list, list]:
+def _search_faiss_gpu(
+    queries: np.ndarray, shards: Sequence[Path], depth: int, batch: int, num_gpus: int
+) -> tuple[list, list]:
     """One fp16 index per GPU; each shard's rows split over the GPUs (faiss's own IndexShards takes a
     single add() only, and the corpus arrives shard by shard). Each index reserves its share of the
     corpus (row counts from the shard footers) before the first add. Labels map back to corpus rows."""
@@ -226,7 +233,7 @@ def _search_faiss_gpu(queries: np.ndarray, shards: Sequence[Path], depth: int, b
         ids, vectors = read_embeddings(shard, dtype=None)  # as stored (fp16): widened per block when added
         for gpu, piece in enumerate(np.array_split(np.arange(len(ids)), num_gpus)):
             if len(piece):
-                _add_in_blocks(gpus[gpu][1], vectors[piece[0]:piece[-1] + 1])
+                _add_in_blocks(gpus[gpu][1], vectors[piece[0] : piece[-1] + 1])
                 owned[gpu].append(piece + len(doc_ids))
         doc_ids += ids
     parts = []
@@ -238,8 +245,9 @@ def _search_faiss_gpu(queries: np.ndarray, shards: Sequence[Path], depth: int, b
     return parts, doc_ids
 
 
-def _search_torch(queries: np.ndarray, shards: Sequence[Path], depth: int, batch: int, devices: Sequence[str],
-                  block_rows: int = 2**20) -> tuple[list, list]:
+def _search_torch(
+    queries: np.ndarray, shards: Sequence[Path], depth: int, batch: int, devices: Sequence[str], block_rows: int = 2**20
+) -> tuple[list, list]:
     """fp16 corpus spread over ``devices``; per device a running top-k over blocks of rows."""
     import torch
 
@@ -249,8 +257,8 @@ def _search_torch(queries: np.ndarray, shards: Sequence[Path], depth: int, batch
         ids, vectors = read_embeddings(shard, dtype=None)
         for device, piece in zip(devices, np.array_split(np.arange(len(ids)), len(devices))):
             for start in range(0, len(piece), block_rows):
-                rows = piece[start:start + block_rows]
-                tensor = torch.from_numpy(np.ascontiguousarray(vectors[rows[0]:rows[-1] + 1], np.float16))
+                rows = piece[start : start + block_rows]
+                tensor = torch.from_numpy(np.ascontiguousarray(vectors[rows[0] : rows[-1] + 1], np.float16))
                 blocks[device].append((len(doc_ids) + int(rows[0]), tensor.to(device)))
         doc_ids += ids
     parts = []
@@ -269,7 +277,7 @@ def _torch_topk(queries: np.ndarray, blocks, depth: int, batch: int, device: str
     scores, rows = np.empty((nq, 0), np.float32), np.empty((nq, 0), np.int64)
     out_scores, out_rows = [], []
     for start in range(0, nq, batch):
-        q = torch.from_numpy(queries[start:start + batch]).to(device, torch.float16)
+        q = torch.from_numpy(queries[start : start + batch]).to(device, torch.float16)
         best_s, best_r = None, None
         for offset, block in blocks:
             s = _matmul_fp32(q, block)
@@ -297,8 +305,15 @@ def _matmul_fp32(q, block):
     return torch.mm(q.float(), block.float().T)  # CPU: no fp16 GEMM worth having
 
 
-def search_shards(queries: np.ndarray, shards: Sequence[str | Path], depth: int, backend: str = "faiss-cpu",
-                  batch: int = 4096, devices: Sequence[str] | None = None, num_gpus: int = 1) -> tuple[Hits, list]:
+def search_shards(
+    queries: np.ndarray,
+    shards: Sequence[str | Path],
+    depth: int,
+    backend: str = "faiss-cpu",
+    batch: int = 4096,
+    devices: Sequence[str] | None = None,
+    num_gpus: int = 1,
+) -> tuple[Hits, list]:
     """Top-``depth`` hits per query over all shards, best first, and the corpus ids the rows index."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     shards = [Path(s) for s in shards]
@@ -316,8 +331,9 @@ def search_shards(queries: np.ndarray, shards: Sequence[str | Path], depth: int,
     return merge_hits(parts, doc_ids, depth), doc_ids
 
 
-def ranked_lists(query_ids: Sequence[str], hits: Hits, doc_ids: Sequence[str], top_k: int,
-                 drop_self: bool) -> dict[str, list[tuple[str, float]]]:
+def ranked_lists(
+    query_ids: Sequence[str], hits: Hits, doc_ids: Sequence[str], top_k: int, drop_self: bool
+) -> dict[str, list[tuple[str, float]]]:
     """(doc id, score) per query, best first, cut at ``top_k`` after BEIR's self-hit rule."""
     ranked = {}
     for qid, scores, rows in zip(query_ids, hits.scores, hits.rows):
@@ -331,9 +347,17 @@ def ranked_lists(query_ids: Sequence[str], hits: Hits, doc_ids: Sequence[str], t
 # --- the search job -----------------------------------------------------------------
 
 
-def search_collection(queries_path: str | Path, shard_paths: Sequence[str | Path], query_sets: Sequence[str],
-                      top_k: int, drop_self: bool, out_dir: str | Path, tag: str, backend: str = "auto",
-                      log=None) -> dict[str, int]:
+def search_collection(
+    queries_path: str | Path,
+    shard_paths: Sequence[str | Path],
+    query_sets: Sequence[str],
+    top_k: int,
+    drop_self: bool,
+    out_dir: str | Path,
+    tag: str,
+    backend: str = "auto",
+    log=None,
+) -> dict[str, int]:
     """Search every query set of one collection in one pass over the corpus; write ``<out_dir>/<set>.trec``.
 
     The folder appears only when every run file in it is complete (a killed job leaves none).
@@ -357,15 +381,24 @@ def search_collection(queries_path: str | Path, shard_paths: Sequence[str | Path
     with atomic_path(out_dir, is_dir=True) as tmp:
         for query_set in query_sets:
             chosen = np.array([i for i, qs in enumerate(sets) if qs == query_set], dtype=np.int64)
-            ranked = ranked_lists([ids[i] for i in chosen], Hits(hits.scores[chosen], hits.rows[chosen]), doc_ids,
-                                  top_k, drop_self)
+            ranked = ranked_lists(
+                [ids[i] for i in chosen], Hits(hits.scores[chosen], hits.rows[chosen]), doc_ids, top_k, drop_self
+            )
             (tmp / f"{query_set}.trec").write_text(format_run_lines(ranked, tag), encoding="utf-8")
             counts[query_set] = len(ranked)
     return counts
 
 
-def dense_search(query_ids: Sequence[str], query_vectors: np.ndarray, shard_paths: Sequence[str | Path],
-                 top_k: int, drop_self: bool, out_path: str | Path, tag: str, backend: str = "faiss-cpu") -> int:
+def dense_search(
+    query_ids: Sequence[str],
+    query_vectors: np.ndarray,
+    shard_paths: Sequence[str | Path],
+    top_k: int,
+    drop_self: bool,
+    out_path: str | Path,
+    tag: str,
+    backend: str = "faiss-cpu",
+) -> int:
     """One query set's run file from in-memory query vectors (tests, notebooks)."""
     from .runs import write_run
 

@@ -87,8 +87,9 @@ def _resampled(sets, resamples: int, rng, statistic) -> np.ndarray:
     return total / len(sets)
 
 
-def bootstrap_ci(sets, resamples: int = 1000, seed: int = 0, level: float = 0.95,
-                 statistic=spearman) -> tuple[float, float]:
+def bootstrap_ci(
+    sets, resamples: int = 1000, seed: int = 0, level: float = 0.95, statistic=spearman
+) -> tuple[float, float]:
     """Percentile interval of the mean correlation over ``sets`` (``[(gold, cos), ...]``; one set: one STS
     task), pairs resampled with replacement within each set."""
     values = _resampled(sets, resamples, np.random.default_rng(seed), statistic)
@@ -104,7 +105,7 @@ def paired_bootstrap_pvalue(sets_a, sets_b, resamples: int = 1000, seed: int = 0
     on the observed one, and the p-value is the share at least as far from zero as the observed
     (Efron & Tibshirani), with the +1 correction.
     """
-    observed = (np.mean([statistic(g, c) for g, c in sets_a]) - np.mean([statistic(g, c) for g, c in sets_b]))
+    observed = np.mean([statistic(g, c) for g, c in sets_a]) - np.mean([statistic(g, c) for g, c in sets_b])
     seed_a, seed_b = np.random.default_rng(seed), np.random.default_rng(seed)  # the same draws for both
     diffs = _resampled(sets_a, resamples, seed_a, statistic) - _resampled(sets_b, resamples, seed_b, statistic)
     diffs = diffs[np.isfinite(diffs)]

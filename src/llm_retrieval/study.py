@@ -4,6 +4,7 @@ The schema (workflow/schemas/config.schema.yaml) checks shapes and fills default
 this module checks the cross-references (a setting naming an unknown backbone,
 a table naming an unknown setting, ...) and derives the job lists the DAG expands.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from . import axes, corpus_sizes, encoders, evaluation_kinds, recipes
 
 SETTINGS = ("zeroshot", "supervised")
 LEXICAL = "lexical"  # the setting name BM25 runs are filed under
-BM25 = "bm25"        # the retriever name of the lexical baseline
+BM25 = "bm25"  # the retriever name of the lexical baseline
 
 
 class ConfigError(ValueError):
@@ -43,7 +44,8 @@ def check_global_batch(training: dict, world_size: int) -> int:
         raise ConfigError(
             f"training.global_batch={training['global_batch']} but per_device_batch {training['per_device_batch']} "
             f"x gradient_accumulation {training['gradient_accumulation']} x world size {world_size} = {product}; "
-            f"make global_batch equal that product")
+            f"make global_batch equal that product"
+        )
     return product
 
 
@@ -76,32 +78,37 @@ class Study:
             self._check_table(name, table)
         for name in self.config["report"].get("main_tables", []):
             if name not in self.config.get("tables", {}):
-                raise ConfigError(f"report.main_tables: unknown table {name!r} "
-                                  f"(known: {', '.join(self.config.get('tables', {}))})")
+                raise ConfigError(
+                    f"report.main_tables: unknown table {name!r} (known: {', '.join(self.config.get('tables', {}))})"
+                )
 
     def _check_settings(self) -> None:
         for name, setting in self.settings.items():
             for backbone in setting["backbones"]:
                 if backbone not in self.backbones:
                     raise ConfigError(
-                        f"settings.{name}.backbones: unknown backbone {backbone!r} "
-                        f"(known: {', '.join(self.backbones)})")
+                        f"settings.{name}.backbones: unknown backbone {backbone!r} (known: {', '.join(self.backbones)})"
+                    )
             for collection in setting["collections"]:
                 if collection not in self.collections:
                     raise ConfigError(
                         f"settings.{name}.collections: unknown collection {collection!r} "
-                        f"(known: {', '.join(self.collections)})")
+                        f"(known: {', '.join(self.collections)})"
+                    )
 
     def _check_table(self, name: str, table: dict) -> None:
         if table["setting"] not in self.dense_settings():
             # A setting variant (``supervised.instruction-on``) is a table's setting too: the study's
             # instruction-trained table is one, with its published numbers and fidelity.
-            raise ConfigError(f"tables.{name}.setting: setting {table['setting']!r} is not configured "
-                              f"(configured: {', '.join(self.dense_settings())})")
+            raise ConfigError(
+                f"tables.{name}.setting: setting {table['setting']!r} is not configured "
+                f"(configured: {', '.join(self.dense_settings())})"
+            )
         for collection in table.get("collections", []):
             if collection not in self.collections_of(table["setting"]):
-                raise ConfigError(f"tables.{name}.collections: {collection!r} is not among "
-                                  f"settings.{table['setting']}.collections")
+                raise ConfigError(
+                    f"tables.{name}.collections: {collection!r} is not among settings.{table['setting']}.collections"
+                )
         if "columns" not in table and "measure" not in table:
             raise ConfigError(f"tables.{name}: needs either 'measure' or 'columns'")
         self._check_table_measures(name, table)
@@ -109,7 +116,8 @@ class Study:
     def _check_table_measures(self, name: str, table: dict) -> None:
         """Every measure a table reads is one its collections' metrics files hold."""
         collections = table.get("collections") or [
-            c for c in self.collections_of(table["setting"]) if self.collections[c]["table"] == name]
+            c for c in self.collections_of(table["setting"]) if self.collections[c]["table"] == name
+        ]
         kinds = {self.collection_kind(c) for c in collections} or {evaluation_kinds.RETRIEVAL}
         wanted = [("measure", table["measure"])] if "measure" in table else []
         wanted += [(f"columns[{i}].measure", c["measure"]) for i, c in enumerate(table.get("columns", []))]
@@ -129,7 +137,8 @@ class Study:
             if encoding["batch_tokens"] < length:
                 raise ConfigError(
                     f"encoding.batch_tokens: {encoding['batch_tokens']} cannot hold one longest sequence "
-                    f"({name}: {length} tokens plus the prompt template); raise it above {length}")
+                    f"({name}: {length} tokens plus the prompt template); raise it above {length}"
+                )
 
     # --- the shard plan (sizes estimated before download) ----------------------
 
@@ -143,9 +152,11 @@ class Study:
         ``Passage: `` + text + EOS within training.max_length.passage. Computed once per (collection,
         setting): the DAG build asks for it from several input functions of every encoding job."""
         spec = self.collection(collection)
-        return self._once(("corpus_size", collection, setting), (spec, self.config["encoding"]["max_text_tokens"],
-                          (self.config.get("training") or {}).get("max_length")),
-                          lambda: self._estimate_corpus_size(collection, setting))
+        return self._once(
+            ("corpus_size", collection, setting),
+            (spec, self.config["encoding"]["max_text_tokens"], (self.config.get("training") or {}).get("max_length")),
+            lambda: self._estimate_corpus_size(collection, setting),
+        )
 
     def _estimate_corpus_size(self, collection: str, setting: str) -> tuple[int, int]:
         try:
@@ -162,13 +173,18 @@ class Study:
 
     def corpus_shards(self, collection: str, setting: str = "zeroshot") -> int:
         """Number of shard jobs for one corpus: its estimated tokens / encoding.shard_tokens, at least 1."""
-        return corpus_sizes.shard_count(self.corpus_size(collection, setting)[1], self.config["encoding"]["shard_tokens"])
+        return corpus_sizes.shard_count(
+            self.corpus_size(collection, setting)[1], self.config["encoding"]["shard_tokens"]
+        )
 
     def encoding(self, setting: str, collection: str) -> dict:
         """The ``encoding`` section as a setting or axis variant uses it on a collection (axes.encoding_for),
         computed once per pair; callers must not modify it."""
-        return self._once(("encoding", setting, collection), (self.config["encoding"], self.collection(collection)),
-                          lambda: axes.encoding_for(self.config, setting, collection))
+        return self._once(
+            ("encoding", setting, collection),
+            (self.config["encoding"], self.collection(collection)),
+            lambda: axes.encoding_for(self.config, setting, collection),
+        )
 
     def _once(self, key: tuple, inputs: tuple, compute):
         """``compute()`` once per key while ``inputs`` (the config parts it reads) stay as they were: the input
@@ -181,8 +197,11 @@ class Study:
 
     def _per_setting(self, what: str, compute, setting: str):
         """``compute(config, setting)`` once per setting (its setting's section, training lengths and recipes)."""
-        inputs = (self.settings.get(axes.base_of(setting)), (self.config.get("training") or {}).get("max_length"),
-                  self.config.get("recipes"))
+        inputs = (
+            self.settings.get(axes.base_of(setting)),
+            (self.config.get("training") or {}).get("max_length"),
+            self.config.get("recipes"),
+        )
         return self._once((what, setting), inputs, lambda: compute(self.config, setting))
 
     def max_length(self, setting: str) -> dict | None:
@@ -228,8 +247,12 @@ class Study:
         """The recipes whose retrievers the supervised setting or its variants evaluate."""
         if "supervised" not in self.settings:
             return []
-        return list(dict.fromkeys([recipes.DEFAULT] + [axes.recipe_of(self.config, s) for s in self.dense_settings()
-                                                        if axes.base_of(s) == "supervised"]))
+        return list(
+            dict.fromkeys(
+                [recipes.DEFAULT]
+                + [axes.recipe_of(self.config, s) for s in self.dense_settings() if axes.base_of(s) == "supervised"]
+            )
+        )
 
     def trained_tasks(self) -> list[str]:
         return recipes.tasks_of(self.config, self.trained_recipes())

@@ -276,8 +276,10 @@ def build_tiny_model(architecture: str, build: dict, out_dir: str | Path, texts=
     """Write a random-weight model of ``architecture`` with a trained tokenizer to ``out_dir``
     (``texts``: what the tokenizer learns from; default the interpreter's Python sources)."""
     torch.manual_seed(build["seed"])
-    defaults = {"max_position_embeddings": 512 if architecture in ("bert", "sentence_transformers") else 4096,
-                "tokenizer_files": 400}  # the schema's, for builds outside the workflow (tests, benchmarks)
+    defaults = {
+        "max_position_embeddings": 512 if architecture in ("bert", "sentence_transformers") else 4096,
+        "tokenizer_files": 400,
+    }  # the schema's, for builds outside the workflow (tests, benchmarks)
     build = {**defaults, **build}
     texts = texts if texts is not None else stdlib_texts(build["tokenizer_files"])
     tokenizer = _tokenizer_for(architecture, build, texts)

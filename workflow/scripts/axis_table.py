@@ -14,6 +14,13 @@ with job_log(snakemake.log[0]) as log:
             raise ValueError(f"{path} is not among the rule's inputs")
         return load_metrics(path)
 
-    write_axis_outputs(Study(snakemake.config), snakemake.wildcards.base, snakemake.wildcards.axis, load,
-                       snakemake.output.md, snakemake.output.csv, snakemake.output.svg)
+    write_axis_outputs(
+        Study(snakemake.config),
+        snakemake.wildcards.base,
+        snakemake.wildcards.axis,
+        load,
+        snakemake.output.md,
+        snakemake.output.csv,
+        snakemake.output.svg,
+    )
     log.info("wrote %s", snakemake.output.md)

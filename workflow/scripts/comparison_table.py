@@ -14,7 +14,9 @@ with job_log(snakemake.log[0]) as log:
     # (common.smk: get_table_metrics); the table reads those files and no others.
     units = study.table_units(snakemake.params.table)
     if len(units) != len(snakemake.input):
-        raise RuntimeError(f"{len(snakemake.input)} metrics inputs for {len(units)} runs of table {snakemake.params.table}")
+        raise RuntimeError(
+            f"{len(snakemake.input)} metrics inputs for {len(units)} runs of table {snakemake.params.table}"
+        )
     metrics_of = dict(zip(units, snakemake.input)).__getitem__
     table = write_table(study, snakemake.params.table, metrics_of, out.md, out.csv, out.html, out.json)
     result = fidelity.fidelity(table, study.config["report"]["fidelity_threshold"])

@@ -14,10 +14,23 @@ with job_log(snakemake.log[0]) as log:
     write_text(out.csv, cost.write_csv(jobs, projected.rows))
     write_text(out.md, markdown)
     write_text(out.html, page("Cost", markdown_to_html(markdown)))
-    write_text(out.json, json.dumps({"measured": jobs, "by_rule": cost.summarise(jobs, "rule"),
-                                     "by_backbone": cost.summarise(jobs, "backbone"), "projected": projected.rows,
-                                     "projection_assumptions": list(projected.assumptions)},
-                                    indent=1))
-    log.info("%d benchmark files, %.4f GPU-h requested on the cluster, %.4f GPU-h used, %.4f CPU-h", len(jobs),
-             sum(j["gpu_h_requested"] for j in jobs), sum(j["gpu_h_used"] for j in jobs),
-             sum(j["cpu_h"] for j in jobs))
+    write_text(
+        out.json,
+        json.dumps(
+            {
+                "measured": jobs,
+                "by_rule": cost.summarise(jobs, "rule"),
+                "by_backbone": cost.summarise(jobs, "backbone"),
+                "projected": projected.rows,
+                "projection_assumptions": list(projected.assumptions),
+            },
+            indent=1,
+        ),
+    )
+    log.info(
+        "%d benchmark files, %.4f GPU-h requested on the cluster, %.4f GPU-h used, %.4f CPU-h",
+        len(jobs),
+        sum(j["gpu_h_requested"] for j in jobs),
+        sum(j["gpu_h_used"] for j in jobs),
+        sum(j["cpu_h"] for j in jobs),
+    )

@@ -1,5 +1,6 @@
 """One corpus shard (shards >= 1). Work only under the __main__ guard: with several GPUs the shard job
 spawns one process per GPU, and each re-imports this file (as __mp_main__) before it starts."""
+
 import json
 from pathlib import Path
 
@@ -14,13 +15,22 @@ def main(snakemake) -> None:
     torch.set_num_threads(snakemake.threads)  # torch takes every core otherwise, whatever Snakemake granted
     with job_log(snakemake.log[0]) as log:
         adapter = snakemake.input.adapter[0] if snakemake.input.adapter else None
-        spec = EncoderSpec(json.loads(Path(snakemake.input.backbone).read_text(encoding="utf-8")), snakemake.params.encoding, adapter,
-                           snakemake.params.max_length)
-        count = encode_corpus_shard(snakemake.input.corpus, int(snakemake.wildcards.shard),
-                                    snakemake.params.num_shards, snakemake.output[0], spec, snakemake.params.use_title,
-                                    chunk_rows=snakemake.params.encoding["chunk_rows"])
-        log.info("encoded %d documents (shard %s of %s)", count, snakemake.wildcards.shard,
-                 snakemake.params.num_shards)
+        spec = EncoderSpec(
+            json.loads(Path(snakemake.input.backbone).read_text(encoding="utf-8")),
+            snakemake.params.encoding,
+            adapter,
+            snakemake.params.max_length,
+        )
+        count = encode_corpus_shard(
+            snakemake.input.corpus,
+            int(snakemake.wildcards.shard),
+            snakemake.params.num_shards,
+            snakemake.output[0],
+            spec,
+            snakemake.params.use_title,
+            chunk_rows=snakemake.params.encoding["chunk_rows"],
+        )
+        log.info("encoded %d documents (shard %s of %s)", count, snakemake.wildcards.shard, snakemake.params.num_shards)
 
 
 if __name__ == "__main__":  # Snakemake runs `python <script>`; spawned workers import it as __mp_main__

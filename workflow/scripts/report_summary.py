@@ -19,6 +19,10 @@ with job_log(snakemake.log[0]) as log:
     write_text(out.fidelity, page("Reproduction fidelity", markdown_to_html(fidelity_md)))
     template = Path(inp.template).read_text(encoding="utf-8")
     write_text(out.front_page, summary.front_page(template, text, tables, summary.main_tables(snakemake.config)))
-    write_text(out.provenance, page("Provenance", markdown_to_html(
-        summary.provenance(snakemake.config, snakemake.params.pins, inp.backbones))))
+    write_text(
+        out.provenance,
+        page(
+            "Provenance", markdown_to_html(summary.provenance(snakemake.config, snakemake.params.pins, inp.backbones))
+        ),
+    )
     log.info("summary: %s", text)

@@ -5,6 +5,7 @@ BEIR layout: ``corpus.jsonl`` (``_id, title, text``), ``queries.jsonl`` (``_id, 
 is a split; its queries are the ones its qrels name (BEIR's GenericDataLoader rule).
 The corpus is streamed line by line into Parquet, so memory stays bounded.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,8 +50,11 @@ def _text(value, path: Path, lineno: int, field: str) -> str:
 
 def iter_beir_corpus(path: Path) -> Iterator[dict]:
     for lineno, rec in tqdm(iter_jsonl(path, ("_id", "text")), desc=f"corpus {path.parent.name}", unit="doc"):
-        yield {"id": str(rec["_id"]), "title": _text(rec.get("title"), path, lineno, "title"),
-               "text": _text(rec["text"], path, lineno, "text")}
+        yield {
+            "id": str(rec["_id"]),
+            "title": _text(rec.get("title"), path, lineno, "title"),
+            "text": _text(rec["text"], path, lineno, "text"),
+        }
 
 
 def read_beir_qrels(path: Path) -> list[tuple[str, str, int]]:
@@ -77,8 +81,11 @@ def read_beir_qrels(path: Path) -> list[tuple[str, str, int]]:
 
 def beir_origins(folder: Path, query_sets: list[str]) -> dict[str, str]:
     """Which source file each collection file came from (for validation errors)."""
-    return {CORPUS_FILE: str(folder / "corpus.jsonl"), QUERIES_FILE: str(folder / "queries.jsonl"),
-            QRELS_FILE: ", ".join(str(folder / "qrels" / f"{split}.tsv") for split in query_sets)}
+    return {
+        CORPUS_FILE: str(folder / "corpus.jsonl"),
+        QUERIES_FILE: str(folder / "queries.jsonl"),
+        QRELS_FILE: ", ".join(str(folder / "qrels" / f"{split}.tsv") for split in query_sets),
+    }
 
 
 def convert_beir_folder(folder: Path, query_sets: list[str], dest: Path) -> dict:
@@ -91,8 +98,10 @@ def convert_beir_folder(folder: Path, query_sets: list[str], dest: Path) -> dict
         raise DataError(folder, "no query sets requested (name the qrels splits, e.g. ['test'])")
     qrels = []
     for split in query_sets:
-        qrels += [{"query_set": split, "query_id": q, "doc_id": d, "relevance": s}
-                  for q, d, s in read_beir_qrels(folder / "qrels" / f"{split}.tsv")]
+        qrels += [
+            {"query_set": split, "query_id": q, "doc_id": d, "relevance": s}
+            for q, d, s in read_beir_qrels(folder / "qrels" / f"{split}.tsv")
+        ]
     wanted: dict[str, list[str]] = {}
     for row in qrels:
         sets = wanted.setdefault(row["query_id"], [])
@@ -117,8 +126,9 @@ def prepare_beir_local(source: dict, query_sets: list[str], out_dir: Path, work_
     folder = Path(source["path"])
     with staged_collection(out_dir) as stage:
         counts = convert_beir_folder(folder, query_sets, stage)
-        return finish_collection(stage, {"type": "beir_local", "path": str(folder), **counts}, query_sets,
-                                 beir_origins(folder, query_sets))
+        return finish_collection(
+            stage, {"type": "beir_local", "path": str(folder), **counts}, query_sets, beir_origins(folder, query_sets)
+        )
 
 
 def beir_url(source: dict) -> str:
@@ -141,8 +151,10 @@ def prepare_beir(source: dict, query_sets: list[str], out_dir: Path, work_dir: P
     name = source["name"]
     md5 = source.get("md5") or pinned_checksum("beir", name)
     if not md5:
-        raise DataError("resources/checksums/beir.tsv", f"no pinned md5 for BEIR dataset {name!r}; "
-                        "add it there or set `md5:` in the collection's source")
+        raise DataError(
+            "resources/checksums/beir.tsv",
+            f"no pinned md5 for BEIR dataset {name!r}; add it there or set `md5:` in the collection's source",
+        )
     url = beir_url(source)
     archive = Path(work_dir) / "beir" / f"{name}.zip"
     download = fetch(url, archive, md5)
@@ -156,8 +168,15 @@ def prepare_beir(source: dict, query_sets: list[str], out_dir: Path, work_dir: P
         with staged_collection(out_dir) as stage:
             root = find_beir_root(extracted, name)
             counts = convert_beir_folder(root, query_sets, stage)
-            provenance = {"type": "beir", "name": name, "url": url, "md5": download["md5"],
-                          "sha256": download["sha256"], "bytes": download["bytes"], **counts}
+            provenance = {
+                "type": "beir",
+                "name": name,
+                "url": url,
+                "md5": download["md5"],
+                "sha256": download["sha256"],
+                "bytes": download["bytes"],
+                **counts,
+            }
             inside = root.relative_to(extracted).as_posix()
             origins = {k: f"{url} > {v}" for k, v in beir_origins(Path(inside), ["|".join(query_sets)]).items()}
             return finish_collection(stage, provenance, query_sets, origins)

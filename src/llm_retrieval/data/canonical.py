@@ -8,6 +8,7 @@ A *collection* is one folder with three Parquet files and a manifest:
 - ``qrels.parquet``: ``query_set, query_id, doc_id, relevance`` (relevance int32)
 - ``manifest.json``: what was read or fetched (source, revision, checksum, counts)
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -24,7 +25,12 @@ QUERIES_SCHEMA = pa.schema([("query_set", pa.string()), ("id", pa.string()), ("t
 QRELS_SCHEMA = pa.schema(
     [("query_set", pa.string()), ("query_id", pa.string()), ("doc_id", pa.string()), ("relevance", pa.int32())]
 )
-CORPUS_FILE, QUERIES_FILE, QRELS_FILE, MANIFEST_FILE = "corpus.parquet", "queries.parquet", "qrels.parquet", "manifest.json"
+CORPUS_FILE, QUERIES_FILE, QRELS_FILE, MANIFEST_FILE = (
+    "corpus.parquet",
+    "queries.parquet",
+    "qrels.parquet",
+    "manifest.json",
+)
 
 
 class DataError(ValueError):
@@ -41,9 +47,12 @@ class CorruptOutputError(DataError):
 
     def __init__(self, path: str | Path, err: BaseException | str, kind: str = "Parquet file"):
         detail = f"{type(err).__name__}: {err}" if isinstance(err, BaseException) else err
-        super().__init__(path, f"corrupt or truncated {kind} ({detail}). It is a workflow output: rebuild only it "
-                               f"with `snakemake --force {path}` (or delete it and rerun the same command); "
-                               "the steps that read it rerun after it")
+        super().__init__(
+            path,
+            f"corrupt or truncated {kind} ({detail}). It is a workflow output: rebuild only it "
+            f"with `snakemake --force {path}` (or delete it and rerun the same command); "
+            "the steps that read it rerun after it",
+        )
 
 
 def read_parquet(path: str | Path, columns: list[str] | None = None) -> pa.Table:
@@ -67,9 +76,12 @@ def write_corpus(path: str | Path, docs: Iterable[Mapping[str, str]], batch_size
     count = 0
     with parquet_writer(path, CORPUS_SCHEMA) as writer:
         for batch in _batches(docs, batch_size):
-            writer.write_table(pa.Table.from_pylist(
-                [{"id": str(d["id"]), "title": d.get("title") or "", "text": d.get("text") or ""} for d in batch],
-                schema=CORPUS_SCHEMA))
+            writer.write_table(
+                pa.Table.from_pylist(
+                    [{"id": str(d["id"]), "title": d.get("title") or "", "text": d.get("text") or ""} for d in batch],
+                    schema=CORPUS_SCHEMA,
+                )
+            )
             count += len(batch)
     return count
 
@@ -81,8 +93,15 @@ def write_queries(path: str | Path, queries: Iterable[Mapping[str, str]]) -> int
 
 
 def write_qrels(path: str | Path, qrels: Iterable[Mapping]) -> int:
-    rows = [{"query_set": r["query_set"], "query_id": str(r["query_id"]), "doc_id": str(r["doc_id"]),
-             "relevance": int(r["relevance"])} for r in qrels]
+    rows = [
+        {
+            "query_set": r["query_set"],
+            "query_id": str(r["query_id"]),
+            "doc_id": str(r["doc_id"]),
+            "relevance": int(r["relevance"]),
+        }
+        for r in qrels
+    ]
     write_parquet(path, pa.Table.from_pylist(rows, schema=QRELS_SCHEMA))
     return len(rows)
 
@@ -147,9 +166,11 @@ def _batches(items: Iterable, size: int) -> Iterator[list]:
 
 # Training groups, in the record format of Tevatron/msmarco-passage-aug.
 PASSAGE_STRUCT = pa.struct([("docid", pa.string()), ("title", pa.string()), ("text", pa.string())])
-TRAIN_GROUPS_SCHEMA = pa.schema([
-    ("query_id", pa.string()),
-    ("query", pa.string()),
-    ("positive_passages", pa.list_(PASSAGE_STRUCT)),
-    ("negative_passages", pa.list_(PASSAGE_STRUCT)),
-])
+TRAIN_GROUPS_SCHEMA = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("query", pa.string()),
+        ("positive_passages", pa.list_(PASSAGE_STRUCT)),
+        ("negative_passages", pa.list_(PASSAGE_STRUCT)),
+    ]
+)

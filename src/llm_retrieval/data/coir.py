@@ -25,6 +25,7 @@ and ``<task>-qrels/`` dataset folders instead of the hub, through the same
 ``<work_dir>/hf_datasets``). Local versus hub is only ever this explicit switch: a folder
 in the working directory named like the hub namespace changes nothing.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -55,7 +56,6 @@ COIR_TASKS: dict[str, dict[str, str]] = {
 BATCH = 10_000
 
 
-
 def coir_tasks(source: dict) -> dict[str, str]:
     """``{id prefix: coir-eval task}`` for the source (prefix '' when ids stay as they are)."""
     name = source.get("name")
@@ -65,7 +65,9 @@ def coir_tasks(source: dict) -> dict[str, str]:
     language = source.get("language")
     if language is not None:
         if language not in tasks:
-            raise DataError("source.language", f"{name!r} has no language {language!r} (known: {', '.join(t for t in tasks if t)})")
+            raise DataError(
+                "source.language", f"{name!r} has no language {language!r} (known: {', '.join(t for t in tasks if t)})"
+            )
         return {"": tasks[language]}
     if len(tasks) == 1:
         return tasks
@@ -97,8 +99,11 @@ class HubReader:
         try:
             return datasets.load_dataset(path, revision=revision, cache_dir=self.cache_dir)
         except Exception as err:  # network, missing repo or revision: say which dataset
-            hint = (f" ({self.root!r} is a local folder: set `local_root` to read it instead of the hub)"
-                    if Path(self.root).is_absolute() and Path(self.root).is_dir() else "")
+            hint = (
+                f" ({self.root!r} is a local folder: set `local_root` to read it instead of the hub)"
+                if Path(self.root).is_absolute() and Path(self.root).is_dir()
+                else ""
+            )
             raise DataError(path, f"could not load revision {revision!r} from the hub: {err}{hint}") from err
 
     def pins(self) -> dict[str, str]:
@@ -106,8 +111,11 @@ class HubReader:
         return {repo: rev for repo, rev in self.used.items() if SHA.match(rev)}
 
     def notes(self) -> list[str]:
-        return [f"{repo} read at unpinned revision {rev!r}; pin a commit sha in the source for reproducibility"
-                for repo, rev in self.used.items() if rev != "local" and not SHA.match(rev)]
+        return [
+            f"{repo} read at unpinned revision {rev!r}; pin a commit sha in the source for reproducibility"
+            for repo, rev in self.used.items()
+            if rev != "local" and not SHA.match(rev)
+        ]
 
 
 def _split(dataset_dict, split: str, repo: str):
@@ -128,10 +136,15 @@ def prepare_coir(source: dict, query_sets: list[str], out_dir: Path, work_dir: P
             split = _split(qrels_dd, qset, qrels_repo)
             check_columns(split, ("query_id", "corpus_id", "score"), f"{qrels_repo}[{qset}]")
             where = f"{qrels_repo}[{qset}]"
-            task_qrels += [{"query_set": qset, "query_id": prefix + require_id(r["query_id"], where, i, "query_id"),
-                            "doc_id": prefix + require_id(r["corpus_id"], where, i, "corpus_id"),
-                            "relevance": int(r["score"])}
-                           for i, r in enumerate(iter_rows(split, ["query_id", "corpus_id", "score"]), 1)]
+            task_qrels += [
+                {
+                    "query_set": qset,
+                    "query_id": prefix + require_id(r["query_id"], where, i, "query_id"),
+                    "doc_id": prefix + require_id(r["corpus_id"], where, i, "corpus_id"),
+                    "relevance": int(r["score"]),
+                }
+                for i, r in enumerate(iter_rows(split, ["query_id", "corpus_id", "score"]), 1)
+            ]
         wanted: dict[str, set] = {}
         for row in task_qrels:
             wanted.setdefault(row["query_id"], set()).add(row["query_set"])
@@ -150,8 +163,11 @@ def prepare_coir(source: dict, query_sets: list[str], out_dir: Path, work_dir: P
             cols = ["_id", "title", "text"] if "title" in split.column_names else ["_id", "text"]
             rows = tqdm(iter_rows(split, cols), total=len(split), desc=f"corpus {task}", unit="doc")
             for i, row in enumerate(rows, 1):
-                yield {"id": prefix + require_id(row["_id"], f"{task}-queries-corpus[corpus]", i),
-                       "title": row.get("title") or "", "text": row["text"] or ""}
+                yield {
+                    "id": prefix + require_id(row["_id"], f"{task}-queries-corpus[corpus]", i),
+                    "title": row.get("title") or "",
+                    "text": row["text"] or "",
+                }
 
     with staged_collection(out_dir) as stage:
         n_docs = write_corpus(stage / CORPUS_FILE, docs(), batch_size=BATCH)
@@ -159,11 +175,23 @@ def prepare_coir(source: dict, query_sets: list[str], out_dir: Path, work_dir: P
         write_qrels(stage / QRELS_FILE, qrels)
         notes = hub.notes()
         if len(tasks) > 1:
-            notes.append(f"{len(tasks)} per-language coir-eval tasks merged into one collection (ids prefixed "
-                         "'<lang>/'); coir-eval scores each language separately and averages")
-        provenance = {"type": "coir", "name": source["name"], "layout": "coir-eval", "tasks": list(tasks.values()),
-                      "datasets": hub.used, "pins": hub.pins(), "documents_read": n_docs, "warnings": notes}
-        origins = {CORPUS_FILE: ", ".join(f"{hub.root}/{t}-queries-corpus[corpus]" for t in tasks.values()),
-                   QUERIES_FILE: ", ".join(f"{hub.root}/{t}-queries-corpus[queries]" for t in tasks.values()),
-                   QRELS_FILE: ", ".join(f"{hub.root}/{t}-qrels" for t in tasks.values())}
+            notes.append(
+                f"{len(tasks)} per-language coir-eval tasks merged into one collection (ids prefixed "
+                "'<lang>/'); coir-eval scores each language separately and averages"
+            )
+        provenance = {
+            "type": "coir",
+            "name": source["name"],
+            "layout": "coir-eval",
+            "tasks": list(tasks.values()),
+            "datasets": hub.used,
+            "pins": hub.pins(),
+            "documents_read": n_docs,
+            "warnings": notes,
+        }
+        origins = {
+            CORPUS_FILE: ", ".join(f"{hub.root}/{t}-queries-corpus[corpus]" for t in tasks.values()),
+            QUERIES_FILE: ", ".join(f"{hub.root}/{t}-queries-corpus[queries]" for t in tasks.values()),
+            QRELS_FILE: ", ".join(f"{hub.root}/{t}-qrels" for t in tasks.values()),
+        }
         return finish_collection(stage, provenance, query_sets, origins)

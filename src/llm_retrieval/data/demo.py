@@ -8,6 +8,7 @@
 - a small generated text-retrieval dataset, written in BEIR layout and read back
   through the same BEIR reader as the real BEIR sets.
 """
+
 from __future__ import annotations
 
 import ast
@@ -35,9 +36,17 @@ from .canonical import (
 )
 from .staging import finish_collection, staged_collection
 
-PAIRS_SCHEMA = pa.schema([("id", pa.string()), ("module", pa.string()), ("qualname", pa.string()),
-                          ("docstring", pa.string()), ("query", pa.string()), ("code", pa.string()),
-                          ("split", pa.string())])
+PAIRS_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("module", pa.string()),
+        ("qualname", pa.string()),
+        ("docstring", pa.string()),
+        ("query", pa.string()),
+        ("code", pa.string()),
+        ("split", pa.string()),
+    ]
+)
 SKIPPED_PACKAGES = {"site-packages", "test", "idlelib", "lib2to3", "tests"}  # test suites, not library code
 MIN_DOC_WORDS = 4
 DIRECTIONS = ("text-to-code", "code-to-text", "name-to-code")
@@ -75,7 +84,7 @@ def _functions(tree: ast.AST, prefix: str = "") -> Iterator[tuple[str, ast.AST]]
 def code_without_docstring(source_lines: list[str], node: ast.AST) -> str:
     doc = node.body[0]
     start = (node.decorator_list[0].lineno if node.decorator_list else node.lineno) - 1
-    kept = source_lines[start:doc.lineno - 1] + source_lines[doc.end_lineno:node.end_lineno]
+    kept = source_lines[start : doc.lineno - 1] + source_lines[doc.end_lineno : node.end_lineno]
     return textwrap.dedent("".join(kept)).strip("\n")
 
 
@@ -97,9 +106,15 @@ def stdlib_pairs(root: str | Path | None = None) -> Iterator[dict]:
             if not docstring or len(docstring.split()) < MIN_DOC_WORDS or len(node.body) < 2:
                 continue  # no docstring to query with, or no code left to find
             pair_id = f"{module}:{qualname}:{node.lineno}"
-            yield {"id": pair_id, "module": module, "qualname": qualname, "docstring": docstring,
-                   "query": first_sentence(docstring), "code": code_without_docstring(lines, node),
-                   "split": split_of(pair_id)}
+            yield {
+                "id": pair_id,
+                "module": module,
+                "qualname": qualname,
+                "docstring": docstring,
+                "query": first_sentence(docstring),
+                "code": code_without_docstring(lines, node),
+                "split": split_of(pair_id),
+            }
 
 
 def build_stdlib_pairs(out_path: str | Path) -> dict:
@@ -117,22 +132,34 @@ def prepare_stdlib_codesearch(source: dict, query_sets: list[str], out_dir: Path
         raise DataError(out_dir, f"source.direction must be one of {DIRECTIONS}, got {direction!r}")
     pairs = read_table(source["pairs"], PAIRS_SCHEMA).to_pylist()
     if source.get("limit"):  # a deterministic subset, for quick test studies
-        pairs = sorted(pairs, key=lambda p: hashlib.md5(p["id"].encode()).hexdigest())[:source["limit"]]
-    query_field, doc_field = {"text-to-code": ("query", "code"), "code-to-text": ("code", "query"),
-                              "name-to-code": ("name", "code")}[direction]
+        pairs = sorted(pairs, key=lambda p: hashlib.md5(p["id"].encode()).hexdigest())[: source["limit"]]
+    query_field, doc_field = {
+        "text-to-code": ("query", "code"),
+        "code-to-text": ("code", "query"),
+        "name-to-code": ("name", "code"),
+    }[direction]
     pairs = [{**p, "name": name_words(p["qualname"])} for p in pairs]
     chosen = [p for p in pairs if p["split"] in query_sets]
     with staged_collection(out_dir) as stage:
         write_corpus(stage / CORPUS_FILE, ({"id": f"d-{p['id']}", "title": "", "text": p[doc_field]} for p in pairs))
-        write_queries(stage / QUERIES_FILE,
-                      ({"query_set": p["split"], "id": f"q-{p['id']}", "text": p[query_field]} for p in chosen))
-        write_qrels(stage / QRELS_FILE, ({"query_set": p["split"], "query_id": f"q-{p['id']}",
-                                          "doc_id": f"d-{p['id']}", "relevance": 1} for p in chosen))
-        return finish_collection(stage, {"type": "stdlib_codesearch", "direction": direction,
-                                         "pairs_file": str(source["pairs"])}, query_sets)
+        write_queries(
+            stage / QUERIES_FILE,
+            ({"query_set": p["split"], "id": f"q-{p['id']}", "text": p[query_field]} for p in chosen),
+        )
+        write_qrels(
+            stage / QRELS_FILE,
+            (
+                {"query_set": p["split"], "query_id": f"q-{p['id']}", "doc_id": f"d-{p['id']}", "relevance": 1}
+                for p in chosen
+            ),
+        )
+        return finish_collection(
+            stage, {"type": "stdlib_codesearch", "direction": direction, "pairs_file": str(source["pairs"])}, query_sets
+        )
 
 
 # --- generated text retrieval, BEIR layout ---------------------------------------------
+
 
 def _vocabulary(rng: random.Random, size: int) -> list[str]:
     syllables = ["ka", "lo", "mi", "ra", "te", "su", "no", "ve", "di", "pa", "zo", "fi", "gu", "he", "ju", "bre"]
@@ -142,14 +169,15 @@ def _vocabulary(rng: random.Random, size: int) -> list[str]:
     return sorted(words)
 
 
-def build_synthetic_beir(out_dir: str | Path, num_topics: int = 60, docs_per_topic: int = 20,
-                         queries_per_topic: int = 3, seed: int = 13) -> dict:
+def build_synthetic_beir(
+    out_dir: str | Path, num_topics: int = 60, docs_per_topic: int = 20, queries_per_topic: int = 3, seed: int = 13
+) -> dict:
     """A topical corpus: each topic has its own words; a query takes words of one document
     in its topic, which is graded 2, the topic's other documents that share a query word 1.
     A few documents reuse a query's id, to exercise BEIR's self-hit rule."""
     rng = random.Random(seed)
     vocab = _vocabulary(rng, num_topics * 12 + 200)
-    common, topic_words = vocab[:200], [vocab[200 + 12 * t: 212 + 12 * t] for t in range(num_topics)]
+    common, topic_words = vocab[:200], [vocab[200 + 12 * t : 212 + 12 * t] for t in range(num_topics)]
     corpus, queries, qrels = [], [], []
     for topic in range(num_topics):
         docs = []
@@ -178,5 +206,6 @@ def build_synthetic_beir(out_dir: str | Path, num_topics: int = 60, docs_per_top
             (tmp / name).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
         (tmp / "qrels").mkdir()
         (tmp / "qrels" / "test.tsv").write_text(
-            "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in qrels), encoding="utf-8")
+            "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in qrels), encoding="utf-8"
+        )
     return {"documents": len(corpus), "queries": len(queries), "qrels": len(qrels)}

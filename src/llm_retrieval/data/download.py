@@ -8,6 +8,7 @@
   links, and unpacks into a temporary folder renamed into place only when complete.
 - :func:`pinned_checksum` reads the md5 tables in ``resources/checksums/``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -78,15 +79,23 @@ def fetch(url: str, dest: str | Path, md5: str | None = None, *, progress: bool 
     actual = file_digest(part, "md5")
     if md5 and actual != md5.lower():
         part.unlink(missing_ok=True)
-        raise DataError(url, f"md5 mismatch: expected {md5}, got {actual} (download deleted; "
-                             "a changed upstream file needs a new pinned checksum)")
+        raise DataError(
+            url,
+            f"md5 mismatch: expected {md5}, got {actual} (download deleted; "
+            "a changed upstream file needs a new pinned checksum)",
+        )
     os.replace(part, dest)
     return _provenance(url, dest)
 
 
 def _provenance(url: str, path: Path) -> dict:
-    return {"url": url, "file": path.name, "bytes": path.stat().st_size,
-            "md5": file_digest(path, "md5"), "sha256": file_digest(path, "sha256")}
+    return {
+        "url": url,
+        "file": path.name,
+        "bytes": path.stat().st_size,
+        "md5": file_digest(path, "md5"),
+        "sha256": file_digest(path, "sha256"),
+    }
 
 
 def _download(url: str, part: Path, progress: bool) -> None:
@@ -106,16 +115,20 @@ def _download(url: str, part: Path, progress: bool) -> None:
             have = 0  # server ignored the Range header: start over
         length = response.headers.get("Content-Length")
         expected = have + int(length) if length is not None else None
-        with open(part, "ab" if resumed else "wb") as out, tqdm(
-                total=expected, initial=have, unit="B", unit_scale=True, desc=part.name[:-5],
-                disable=not progress) as bar:
+        with (
+            open(part, "ab" if resumed else "wb") as out,
+            tqdm(
+                total=expected, initial=have, unit="B", unit_scale=True, desc=part.name[:-5], disable=not progress
+            ) as bar,
+        ):
             try:
                 for chunk in iter(lambda: response.read(CHUNK), b""):
                     out.write(chunk)
                     bar.update(len(chunk))
             except (OSError, ValueError) as err:  # connection dropped; keep the part to resume
-                raise DataError(url, f"download interrupted after {out.tell()} bytes: {_cause(err)} "
-                                     "(rerun to resume)") from err
+                raise DataError(
+                    url, f"download interrupted after {out.tell()} bytes: {_cause(err)} (rerun to resume)"
+                ) from err
     got = part.stat().st_size
     if expected is not None and got != expected:
         # Keep the part: a rerun resumes from here.
@@ -218,8 +231,11 @@ class JsonFiles:
         return {url: rev for url, rev in self.used.items() if SHA.match(rev)}
 
     def notes(self) -> list[str]:
-        return [f"{url} read at unpinned revision {rev!r}; pin a commit sha in the source for reproducibility"
-                for url, rev in self.used.items() if rev != "local" and not SHA.match(rev)]
+        return [
+            f"{url} read at unpinned revision {rev!r}; pin a commit sha in the source for reproducibility"
+            for url, rev in self.used.items()
+            if rev != "local" and not SHA.match(rev)
+        ]
 
 
 def check_columns(ds, needed, where: str) -> None:

@@ -12,6 +12,7 @@ Source keys: ``name`` (the config, default ``narrativeqa``), ``revision``, ``hub
 offline tests), ``cache_dir``. NarrativeQA's documents are whole books and scripts
 (~50K words on average): the ``passage_tokens`` axis decides how much of each is read.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,8 +42,10 @@ def _load(source: dict, work_dir: Path) -> tuple[dict, str, str]:
         if missing:
             raise DataError(folder, f"missing {', '.join(missing)} (layout: <local_root>/{name}/<split>.jsonl)")
         # One load per split: the json builder would force the first file's columns on the others.
-        data = {s: datasets.load_dataset("json", data_files=str(f), split="train", cache_dir=cache_dir)
-                for s, f in files.items()}
+        data = {
+            s: datasets.load_dataset("json", data_files=str(f), split="train", cache_dir=cache_dir)
+            for s, f in files.items()
+        }
         return data, str(folder), "local"
     hub_id, revision = source.get("hub_id", HUB_ID), source.get("revision", "main")
     try:
@@ -60,20 +63,39 @@ def prepare_longembed(source: dict, query_sets: list[str], out_dir: Path, work_d
         if split not in data:
             raise DataError(where, f"no split {split!r} (has {', '.join(data)})")
         check_columns(data[split], columns, f"{where}[{split}]")
-    qrels = [{"query_set": QUERY_SET, "query_id": require_id(r["qid"], f"{where}[qrels]", i, "qid"),
-              "doc_id": require_id(r["doc_id"], f"{where}[qrels]", i, "doc_id"), "relevance": 1}
-             for i, r in enumerate(iter_rows(data["qrels"], ["qid", "doc_id"]), 1)]
-    queries = [{"query_set": QUERY_SET, "id": require_id(r["qid"], f"{where}[queries]", i, "qid"), "text": r["text"] or ""}
-               for i, r in enumerate(iter_rows(data["queries"], ["qid", "text"]), 1)]
-    docs = ({"id": require_id(r["doc_id"], f"{where}[corpus]", i, "doc_id"), "title": "", "text": r["text"] or ""}
-            for i, r in enumerate(iter_rows(data["corpus"], ["doc_id", "text"], batch_size=256), 1))
+    qrels = [
+        {
+            "query_set": QUERY_SET,
+            "query_id": require_id(r["qid"], f"{where}[qrels]", i, "qid"),
+            "doc_id": require_id(r["doc_id"], f"{where}[qrels]", i, "doc_id"),
+            "relevance": 1,
+        }
+        for i, r in enumerate(iter_rows(data["qrels"], ["qid", "doc_id"]), 1)
+    ]
+    queries = [
+        {"query_set": QUERY_SET, "id": require_id(r["qid"], f"{where}[queries]", i, "qid"), "text": r["text"] or ""}
+        for i, r in enumerate(iter_rows(data["queries"], ["qid", "text"]), 1)
+    ]
+    docs = (
+        {"id": require_id(r["doc_id"], f"{where}[corpus]", i, "doc_id"), "title": "", "text": r["text"] or ""}
+        for i, r in enumerate(iter_rows(data["corpus"], ["doc_id", "text"], batch_size=256), 1)
+    )
     with staged_collection(out_dir) as stage:
         n_docs = write_corpus(stage / CORPUS_FILE, docs, batch_size=256)
         write_queries(stage / QUERIES_FILE, queries)
         write_qrels(stage / QRELS_FILE, qrels)
-        notes = [] if revision == "local" or SHA.match(revision) else [
-            f"{where} read at unpinned revision {revision!r}; pin a commit sha in the source for reproducibility"]
-        provenance = {"type": "longembed", "name": source.get("name", "narrativeqa"), "dataset": where,
-                      "revision": revision, "documents_read": n_docs, "warnings": notes}
+        notes = (
+            []
+            if revision == "local" or SHA.match(revision)
+            else [f"{where} read at unpinned revision {revision!r}; pin a commit sha in the source for reproducibility"]
+        )
+        provenance = {
+            "type": "longembed",
+            "name": source.get("name", "narrativeqa"),
+            "dataset": where,
+            "revision": revision,
+            "documents_read": n_docs,
+            "warnings": notes,
+        }
         origins = {CORPUS_FILE: f"{where}[corpus]", QUERIES_FILE: f"{where}[queries]", QRELS_FILE: f"{where}[qrels]"}
         return finish_collection(stage, provenance, query_sets, origins)

@@ -18,6 +18,7 @@ Source keys (all optional): ``corpus_repo``, ``queries_repo``, ``revision`` or
 ``dl_qrels: {dl19: url-or-path, dl20: ...}``, ``dl_qrels_md5: {dl19: md5, ...}``,
 ``data_root``, ``cache_dir``.
 """
+
 from __future__ import annotations
 
 import re
@@ -93,8 +94,15 @@ def prepare_msmarco(source: dict, query_sets: list[str], out_dir: Path, work_dir
             for i, row in enumerate(iter_rows(ds, ["query_id", "query", "positive_passages"]), 1):
                 qid = require_id(row["query_id"], where, i, "query_id")
                 queries.append({"query_set": qset, "id": qid, "text": row["query"]})
-                qrels += [{"query_set": qset, "query_id": qid, "doc_id": require_id(p["docid"], where, i, "docid"),
-                           "relevance": 1} for p in row["positive_passages"] or []]
+                qrels += [
+                    {
+                        "query_set": qset,
+                        "query_id": qid,
+                        "doc_id": require_id(p["docid"], where, i, "docid"),
+                        "relevance": 1,
+                    }
+                    for p in row["positive_passages"] or []
+                ]
             continue
         check_columns(ds, ("query_id", "query"), where)
         path, qrels_provenance[qset] = fetch_dl_qrels(source, qset, work_dir, notes)
@@ -112,18 +120,34 @@ def prepare_msmarco(source: dict, query_sets: list[str], out_dir: Path, work_dir
         where = f"{corpus_repo}/{files['corpus']}"
         rows = tqdm(iter_rows(corpus, cols), total=len(corpus), desc="corpus msmarco", unit="doc")
         for i, row in enumerate(rows, 1):
-            yield {"id": require_id(row["docid"], where, i, "docid"), "title": row.get("title") or "",
-                   "text": row["text"] or ""}
+            yield {
+                "id": require_id(row["docid"], where, i, "docid"),
+                "title": row.get("title") or "",
+                "text": row["text"] or "",
+            }
 
     with staged_collection(out_dir) as stage:
         n_docs = write_corpus(stage / CORPUS_FILE, docs(), batch_size=BATCH)
         write_queries(stage / QUERIES_FILE, queries)
         write_qrels(stage / QRELS_FILE, qrels)
-        provenance = {"type": "msmarco", "datasets": reader.used, "pins": reader.pins(), "dl_qrels": qrels_provenance,
-                      "documents_read": n_docs, "warnings": notes + reader.notes()}
-        origins = {CORPUS_FILE: reader.location("corpus", corpus_repo, files["corpus"]),
-                   QUERIES_FILE: ", ".join(reader.location("queries", queries_repo, files[q]) for q in query_sets),
-                   QRELS_FILE: ", ".join(str(qrels_provenance.get(q, {}).get("url") or qrels_provenance.get(q, {})
-                                             .get("path") or reader.location("queries", queries_repo, files[q]))
-                                         for q in query_sets)}
+        provenance = {
+            "type": "msmarco",
+            "datasets": reader.used,
+            "pins": reader.pins(),
+            "dl_qrels": qrels_provenance,
+            "documents_read": n_docs,
+            "warnings": notes + reader.notes(),
+        }
+        origins = {
+            CORPUS_FILE: reader.location("corpus", corpus_repo, files["corpus"]),
+            QUERIES_FILE: ", ".join(reader.location("queries", queries_repo, files[q]) for q in query_sets),
+            QRELS_FILE: ", ".join(
+                str(
+                    qrels_provenance.get(q, {}).get("url")
+                    or qrels_provenance.get(q, {}).get("path")
+                    or reader.location("queries", queries_repo, files[q])
+                )
+                for q in query_sets
+            ),
+        }
         return finish_collection(stage, provenance, query_sets, origins)

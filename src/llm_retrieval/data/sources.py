@@ -9,6 +9,7 @@ A new source: write its module with a ``prepare_*`` function, add a row to
 PREPARERS and its type to the schema's ``source.type`` enum (a test checks the two
 agree). The source modules never import this one.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

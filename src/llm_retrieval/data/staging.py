@@ -4,6 +4,7 @@ Every preparer (sources.PREPARERS) writes corpus/queries/qrels into
 :func:`staged_collection`'s folder and ends with :func:`finish_collection`, which
 validates them (validate.py) and writes ``manifest.json``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,8 +21,9 @@ from .validate import COLLECTION_FILES, validate_collection
 _STAGED: dict[Path, Path] = {}  # staging folder -> the output folder it becomes
 
 
-def finish_collection(out_dir: str | Path, provenance: dict, query_sets: list[str] | None = None,
-                      origins: dict[str, str] | None = None) -> dict:
+def finish_collection(
+    out_dir: str | Path, provenance: dict, query_sets: list[str] | None = None, origins: dict[str, str] | None = None
+) -> dict:
     """Validate the collection written in ``out_dir`` and write ``manifest.json`` atomically.
 
     Every preparer ends with this. The manifest holds the provenance (source, URL or
@@ -38,12 +40,16 @@ def finish_collection(out_dir: str | Path, provenance: dict, query_sets: list[st
     except DataError as err:
         name = Path(err.path).name
         origin = (origins or {}).get(name) or str(_STAGED.get(out_dir, out_dir) / name)
-        raise DataError(origin, f"{err.problem} (found when validating the converted {name}; fix the source "
-                                "and rerun)") from err
+        raise DataError(
+            origin, f"{err.problem} (found when validating the converted {name}; fix the source and rerun)"
+        ) from err
     provenance = dict(provenance)
     notes = provenance.pop("warnings", [])
-    manifest = {"provenance": provenance, "counts": report["counts"],
-                "validation": {"warnings": report["warnings"], "notes": list(notes)}}
+    manifest = {
+        "provenance": provenance,
+        "counts": report["counts"],
+        "validation": {"warnings": report["warnings"], "notes": list(notes)},
+    }
     write_json(out_dir / MANIFEST_FILE, manifest)
     return manifest
 

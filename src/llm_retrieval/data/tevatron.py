@@ -13,6 +13,7 @@ Policy: a group without a positive passage cannot train InfoNCE: dropped and
 counted; a group without negatives is kept (in-batch negatives still apply) and
 counted; a record missing a field is an error naming the file and the row.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,7 +36,13 @@ def _passages(items, where: str, row: int, field: str) -> list[dict]:
     for p in items or []:
         if not isinstance(p, dict) or p.get("docid") is None:
             raise DataError(where, f"row {row}: {field} entry without a docid: {str(p)[:80]!r}")
-        out.append({"docid": require_id(p["docid"], where, row, f"{field}.docid"), "title": p.get("title") or "", "text": p.get("text") or ""})
+        out.append(
+            {
+                "docid": require_id(p["docid"], where, row, f"{field}.docid"),
+                "title": p.get("title") or "",
+                "text": p.get("text") or "",
+            }
+        )
     return out
 
 
@@ -52,8 +59,12 @@ def prepare_training_groups(source: dict, out_path: Path, work_dir: Path) -> dic
             where = f"{dataset}/{file}"
             check_columns(ds, FIELDS, where)
             row = 0
-            for batch in tqdm(ds.select_columns(list(FIELDS)).iter(batch_size=BATCH),
-                              total=-(-len(ds) // BATCH), desc=f"groups {file}", unit="batch"):
+            for batch in tqdm(
+                ds.select_columns(list(FIELDS)).iter(batch_size=BATCH),
+                total=-(-len(ds) // BATCH),
+                desc=f"groups {file}",
+                unit="batch",
+            ):
                 groups = []
                 for qid, query, pos, neg in zip(*(batch[f] for f in FIELDS)):
                     row += 1
@@ -67,10 +78,16 @@ def prepare_training_groups(source: dict, out_path: Path, work_dir: Path) -> dic
                     counts["no_negatives"] += not negatives
                     counts["positives"] += len(positives)
                     counts["negatives"] += len(negatives)
-                    groups.append({"query_id": str(qid), "query": query,
-                                   "positive_passages": positives, "negative_passages": negatives})
+                    groups.append(
+                        {
+                            "query_id": str(qid),
+                            "query": query,
+                            "positive_passages": positives,
+                            "negative_passages": negatives,
+                        }
+                    )
                 if limit is not None:
-                    groups = groups[:max(0, limit - counts["groups"])]
+                    groups = groups[: max(0, limit - counts["groups"])]
                 if groups:
                     writer.write_table(pa.Table.from_pylist(groups, schema=TRAIN_GROUPS_SCHEMA))
                 counts["groups"] += len(groups)
@@ -78,5 +95,12 @@ def prepare_training_groups(source: dict, out_path: Path, work_dir: Path) -> dic
                     break
         if counts["groups"] == 0:  # raised inside the writer: no file appears
             raise DataError(dataset, "no training group with a positive passage")
-    return {"type": "tevatron", "dataset": dataset, "files": files, "datasets": reader.used, "pins": reader.pins(),
-            "counts": counts, "warnings": reader.notes()}
+    return {
+        "type": "tevatron",
+        "dataset": dataset,
+        "files": files,
+        "datasets": reader.used,
+        "pins": reader.pins(),
+        "counts": counts,
+        "warnings": reader.notes(),
+    }

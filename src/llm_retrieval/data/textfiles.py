@@ -5,6 +5,7 @@ byte that is not UTF-8; :func:`iter_lines` decodes each line itself and turns th
 a :class:`DataError` saying where the bad byte is and what to do. ``.gz`` files are
 read through gzip, so the same holds for ``.jsonl.gz``.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -34,12 +35,17 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as err:
-                    raise DataError(path, f"line {lineno}: byte {raw[err.start:err.start + 1]!r} at column "
-                                          f"{err.start + 1} is not valid UTF-8; re-encode the file as UTF-8 "
-                                          "(or fetch it again if it came from a download)") from err
+                    raise DataError(
+                        path,
+                        f"line {lineno}: byte {raw[err.start : err.start + 1]!r} at column "
+                        f"{err.start + 1} is not valid UTF-8; re-encode the file as UTF-8 "
+                        "(or fetch it again if it came from a download)",
+                    ) from err
                 yield lineno, line.rstrip("\r\n")
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
-        raise DataError(path, f"line {lineno + 1}: corrupt or truncated gzip data ({err}); fetch the file again") from err
+        raise DataError(
+            path, f"line {lineno + 1}: corrupt or truncated gzip data ({err}); fetch the file again"
+        ) from err
 
 
 def iter_json_records(path: str | Path) -> Iterator[tuple[int, dict]]:
@@ -72,6 +78,9 @@ def first_bad_json_line(path: str | Path) -> DataError | None:
 def require_id(value, where: str | Path, row: int, field: str = "_id", unit: str = "row") -> str:
     """``str(value)`` for a record id; a named error for ``null`` / empty ids (``str(None)`` is ``"None"``)."""
     if value is None or value == "" or not isinstance(value, (str, int)):
-        raise DataError(where, f"{unit} {row}: {field!r} is {json.dumps(value, default=repr)}; every record needs a "
-                               "non-empty string or integer id (fix or drop the record)")
+        raise DataError(
+            where,
+            f"{unit} {row}: {field!r} is {json.dumps(value, default=repr)}; every record needs a "
+            "non-empty string or integer id (fix or drop the record)",
+        )
     return str(value)

@@ -21,6 +21,7 @@ corpus first, then queries, then qrels). Errors name the file and the first few
 offending ids. Only id columns are held in memory (a 9M-passage corpus's ids take ~100 MB as Arrow strings); texts are scanned
 batch by batch.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -93,8 +94,9 @@ class Collection:
         self.qrels_changed = False
 
     def warn(self, check: str, count: int, examples, file: str) -> None:
-        self.warnings.append({"check": check, "file": file, "count": int(count),
-                              "examples": [str(e) for e in list(examples)[:EXAMPLES]]})
+        self.warnings.append(
+            {"check": check, "file": file, "count": int(count), "examples": [str(e) for e in list(examples)[:EXAMPLES]]}
+        )
 
     @cached_property
     def doc_ids(self) -> pa.Array:
@@ -122,6 +124,7 @@ class Collection:
 
 # --- the checks, in the order they run ------------------------------------------------
 
+
 def unique_document_ids(c: Collection) -> None:
     dups = _duplicates(c.doc_ids)
     if dups:
@@ -139,7 +142,7 @@ def empty_document_text(c: Collection) -> None:
         if n:
             count += n
             if len(examples) < EXAMPLES:
-                examples += pc.filter(batch.column("id"), empty).to_pylist()[:EXAMPLES - len(examples)]
+                examples += pc.filter(batch.column("id"), empty).to_pylist()[: EXAMPLES - len(examples)]
         del batch, empty
     if count:
         c.warn("empty_document_text", count, examples, CORPUS_FILE)
@@ -173,14 +176,21 @@ def qrels_known_documents(c: Collection) -> None:
     """Qrels rows naming an unknown document are counted and kept."""
     unknown = pc.invert(pc.is_in(c.qrels.column("doc_id"), value_set=c.doc_ids))
     if pc.sum(unknown).as_py():
-        c.warn("qrels_unknown_document", pc.sum(unknown).as_py(),
-               pc.unique(pc.filter(c.qrels.column("doc_id"), unknown)).to_pylist(), QRELS_FILE)
+        c.warn(
+            "qrels_unknown_document",
+            pc.sum(unknown).as_py(),
+            pc.unique(pc.filter(c.qrels.column("doc_id"), unknown)).to_pylist(),
+            QRELS_FILE,
+        )
 
 
 def qrels_unique_rows(c: Collection) -> None:
     """Duplicate (query_set, query_id, doc_id) rows: the highest label is kept."""
-    deduped = c.qrels.group_by(["query_set", "query_id", "doc_id"], use_threads=False).aggregate(
-        [("relevance", "max")]).rename_columns(["query_set", "query_id", "doc_id", "relevance"])
+    deduped = (
+        c.qrels.group_by(["query_set", "query_id", "doc_id"], use_threads=False)
+        .aggregate([("relevance", "max")])
+        .rename_columns(["query_set", "query_id", "doc_id", "relevance"])
+    )
     if deduped.num_rows != c.qrels.num_rows:
         c.warn("qrels_duplicate_row_max_kept", c.qrels.num_rows - deduped.num_rows, [], QRELS_FILE)
         c.set_qrels(deduped.select(QRELS_SCHEMA.names).cast(QRELS_SCHEMA))
@@ -189,8 +199,12 @@ def qrels_unique_rows(c: Collection) -> None:
 def queries_have_qrels(c: Collection) -> None:
     unjudged = pc.invert(pc.is_in(c.query_keys, value_set=pc.unique(c.qrels_keys())))
     if pc.sum(unjudged).as_py():
-        c.warn("query_without_qrels", pc.sum(unjudged).as_py(),
-               pc.filter(c.queries.column("id"), unjudged).to_pylist(), QUERIES_FILE)
+        c.warn(
+            "query_without_qrels",
+            pc.sum(unjudged).as_py(),
+            pc.filter(c.queries.column("id"), unjudged).to_pylist(),
+            QUERIES_FILE,
+        )
 
 
 def query_sets_not_empty(c: Collection) -> None:
@@ -200,13 +214,19 @@ def query_sets_not_empty(c: Collection) -> None:
         if not query_counts.get(name):
             raise DataError(c.queries_path, f"query set {name!r} has no queries")
         if not qrels_counts.get(name):
-            raise DataError(c.qrels_path,
-                            f"query set {name!r} has no qrels (none left after dropping unknown queries)")
+            raise DataError(c.qrels_path, f"query set {name!r} has no qrels (none left after dropping unknown queries)")
 
 
 CHECKS: tuple[Callable[[Collection], None], ...] = (
-    unique_document_ids, empty_document_text, unique_query_ids, empty_query_text,
-    qrels_known_queries, qrels_known_documents, qrels_unique_rows, queries_have_qrels, query_sets_not_empty,
+    unique_document_ids,
+    empty_document_text,
+    unique_query_ids,
+    empty_query_text,
+    qrels_known_queries,
+    qrels_known_documents,
+    qrels_unique_rows,
+    queries_have_qrels,
+    query_sets_not_empty,
 )
 
 
@@ -221,7 +241,10 @@ def validate_collection(folder: str | Path, query_sets: list[str] | None = None)
     if collection.qrels_changed:
         write_parquet(collection.qrels_path, collection.qrels)
     return {
-        "counts": {"documents": len(collection.doc_ids), "queries": _counts(collection.queries.column("query_set")),
-                   "qrels": _counts(collection.qrels.column("query_set"))},
+        "counts": {
+            "documents": len(collection.doc_ids),
+            "queries": _counts(collection.queries.column("query_set")),
+            "qrels": _counts(collection.qrels.column("query_set")),
+        },
         "warnings": collection.warnings,
     }

@@ -81,8 +81,9 @@ def plan_needs(config: dict) -> dict[str, dict]:
         gpu_bytes = slurm_settings(config)["gpu_memory_mb"] * 2**20
         # The stage the ranks will choose (auto: 2 where its estimate fits this GPU size, else 3).
         stage = zero_stage_for(cfg, known[b], cfg["world_size"], gpu_bytes) or 3
-        _, estimate = use_checkpointing(cfg["gradient_checkpointing"], known[b], cfg, cfg["world_size"], stage,
-                                        gpu_bytes)
+        _, estimate = use_checkpointing(
+            cfg["gradient_checkpointing"], known[b], cfg, cfg["world_size"], stage, gpu_bytes
+        )
         needs["train_lora"] = {
             "bytes": estimate.total,
             "what": f"{b}, ZeRO-{stage}, world {cfg['world_size']}, "

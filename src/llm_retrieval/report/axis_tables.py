@@ -32,8 +32,10 @@ def axis_scope(config: dict, base: str, axis: str) -> tuple[list[str], list[str]
     """(backbones, collections) an axis runs on: its setting's, narrowed by the axis's own scope (a recipe's
     retriever may train fewer backbones: its points are skipped there)."""
     spec, narrowed = config["settings"][base], axis_spec(config["settings"][base]["axes"][axis])
-    return ([b for b in spec["backbones"] if not narrowed["backbones"] or b in narrowed["backbones"]],
-            [c for c in spec["collections"] if not narrowed["collections"] or c in narrowed["collections"]])
+    return (
+        [b for b in spec["backbones"] if not narrowed["backbones"] or b in narrowed["backbones"]],
+        [c for c in spec["collections"] if not narrowed["collections"] or c in narrowed["collections"]],
+    )
 
 
 def _point_rows(study, axis, recipe, points, load, backbone, collection, query_set) -> list[dict]:

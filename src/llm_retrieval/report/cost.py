@@ -11,6 +11,7 @@ Projection for the paper study: :mod:`llm_retrieval.cost_estimate`, the one esti
 too (from the plan, with its assumptions). Every projected row is labelled "estimate": no GPU
 measurement exists for it.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,10 +24,20 @@ from .render import markdown_table
 
 # The kind of job each rule asks for where it is not the rule's own name (workflow/rules/*.smk);
 # rules named after their kind (resolve_backbone, training_groups, train_lora, encode_*) need no entry.
-KIND_OF_RULE = {"prepare_collection": "data", "build_stdlib_codesearch": "data", "build_synthetic_text": "data",
-                "bm25_index": "bm25", "bm25_search": "bm25", "dense_search": "search", "evaluate_run": "evaluate",
-                "comparison_table": "report", "report_figures": "report", "cost_table": "report",
-                "report_summary": "report", "axis_table": "report"}
+KIND_OF_RULE = {
+    "prepare_collection": "data",
+    "build_stdlib_codesearch": "data",
+    "build_synthetic_text": "data",
+    "bm25_index": "bm25",
+    "bm25_search": "bm25",
+    "dense_search": "search",
+    "evaluate_run": "evaluate",
+    "comparison_table": "report",
+    "report_figures": "report",
+    "cost_table": "report",
+    "report_summary": "report",
+    "axis_table": "report",
+}
 
 
 # The report's last two jobs read every other job's benchmark, so neither is done when the cost is
@@ -72,9 +83,13 @@ def read_benchmark(path: Path) -> dict:
         values = [float(r[key]) for r in rows if r.get(key) not in (None, "", "NA", "-")]
         return sum(values) / len(values) if values else 0.0
 
-    return {"s": mean("s"), "max_rss": max((float(r["max_rss"]) for r in rows
-                                            if r.get("max_rss") not in (None, "", "NA", "-")), default=0.0),
-            "cpu_time": mean("cpu_time")}
+    return {
+        "s": mean("s"),
+        "max_rss": max(
+            (float(r["max_rss"]) for r in rows if r.get("max_rss") not in (None, "", "NA", "-")), default=0.0
+        ),
+        "cpu_time": mean("cpu_time"),
+    }
 
 
 def measured(config: dict, benchmarks: str | Path, logs: str | Path | None = None) -> list[dict]:
@@ -91,16 +106,29 @@ def measured(config: dict, benchmarks: str | Path, logs: str | Path | None = Non
         if rule in NOT_MEASURED:
             continue
         parts = [p.removesuffix(".tsv") for p in rel.parts[1:]]
-        backbone = next((p for p in parts if p in names), "bm25" if "bm25" in parts or rule.startswith("bm25")
-                        else "shared")
+        backbone = next(
+            (p for p in parts if p in names), "bm25" if "bm25" in parts or rule.startswith("bm25") else "shared"
+        )
         bench = read_benchmark(path)
         gpus, cpus = held(config, rule)
         seen = joblog.gpus_seen((logs / rel).with_suffix(".log"))
-        jobs.append({"rule": rule, "job": str(rel), "backbone": backbone, "recipe": recipe_of_job(config, rule, parts),
-                     "wall_s": bench["s"],
-                     "max_rss_mb": bench["max_rss"], "cpu_time_s": bench["cpu_time"], "gpus": gpus, "cpus": cpus,
-                     "gpus_seen": seen, "gpu_h_requested": bench["s"] * gpus / 3600,
-                     "gpu_h_used": bench["s"] * gpus / 3600 if seen else 0.0, "cpu_h": bench["s"] * cpus / 3600})
+        jobs.append(
+            {
+                "rule": rule,
+                "job": str(rel),
+                "backbone": backbone,
+                "recipe": recipe_of_job(config, rule, parts),
+                "wall_s": bench["s"],
+                "max_rss_mb": bench["max_rss"],
+                "cpu_time_s": bench["cpu_time"],
+                "gpus": gpus,
+                "cpus": cpus,
+                "gpus_seen": seen,
+                "gpu_h_requested": bench["s"] * gpus / 3600,
+                "gpu_h_used": bench["s"] * gpus / 3600 if seen else 0.0,
+                "cpu_h": bench["s"] * cpus / 3600,
+            }
+        )
     return jobs
 
 
@@ -149,16 +177,30 @@ def to_markdown(jobs: list[dict], projected: cost_estimate.Projection | None = N
     lines = ["## Cost", "", MEASURED_NOTE, ""]
     for key, title in (("rule", "stage"), ("backbone", "backbone")):
         header = [title, "jobs", "wall s", "max RSS MB", "GPU-h requested on the cluster", "GPU-h used", "CPU-h"]
-        rows = [[row[key], row["jobs"], f"{row['wall_s']:.1f}", f"{row['max_rss_mb']:.0f}",
-                 _h(row["gpu_h_requested"]), _used(row["gpu_h_used"]), _h(row["cpu_h"])]
-                for row in summarise(jobs, key)]
+        rows = [
+            [
+                row[key],
+                row["jobs"],
+                f"{row['wall_s']:.1f}",
+                f"{row['max_rss_mb']:.0f}",
+                _h(row["gpu_h_requested"]),
+                _used(row["gpu_h_used"]),
+                _h(row["cpu_h"]),
+            ]
+            for row in summarise(jobs, key)
+        ]
         lines += [markdown_table(header, rows), ""]
     lines += _per_recipe(jobs)
     total = {k: sum(j[k] for j in jobs) for k in ("wall_s", "gpu_h_requested", "gpu_h_used", "cpu_h")}
-    lines += [(f"Total: {len(jobs)} jobs ({STEPS_NOT_MEASURED} fewer than Snakemake's steps: "
-               f"{', '.join(NOT_MEASURED)}, all), {total['wall_s']:.1f} s of job wall time, "
-               f"{_h(total['gpu_h_requested'])} GPU-h requested on the cluster, {_used(total['gpu_h_used'])} GPU-h "
-               f"used, {_h(total['cpu_h'])} CPU-h."), ""]
+    lines += [
+        (
+            f"Total: {len(jobs)} jobs ({STEPS_NOT_MEASURED} fewer than Snakemake's steps: "
+            f"{', '.join(NOT_MEASURED)}, all), {total['wall_s']:.1f} s of job wall time, "
+            f"{_h(total['gpu_h_requested'])} GPU-h requested on the cluster, {_used(total['gpu_h_used'])} GPU-h "
+            f"used, {_h(total['cpu_h'])} CPU-h."
+        ),
+        "",
+    ]
     if projected:  # None (or no rows): a page of measurements only
         lines += [cost_estimate.to_markdown(projected)]
     return "\n".join(lines)
@@ -177,19 +219,34 @@ def _per_recipe(jobs: list[dict]) -> list[str]:
     rows = []
     for row in summarise(jobs, "recipe"):
         trained = sum(1 for j in jobs if j["recipe"] == row["recipe"] and j["rule"] == "train_lora")
-        rows.append([row["recipe"], row["jobs"], trained, f"{row['wall_s']:.1f}",
-                     _h(row["gpu_h_requested"]), _used(row["gpu_h_used"]), _h(row["cpu_h"])])
+        rows.append(
+            [
+                row["recipe"],
+                row["jobs"],
+                trained,
+                f"{row['wall_s']:.1f}",
+                _h(row["gpu_h_requested"]),
+                _used(row["gpu_h_used"]),
+                _h(row["cpu_h"]),
+            ]
+        )
     return lines + [markdown_table(header, rows), ""]
 
 
 def write_csv(jobs: list[dict], projected: list[dict]) -> str:
-    out = [("kind,rule_or_stage,job,backbone,wall_s,max_rss_mb,gpus,cpus,gpus_seen,gpu_h_requested,gpu_h_used,"
-            "gpu_h_estimated,cpu_h,label")]
+    out = [
+        (
+            "kind,rule_or_stage,job,backbone,wall_s,max_rss_mb,gpus,cpus,gpus_seen,gpu_h_requested,gpu_h_used,"
+            "gpu_h_estimated,cpu_h,label"
+        )
+    ]
     for j in jobs:
         seen = "" if j["gpus_seen"] is None else j["gpus_seen"]
-        out.append(f"measured,{j['rule']},{j['job']},{j['backbone']},{j['wall_s']:.3f},{j['max_rss_mb']:.1f},"
-                   f"{j['gpus']},{j['cpus']},{seen},{j['gpu_h_requested']:.6f},{j['gpu_h_used']:.6f},,"
-                   f"{j['cpu_h']:.6f},measured")
+        out.append(
+            f"measured,{j['rule']},{j['job']},{j['backbone']},{j['wall_s']:.3f},{j['max_rss_mb']:.1f},"
+            f"{j['gpus']},{j['cpus']},{seen},{j['gpu_h_requested']:.6f},{j['gpu_h_used']:.6f},,"
+            f"{j['cpu_h']:.6f},measured"
+        )
     for r in projected:
         out.append(f"projected,{r['stage']} ({r['setting']}),,{r['backbone']},,,,,,,,{r['gpu_h']:.3f},,estimate")
     return "\n".join(out) + "\n"

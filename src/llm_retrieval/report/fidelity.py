@@ -5,6 +5,7 @@ the cells differing by more than the threshold, and how well the retrievers' ran
 Kendall's tau per dataset (ranking the retrievers within it) and overall (over all compared
 cells pooled, the scatter of ours vs published).
 """
+
 from __future__ import annotations
 
 import math
@@ -28,8 +29,10 @@ def fidelity(table: Table, threshold: float = 0.02) -> dict:
     per_dataset = {}
     for item in table.items:
         cells = [c for c in compared if c.item == item]
-        per_dataset[item] = {"retrievers": len(cells), "kendall_tau": _tau([c.ours for c in cells],
-                                                                         [c.paper for c in cells])}
+        per_dataset[item] = {
+            "retrievers": len(cells),
+            "kendall_tau": _tau([c.ours for c in cells], [c.paper for c in cells]),
+        }
     pearson = None
     if len(compared) >= 2 and len({c.ours for c in compared}) > 1 and len({c.paper for c in compared}) > 1:
         from scipy import stats
@@ -42,10 +45,11 @@ def fidelity(table: Table, threshold: float = 0.02) -> dict:
         "mean_abs_diff": sum(diffs) / len(diffs) if diffs else None,
         "max_abs_diff": max(diffs) if diffs else None,
         "threshold": threshold,
-        "cells_over_threshold": [{"retriever": c.retriever, "item": c.item, "ours": c.ours, "published": c.paper,
-                                  "diff": c.ours - c.paper}
-                                 for c in sorted(compared, key=lambda c: -abs(c.ours - c.paper))
-                                 if abs(c.ours - c.paper) > threshold],
+        "cells_over_threshold": [
+            {"retriever": c.retriever, "item": c.item, "ours": c.ours, "published": c.paper, "diff": c.ours - c.paper}
+            for c in sorted(compared, key=lambda c: -abs(c.ours - c.paper))
+            if abs(c.ours - c.paper) > threshold
+        ],
         "kendall_tau_per_dataset": per_dataset,
         "kendall_tau_overall": _tau([c.ours for c in compared], [c.paper for c in compared]),
         "pearson_r_overall": pearson,
@@ -61,23 +65,50 @@ def _num(value, digits=4) -> str:
 def to_markdown(result: dict) -> str:
     lines = [f"## Reproduction fidelity: {result['title']}", ""]
     if not result["compared_cells"]:
-        lines.append(f"Published numbers: {result['published']}." if result.get("published") else
-                     "No cell of this table has a published counterpart (the study's datasets or columns are "
-                     "not the paper's).")
+        lines.append(
+            f"Published numbers: {result['published']}."
+            if result.get("published")
+            else "No cell of this table has a published counterpart (the study's datasets or columns are "
+            "not the paper's)."
+        )
     else:
-        overall = [result["compared_cells"], _num(result["mean_abs_diff"]), _num(result["max_abs_diff"]),
-                   f"{len(result['cells_over_threshold'])} (> {result['threshold']})",
-                   _num(result["kendall_tau_overall"], 3), _num(result["pearson_r_overall"], 3)]
-        per_dataset = [[item, v["retrievers"], _num(v["kendall_tau"], 3)]
-                       for item, v in result["kendall_tau_per_dataset"].items()]
-        lines += [markdown_table(["compared cells", "mean abs diff", "max abs diff", "cells over threshold",
-                                  "Kendall tau (overall)", "Pearson r"], [overall]),
-                  "", markdown_table(["dataset", "retrievers compared", "Kendall tau"], per_dataset)]
+        overall = [
+            result["compared_cells"],
+            _num(result["mean_abs_diff"]),
+            _num(result["max_abs_diff"]),
+            f"{len(result['cells_over_threshold'])} (> {result['threshold']})",
+            _num(result["kendall_tau_overall"], 3),
+            _num(result["pearson_r_overall"], 3),
+        ]
+        per_dataset = [
+            [item, v["retrievers"], _num(v["kendall_tau"], 3)] for item, v in result["kendall_tau_per_dataset"].items()
+        ]
+        lines += [
+            markdown_table(
+                [
+                    "compared cells",
+                    "mean abs diff",
+                    "max abs diff",
+                    "cells over threshold",
+                    "Kendall tau (overall)",
+                    "Pearson r",
+                ],
+                [overall],
+            ),
+            "",
+            markdown_table(["dataset", "retrievers compared", "Kendall tau"], per_dataset),
+        ]
         if result["cells_over_threshold"]:
-            over = [[c["retriever"], c["item"], f"{c['ours']:.4f}", f"{c['published']:.4f}", f"{c['diff']:+.4f}"]
-                    for c in result["cells_over_threshold"]]
-            lines += ["", f"Cells differing by more than {result['threshold']}:", "",
-                      markdown_table(["retriever", "dataset", "ours", "published", "diff"], over)]
+            over = [
+                [c["retriever"], c["item"], f"{c['ours']:.4f}", f"{c['published']:.4f}", f"{c['diff']:+.4f}"]
+                for c in result["cells_over_threshold"]
+            ]
+            lines += [
+                "",
+                f"Cells differing by more than {result['threshold']}:",
+                "",
+                markdown_table(["retriever", "dataset", "ours", "published", "diff"], over),
+            ]
         if result.get("published"):
             lines += ["", f"Published numbers: {result['published']}."]
     if result["not_compared"]:

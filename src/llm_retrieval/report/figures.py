@@ -7,6 +7,7 @@
 
 Each is written as SVG and PNG (matplotlib, Agg backend, no display needed).
 """
+
 from __future__ import annotations
 
 import io
@@ -33,16 +34,25 @@ def _save(fig, stem: Path) -> None:
     for fmt in FORMATS:
         with atomic_path(stem.with_suffix(f".{fmt}")) as tmp:
             buffer = io.BytesIO()
-            fig.savefig(buffer, format=fmt, dpi=110, bbox_inches="tight",
-                        metadata={"Date": None} if fmt == "svg" else None)
+            fig.savefig(
+                buffer, format=fmt, dpi=110, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else None
+            )
             Path(tmp).write_bytes(buffer.getvalue())
     plt.close(fig)
 
 
 def _matrix(table: Table, attr: str) -> np.ndarray:
     """Rows: retrievers; columns: datasets (or the column table's columns)."""
-    return np.array([[getattr(table.cells[(r, i)], attr) if getattr(table.cells[(r, i)], attr) is not None
-                      else np.nan for i in table.items] for r in table.retrievers], dtype=float)
+    return np.array(
+        [
+            [
+                getattr(table.cells[(r, i)], attr) if getattr(table.cells[(r, i)], attr) is not None else np.nan
+                for i in table.items
+            ]
+            for r in table.retrievers
+        ],
+        dtype=float,
+    )
 
 
 LABELLED_CELLS = 16 * 24  # past this many cells a panel shows colours only (labels would not fit at 8 pt)
@@ -67,13 +77,20 @@ def heatmap_figure(table: Table):
     span = _span(np.concatenate([ours.ravel(), paper.ravel()]))
     panels = [("ours", ours, "viridis", span)]
     if published:
-        panels += [("published", paper, "viridis", span), ("ours − published", ours - paper, "RdBu",
-                                                           _span(ours - paper, symmetric=True))]
+        panels += [
+            ("published", paper, "viridis", span),
+            ("ours − published", ours - paper, "RdBu", _span(ours - paper, symmetric=True)),
+        ]
     rows, cols = ours.shape
     labelled = rows * cols <= LABELLED_CELLS
     cell = 0.62 if labelled else min(0.3, 24 / cols)  # inches per column: room for "0.123" at 8 pt
-    fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * (cell * cols + 1.6) + 1.2, 0.36 * rows + 2.2),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(len(panels) * (cell * cols + 1.6) + 1.2, 0.36 * rows + 2.2),
+        squeeze=False,
+        layout="constrained",
+    )
     for ax, (title, values, cmap, (low, high)) in zip(axes[0], panels):
         image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, aspect="auto", vmin=low, vmax=high)
         ax.set_title(title)
@@ -82,8 +99,11 @@ def heatmap_figure(table: Table):
         if labelled:
             _label_cells(ax, values, image)
         fig.colorbar(image, ax=ax, shrink=0.8)
-    fig.suptitle(f"{table.title}: ours, published, difference ('–': no published value)" if published
-                 else f"{table.title} (no published counterpart)")
+    fig.suptitle(
+        f"{table.title}: ours, published, difference ('–': no published value)"
+        if published
+        else f"{table.title} (no published counterpart)"
+    )
     return fig
 
 
@@ -94,8 +114,15 @@ def _label_cells(ax, values: np.ndarray, image) -> None:
             continue
         red, green, blue, _ = image.cmap(image.norm(value))
         dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
-        ax.text(x, y, f"{value:.3f}" if abs(value) < 1 else f"{value:.2f}", ha="center", va="center",
-                fontsize=LABEL_SIZE, color="white" if dark else "black")
+        ax.text(
+            x,
+            y,
+            f"{value:.3f}" if abs(value) < 1 else f"{value:.2f}",
+            ha="center",
+            va="center",
+            fontsize=LABEL_SIZE,
+            color="white" if dark else "black",
+        )
 
 
 def heatmap(table: Table, stem: Path) -> None:
@@ -118,8 +145,11 @@ def scatter(table: Table, stem: Path) -> None:
         return "n/a" if value is None else f"{value:.3f}"
 
     if compared:
-        ax.set_title(f"{table.title}\nPearson r = {fmt(result['pearson_r_overall'])}, "
-                     f"Kendall τ = {fmt(result['kendall_tau_overall'])} ({len(compared)} cells)", fontsize=8)
+        ax.set_title(
+            f"{table.title}\nPearson r = {fmt(result['pearson_r_overall'])}, "
+            f"Kendall τ = {fmt(result['kendall_tau_overall'])} ({len(compared)} cells)",
+            fontsize=8,
+        )
         ax.legend(fontsize=6, loc="upper left")
     else:
         ax.set_title(f"{table.title}\nno cell has a published counterpart", fontsize=8)
@@ -140,8 +170,7 @@ def averages(table: Table, stem: Path) -> None:
         means = np.array([c.ours for c in cells])
         low = np.array([c.ci[0] if c.ci else c.ours for c in cells])
         high = np.array([c.ci[1] if c.ci else c.ours for c in cells])
-        ax.bar(x + k * width - 0.4 + width / 2, means, width, yerr=[means - low, high - means], capsize=3,
-               label=name)
+        ax.bar(x + k * width - 0.4 + width / 2, means, width, yerr=[means - low, high - means], capsize=3, label=name)
     ax.set_xticks(x, table.retrievers, rotation=30, ha="right")
     ax.set_ylabel(display_name(table.measure) if table.measure else "value")
     ax.set_title(f"{table.title}: averages with bootstrap 95% CIs", fontsize=8)
@@ -155,8 +184,7 @@ def win_tie_loss(table: Table, stem: Path) -> None:
     n = len(table.items)
     cols = min(n, 4)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 0.3 * len(others) * rows + 1.4 * rows),
-                             squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 0.3 * len(others) * rows + 1.4 * rows), squeeze=False)
     for ax in axes.flat[n:]:
         ax.axis("off")
     for ax, item in zip(axes.flat, table.items):

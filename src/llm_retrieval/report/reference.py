@@ -6,6 +6,7 @@ retriever (key column ``backbone``) and one column per (query set, measure) labe
 other cell must be a number or empty. Rows and columns the study does not use are not
 errors: the report lists them as 'not compared'.
 """
+
 from __future__ import annotations
 
 import csv
@@ -43,16 +44,20 @@ def read_reference(path: str | Path | None, key: str) -> Reference:
         return Reference(None, key)
     path = Path(path)
     if not path.exists():
-        raise ReferenceTableError(f"{path}: reference table not found; fix tables.<name>.reference in the config "
-                                  "or remove the key to build the table without published numbers")
+        raise ReferenceTableError(
+            f"{path}: reference table not found; fix tables.<name>.reference in the config "
+            "or remove the key to build the table without published numbers"
+        )
     with open(path, encoding="utf-8", newline="") as stream:
         rows = list(csv.reader(stream))
     if not rows or not any(cell.strip() for cell in rows[0]):
         raise ReferenceTableError(f"{path}: empty file, expected a header row with a {key!r} column")
     header = [cell.strip() for cell in rows[0]]
     if key not in header:
-        raise ReferenceTableError(f"{path}, line 1: missing column {key!r} (header: {', '.join(header)}); "
-                                  f"the first column must name the {key} of each row")
+        raise ReferenceTableError(
+            f"{path}, line 1: missing column {key!r} (header: {', '.join(header)}); "
+            f"the first column must name the {key} of each row"
+        )
     reference = Reference(str(path), key)
     for line, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
@@ -72,8 +77,10 @@ def read_reference(path: str | Path | None, key: str) -> Reference:
             except ValueError:
                 value = math.nan
             if not math.isfinite(value):
-                raise ReferenceTableError(f"{path}, line {line}, column {column!r}: {cell!r} is not a number; "
-                                          "published values must be numbers (leave the cell empty if unknown)")
+                raise ReferenceTableError(
+                    f"{path}, line {line}, column {column!r}: {cell!r} is not a number; "
+                    "published values must be numbers (leave the cell empty if unknown)"
+                )
             values[column] = value
         reference.values[record[key]] = values
     return reference

@@ -5,6 +5,7 @@ Every test pairs per-query values: the two runs must have scored exactly the sam
 difference in the query sets is an error (:class:`QuerySetMismatch`), never silently reduced
 to the overlap.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -19,8 +20,9 @@ class QuerySetMismatch(ValueError):
     """Two runs compared query by query did not score the same queries."""
 
 
-def paired_values(candidate: Mapping[str, float], anchor: Mapping[str, float],
-                  what: str = "") -> tuple[np.ndarray, np.ndarray]:
+def paired_values(
+    candidate: Mapping[str, float], anchor: Mapping[str, float], what: str = ""
+) -> tuple[np.ndarray, np.ndarray]:
     """The two runs' per-query values in one query order; different query sets raise."""
     if set(candidate) != set(anchor):
         only_c = sorted(set(candidate) - set(anchor))
@@ -28,10 +30,10 @@ def paired_values(candidate: Mapping[str, float], anchor: Mapping[str, float],
         raise QuerySetMismatch(
             f"{what or 'paired comparison'}: the runs scored different queries "
             f"({len(only_c)} only in the candidate, e.g. {only_c[:3]}; {len(only_a)} only in the anchor, "
-            f"e.g. {only_a[:3]}); rerun the evaluation of both runs against the same qrels")
+            f"e.g. {only_a[:3]}); rerun the evaluation of both runs against the same qrels"
+        )
     queries = sorted(candidate)
-    return (np.array([candidate[q] for q in queries], dtype=float),
-            np.array([anchor[q] for q in queries], dtype=float))
+    return (np.array([candidate[q] for q in queries], dtype=float), np.array([anchor[q] for q in queries], dtype=float))
 
 
 def paired_ttest(a: np.ndarray, b: np.ndarray) -> float:
@@ -82,8 +84,9 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def bootstrap_mean_ci(groups: Sequence[Sequence[Sequence[float]]], resamples: int = 1000, seed: int = 0,
-                      level: float = 0.95) -> tuple[float, float]:
+def bootstrap_mean_ci(
+    groups: Sequence[Sequence[Sequence[float]]], resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile CI of a mean of means, resampling queries within each dataset.
 
     ``groups`` is one entry per table row (dataset); each entry holds one or more per-query
@@ -99,7 +102,7 @@ def bootstrap_mean_ci(groups: Sequence[Sequence[Sequence[float]]], resamples: in
             means = np.empty(resamples)
             for start in range(0, resamples, _CHUNK):
                 n = min(_CHUNK, resamples - start)
-                means[start:start + n] = values[rng.integers(0, len(values), size=(n, len(values)))].mean(axis=1)
+                means[start : start + n] = values[rng.integers(0, len(values), size=(n, len(values)))].mean(axis=1)
             row_sum += means
         total += row_sum / len(row)
     total /= len(groups)

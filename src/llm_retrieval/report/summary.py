@@ -4,6 +4,7 @@ The paragraph says, per table, which retriever wins where and by how much, how m
 significantly from Base, and how close the numbers came to the published ones; a study whose
 backbones are built random-weight models (the offline demo) carries a caveat saying so.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,9 +16,11 @@ from .cost import NOT_MEASURED
 from .render import markdown_table
 from .tables import DROP_MARK, UP_MARK, Table, to_rst
 
-CAVEAT = ("**Demo caveat:** the backbones here are tiny models with random weights, so the dense numbers are "
-          "near chance and say nothing about how specialization changes retrieval; the demo exercises the "
-          "machinery (tables, tests, figures, cost), the published study answers the question.")
+CAVEAT = (
+    "**Demo caveat:** the backbones here are tiny models with random weights, so the dense numbers are "
+    "near chance and say nothing about how specialization changes retrieval; the demo exercises the "
+    "machinery (tables, tests, figures, cost), the published study answers the question."
+)
 
 
 def _best(values: dict[str, float]) -> tuple[str, float, str | None, float | None]:
@@ -36,9 +39,11 @@ def significance_sentence(table: Table) -> str:
     for cell in table.cells.values():
         if cell.mark in counts:
             counts[cell.mark][cell.retriever] = counts[cell.mark].get(cell.retriever, 0) + 1
-    clauses = [(retriever, direction, n)
-               for mark, direction in ((UP_MARK, "above"), (DROP_MARK, "below"))
-               for retriever, n in sorted(counts[mark].items(), key=lambda kv: (-kv[1], kv[0]))]
+    clauses = [
+        (retriever, direction, n)
+        for mark, direction in ((UP_MARK, "above"), (DROP_MARK, "below"))
+        for retriever, n in sorted(counts[mark].items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
     if not clauses:
         return f"no retriever is significantly above or below {table.anchor} in any {unit}"
     first, *rest = clauses
@@ -53,14 +58,20 @@ def table_sentence(table: Table) -> str:
         averages = {r: c.ours for r, c in table.averages.items()}
         best, value, second, value2 = _best(averages)
         leads = sum(max(table.retrievers, key=lambda r: table.cells[(r, item)].ours) == best for item in table.items)
-        text = (f"On *{table.title}*, {best} has the highest average {display_name(table.measure)} ({value:.3f}"
-                + (f", {value - value2:+.3f} over {second}" if second else "") + ")"
-                + f" and leads on {leads} of {len(table.items)} dataset{'s' * (len(table.items) != 1)}")
+        text = (
+            f"On *{table.title}*, {best} has the highest average {display_name(table.measure)} ({value:.3f}"
+            + (f", {value - value2:+.3f} over {second}" if second else "")
+            + ")"
+            + f" and leads on {leads} of {len(table.items)} dataset{'s' * (len(table.items) != 1)}"
+        )
     else:
         column = table.items[0]
         best, value, second, value2 = _best({r: table.cells[(r, column)].ours for r in table.retrievers})
-        text = (f"In *{table.title}*, {best} leads on {table.item_name(column)} ({value:.3f}"
-                + (f", {value - value2:+.3f} over {second}" if second else "") + ")")
+        text = (
+            f"In *{table.title}*, {best} leads on {table.item_name(column)} ({value:.3f}"
+            + (f", {value - value2:+.3f} over {second}" if second else "")
+            + ")"
+        )
         if table.anchor and table.anchor not in (best, second):
             text += f", {value - table.cells[(table.anchor, column)].ours:+.3f} over {table.anchor}"
     if table.anchor:
@@ -75,14 +86,18 @@ def _capital(text: str) -> str:
 def fidelity_sentence(results: list[dict]) -> str:
     compared = [r for r in results if r["compared_cells"]]
     if not compared:
-        return ("No dataset or column of this study is in the published tables, so no cell is compared with the "
-                "paper (the paper's names are listed as 'not compared').")
+        return (
+            "No dataset or column of this study is in the published tables, so no cell is compared with the "
+            "paper (the paper's names are listed as 'not compared')."
+        )
     parts = []
     for r in compared:
         tau = r["kendall_tau_overall"]
-        parts.append(f"*{r['title']}*: mean absolute difference {r['mean_abs_diff']:.3f}, max {r['max_abs_diff']:.3f}, "
-                     f"{len(r['cells_over_threshold'])} of {r['compared_cells']} cells off by more than "
-                     f"{r['threshold']}" + (f", Kendall τ {tau:.2f}" if tau is not None else ""))
+        parts.append(
+            f"*{r['title']}*: mean absolute difference {r['mean_abs_diff']:.3f}, max {r['max_abs_diff']:.3f}, "
+            f"{len(r['cells_over_threshold'])} of {r['compared_cells']} cells off by more than "
+            f"{r['threshold']}" + (f", Kendall τ {tau:.2f}" if tau is not None else "")
+        )
     return "Against the published numbers: " + "; ".join(parts) + "."
 
 
@@ -92,9 +107,11 @@ def cost_sentence(costs: dict) -> str:
     projected = sum(r["gpu_h"] for r in costs["projected"])
     used = sum(j["gpu_h_used"] for j in measured)
     gpu = f"{used:.3f} GPU-h on the GPUs the jobs saw" if used else "no GPU used"
-    return (f"This run: {len(measured)} jobs (every step but {', '.join(NOT_MEASURED)} and the target rule all), "
-            f"{sum(j['wall_s'] for j in measured) / 60:.1f} min of job time, {sum(j['cpu_h'] for j in measured):.3f} "
-            f"CPU-h, {gpu}; the paper study would take about {projected:,.0f} GPU-h (estimate, no GPU measurement).")
+    return (
+        f"This run: {len(measured)} jobs (every step but {', '.join(NOT_MEASURED)} and the target rule all), "
+        f"{sum(j['wall_s'] for j in measured) / 60:.1f} min of job time, {sum(j['cpu_h'] for j in measured):.3f} "
+        f"CPU-h, {gpu}; the paper study would take about {projected:,.0f} GPU-h (estimate, no GPU measurement)."
+    )
 
 
 def opening(tables: list[Table], fidelities: list[dict], cost_line: str | None = None) -> str:
@@ -121,8 +138,10 @@ def front_page(template: str, text: str, tables: list[Table], main: list[str]) -
     text = text.replace("@", "\\@")  # RST would make nDCG@10 a mailto: link
     if shown:
         names = ", ".join(f"*{t.title}*" for t in shown)
-        text += (f"\n\nThe main result{'s' * (len(shown) != 1)} ({names}); every table, figure and page is in "
-                 "the menu.\n\n" + "\n".join(to_rst(t) for t in shown))
+        text += (
+            f"\n\nThe main result{'s' * (len(shown) != 1)} ({names}); every table, figure and page is in "
+            "the menu.\n\n" + "\n".join(to_rst(t) for t in shown)
+        )
     return template.replace(FRONT_PAGE_MARKER, text)
 
 
@@ -146,6 +165,13 @@ def provenance(config: dict, pin_files: list[str | Path], backbone_records: list
         path = Path(path)
         if path.exists():
             lines += ["", f"## {path.name}", "", "```", path.read_text().rstrip(), "```"]
-    lines += ["", "## Config used (defaults filled in)", "", "```",
-              yaml.safe_dump(config, sort_keys=False, allow_unicode=True).rstrip(), "```", ""]
+    lines += [
+        "",
+        "## Config used (defaults filled in)",
+        "",
+        "```",
+        yaml.safe_dump(config, sort_keys=False, allow_unicode=True).rstrip(),
+        "```",
+        "",
+    ]
     return "\n".join(lines)

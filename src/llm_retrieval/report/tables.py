@@ -12,6 +12,7 @@ per-query values (paired t-test, or a paired randomisation test with ``report.si
 the p-values of a table are Holm-corrected together, and a cell significantly above the anchor
 is marked ▲, below ▼ (adjusted p < ``report.alpha``).
 """
+
 from __future__ import annotations
 
 import csv
@@ -88,9 +89,16 @@ class Table:
     @classmethod
     def from_json(cls, data: dict) -> Table:
         data = dict(data)
-        cells = [Cell(**{**c, "ci": tuple(c["ci"]) if c["ci"] else None,
-                         "win_tie_loss": tuple(c["win_tie_loss"]) if c["win_tie_loss"] else None})
-                 for c in data.pop("cells")]
+        cells = [
+            Cell(
+                **{
+                    **c,
+                    "ci": tuple(c["ci"]) if c["ci"] else None,
+                    "win_tie_loss": tuple(c["win_tie_loss"]) if c["win_tie_loss"] else None,
+                }
+            )
+            for c in data.pop("cells")
+        ]
         averages = [Cell(**{**c, "ci": tuple(c["ci"]) if c["ci"] else None}) for c in data.pop("averages")]
         table = cls(**data)
         table.cells = {(c.retriever, c.item): c for c in cells}
@@ -109,7 +117,8 @@ def load_metrics(path: str | Path) -> dict:
 def _retrievers(study: Study, setting: str) -> list[tuple[str, str, str]]:
     """(retriever, setting it is filed under, column label), BM25 first."""
     return [(BM25, LEXICAL, study.config["bm25"]["label"])] + [
-        (b, setting, study.backbone(b)["label"]) for b in study.backbones_of(setting)]
+        (b, setting, study.backbone(b)["label"]) for b in study.backbones_of(setting)
+    ]
 
 
 def random_weights(study: Study, setting: str) -> bool:
@@ -121,8 +130,10 @@ def build(study: Study, name: str, metrics_path) -> Table:
     """Table ``name`` with significance, CIs and published values; ``metrics_path(unit)`` locates metrics."""
     spec = study.config["tables"][name]
     if not study.table_collections(name):
-        raise ValueError(f"tables.{name}: no collection of this study feeds it (setting {spec['setting']!r}); "
-                         "the workflow plans only tables with a dataset — add one to the setting or drop the table")
+        raise ValueError(
+            f"tables.{name}: no collection of this study feeds it (setting {spec['setting']!r}); "
+            "the workflow plans only tables with a dataset — add one to the setting or drop the table"
+        )
     options = study.config["report"]
     retrievers = _retrievers(study, spec["setting"])
     sts_table = all(study.collection_kind(c) == STS for c in study.table_collections(name))
@@ -131,10 +142,20 @@ def build(study: Study, name: str, metrics_path) -> Table:
     labels = [label for _, _, label in retrievers]
     anchor = labels[0 if sts_table else 1] if len(labels) > (0 if sts_table else 1) else None
     layout = "column" if "columns" in spec else "measure"
-    table = Table(name=name, title=spec["title"], layout=layout, measure=spec.get("measure"), retrievers=labels,
-                  items=[], anchor=anchor, test=options["significance_test"], alpha=options["alpha"],
-                  reference=spec.get("reference"), random_weights=random_weights(study, spec["setting"]),
-                  published=spec.get("published"))
+    table = Table(
+        name=name,
+        title=spec["title"],
+        layout=layout,
+        measure=spec.get("measure"),
+        retrievers=labels,
+        items=[],
+        anchor=anchor,
+        test=options["significance_test"],
+        alpha=options["alpha"],
+        reference=spec.get("reference"),
+        random_weights=random_weights(study, spec["setting"]),
+        published=spec.get("published"),
+    )
     if sts_table:
         return _build_sts(study, name, table, retrievers, metrics_path)
     fill = _fill_column_table if layout == "column" else _fill_measure_table
@@ -159,11 +180,14 @@ def _fill_column_table(study: Study, spec: dict, table: Table, retrievers, metri
         table.columns[column["label"]] = [column["query_set"], column["measure"]]
         for retriever, setting, label in retrievers:
             metrics = load_metrics(metrics_path(EvalUnit(setting, retriever, collections[0], column["query_set"])))
-            per_query[(label, column["label"])] = [
-                {q: v[column["measure"]] for q, v in metrics["per_query"].items()}]
+            per_query[(label, column["label"])] = [{q: v[column["measure"]] for q, v in metrics["per_query"].items()}]
             table.cells[(label, column["label"])] = Cell(
-                label, column["label"], metrics["aggregate"][column["measure"]],
-                reference.get(label, column["label"]), queries=len(metrics["per_query"]))
+                label,
+                column["label"],
+                metrics["aggregate"][column["measure"]],
+                reference.get(label, column["label"]),
+                queries=len(metrics["per_query"]),
+            )
     table.not_compared = _not_compared(reference, set(table.retrievers), set(table.items))
     return per_query
 
@@ -182,21 +206,30 @@ def _fill_measure_table(study: Study, spec: dict, table: Table, retrievers, metr
         if spec.get("grouped"):
             table.groups[row_label] = study.collection(collections[0]).get("group", "")
         for retriever, setting, label in retrievers:
-            loaded = [load_metrics(metrics_path(EvalUnit(setting, retriever, c, study.eval_query_sets(c)[0])))
-                      for c in collections]
-            per_query[(label, row_label)] = [
-                {q: v[spec["measure"]] for q, v in m["per_query"].items()} for m in loaded]
+            loaded = [
+                load_metrics(metrics_path(EvalUnit(setting, retriever, c, study.eval_query_sets(c)[0])))
+                for c in collections
+            ]
+            per_query[(label, row_label)] = [{q: v[spec["measure"]] for q, v in m["per_query"].items()} for m in loaded]
             ours = sum(m["aggregate"][spec["measure"]] for m in loaded) / len(loaded)
-            table.cells[(label, row_label)] = Cell(label, row_label, ours, reference.get(row_label, label),
-                                                   queries=sum(len(m["per_query"]) for m in loaded))
+            table.cells[(label, row_label)] = Cell(
+                label,
+                row_label,
+                ours,
+                reference.get(row_label, label),
+                queries=sum(len(m["per_query"]) for m in loaded),
+            )
     # The published Avg is comparable only when the table holds exactly the published datasets.
     same_rows = set(rows) == set(reference.values) - {AVG}
     for i, label in enumerate(table.retrievers):
         groups = [[list(d.values()) for d in per_query[(label, item)]] for item in table.items]
         table.averages[label] = Cell(
-            label, AVG, sum(table.cells[(label, item)].ours for item in table.items) / len(table.items),
+            label,
+            AVG,
+            sum(table.cells[(label, item)].ours for item in table.items) / len(table.items),
             reference.get(AVG, label) if same_rows else None,
-            ci=sig.bootstrap_mean_ci(groups, options["bootstrap"], options["seed"] + i))
+            ci=sig.bootstrap_mean_ci(groups, options["bootstrap"], options["seed"] + i),
+        )
     table.not_compared = _not_compared(reference, set(table.items) | {AVG}, set(table.retrievers))
     return per_query
 
@@ -216,27 +249,38 @@ def _build_sts(study: Study, name: str, table: Table, retrievers, metrics_path) 
     for n, (row_label, collections) in enumerate(rows.items()):
         table.items.append(row_label)
         for retriever, setting, label in retrievers:
-            loaded = [load_metrics(metrics_path(EvalUnit(setting, retriever, c, study.eval_query_sets(c)[0])))
-                      for c in collections]
+            loaded = [
+                load_metrics(metrics_path(EvalUnit(setting, retriever, c, study.eval_query_sets(c)[0])))
+                for c in collections
+            ]
             pairs[(label, row_label)] = [sts.per_pair_arrays(m)[1:] for m in loaded]
             table.cells[(label, row_label)] = Cell(
-                label, row_label, sum(m["aggregate"][spec["measure"]] for m in loaded) / len(loaded),
-                reference.get(row_label, label), queries=sum(m["num_pairs"] for m in loaded),
-                ci=sts.bootstrap_ci(pairs[(label, row_label)], options["bootstrap"], options["seed"] + n,
-                                    statistic=statistic))
+                label,
+                row_label,
+                sum(m["aggregate"][spec["measure"]] for m in loaded) / len(loaded),
+                reference.get(row_label, label),
+                queries=sum(m["num_pairs"] for m in loaded),
+                ci=sts.bootstrap_ci(
+                    pairs[(label, row_label)], options["bootstrap"], options["seed"] + n, statistic=statistic
+                ),
+            )
     same_rows = set(rows) == set(reference.values) - {AVG}
     for i, label in enumerate(table.retrievers):
         every = [s for item in table.items for s in pairs[(label, item)]]
-        table.averages[label] = Cell(label, AVG, sum(table.cells[(label, r)].ours for r in table.items) / len(rows),
-                                     reference.get(AVG, label) if same_rows else None,
-                                     ci=sts.bootstrap_ci(every, options["bootstrap"], options["seed"] + i,
-                                                         statistic=statistic))
+        table.averages[label] = Cell(
+            label,
+            AVG,
+            sum(table.cells[(label, r)].ours for r in table.items) / len(rows),
+            reference.get(AVG, label) if same_rows else None,
+            ci=sts.bootstrap_ci(every, options["bootstrap"], options["seed"] + i, statistic=statistic),
+        )
     table.not_compared = _not_compared(reference, set(table.items) | {AVG}, set(table.retrievers))
     tested = []
     for n, ((label, item), cell) in enumerate(table.cells.items()):
         if table.anchor is not None and label != table.anchor:
-            cell.p = sts.paired_bootstrap_pvalue(pairs[(label, item)], pairs[(table.anchor, item)],
-                                                 options["bootstrap"], options["seed"] + n, statistic)
+            cell.p = sts.paired_bootstrap_pvalue(
+                pairs[(label, item)], pairs[(table.anchor, item)], options["bootstrap"], options["seed"] + n, statistic
+            )
             tested.append(cell)
     _holm_marks(table, tested)
     return table
@@ -245,8 +289,9 @@ def _build_sts(study: Study, name: str, table: Table, retrievers, metrics_path) 
 def _not_compared(reference: Reference, rows: set[str], columns: set[str]) -> list[str]:
     if reference.path is None:
         return []
-    return ([f"{reference.key} {r}" for r in reference.values if r not in rows]
-            + [f"column {c}" for c in reference.columns if c not in columns])
+    return [f"{reference.key} {r}" for r in reference.values if r not in rows] + [
+        f"column {c}" for c in reference.columns if c not in columns
+    ]
 
 
 def _flat(values: list[dict[str, float]]) -> dict[str, float]:
@@ -260,13 +305,13 @@ def _test_against_anchor(table: Table, per_query, options: dict) -> None:
     tested = []
     for n, ((label, item), cell) in enumerate(table.cells.items()):
         if table.layout == "column":  # CI over the cell's own queries
-            cell.ci = sig.bootstrap_mean_ci([[list(per_query[(label, item)][0].values())]], options["bootstrap"],
-                                            options["seed"] + n)
+            cell.ci = sig.bootstrap_mean_ci(
+                [[list(per_query[(label, item)][0].values())]], options["bootstrap"], options["seed"] + n
+            )
         if table.anchor is None or label == table.anchor:
             continue
         what = f"table {table.name}, {item}: {label} vs {table.anchor}"
-        a, b = sig.paired_values(_flat(per_query[(label, item)]), _flat(per_query[(table.anchor, item)]),
-                                 what)
+        a, b = sig.paired_values(_flat(per_query[(label, item)]), _flat(per_query[(table.anchor, item)]), what)
         cell.p = sig.paired_pvalue(a, b, table.test, options["permutations"], options["seed"] + n)
         cell.win_tie_loss = sig.win_tie_loss(a, b)
         cell.queries = len(a)
@@ -308,19 +353,24 @@ def _grid(table: Table) -> tuple[list[str], list[list[Cell | str]]]:
         return header, [[r] + [table.cell(r, i) for i in table.items] for r in table.retrievers]
     grouped = bool(table.groups)
     header = (["task"] if grouped else []) + ["dataset"] + table.retrievers
-    rows = [([table.groups[i]] if grouped else []) + [i] + [table.cell(r, i) for r in table.retrievers]
-            for i in table.items]
+    rows = [
+        ([table.groups[i]] if grouped else []) + [i] + [table.cell(r, i) for r in table.retrievers] for i in table.items
+    ]
     rows.append(([AVG] if grouped else []) + [AVG] + [table.averages[r] for r in table.retrievers])
     return header, rows
 
 
 def note(table: Table) -> str:
     test = "paired t-test" if table.test == "ttest" else "paired randomisation test"
-    parts = [f"{display_name(table.measure)}; " if table.measure else "",
-             "cells are ours, with the published value after the slash where the paper has one. "]
+    parts = [
+        f"{display_name(table.measure)}; " if table.measure else "",
+        "cells are ours, with the published value after the slash where the paper has one. ",
+    ]
     if table.anchor:
-        parts.append(f"{UP_MARK} / {DROP_MARK}: significantly above / below {table.anchor} "
-                     f"({test} on per-query values, Holm-corrected across the table, p < {table.alpha}). ")
+        parts.append(
+            f"{UP_MARK} / {DROP_MARK}: significantly above / below {table.anchor} "
+            f"({test} on per-query values, Holm-corrected across the table, p < {table.alpha}). "
+        )
     parts.append("Brackets: bootstrap 95% CI (queries resampled within each dataset).")
     if table.published:
         parts.append(f"\n\nPublished numbers: {table.published}.")
@@ -331,8 +381,10 @@ def note(table: Table) -> str:
 
 def to_markdown(table: Table) -> str:
     header, rows = _grid(table)
-    printed = [[c if isinstance(c, str) else _text(c, with_ci=table.layout == "column" or c.item == AVG) for c in row]
-               for row in rows]
+    printed = [
+        [c if isinstance(c, str) else _text(c, with_ci=table.layout == "column" or c.item == AVG) for c in row]
+        for row in rows
+    ]
     return "\n".join([f"## {table.title}", "", markdown_table(header, printed), "", note(table), ""])
 
 
@@ -346,8 +398,7 @@ def to_rst(table: Table) -> str:
     header, rows = _grid(table)
     lines = [f".. list-table:: {_rst(table.title)}", "   :header-rows: 1", ""]
     for row in [[table.item_name(h) for h in header], *rows]:
-        texts = [c if isinstance(c, str) else _text(c, with_ci=table.layout == "column" or c.item == AVG)
-                 for c in row]
+        texts = [c if isinstance(c, str) else _text(c, with_ci=table.layout == "column" or c.item == AVG) for c in row]
         lines.append(f"   * - {_rst(texts[0])}")
         lines += [f"     - {_rst(text)}" for text in texts[1:]]
     paragraphs = [_rst(p) for p in note(table).split("\n\n")]
@@ -356,8 +407,11 @@ def to_rst(table: Table) -> str:
 
 def to_html(table: Table) -> str:
     header, rows = _grid(table)
-    out = [f"<h2>{html.escape(table.title)}</h2>", '<table class="comparison">',
-           "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead><tbody>"]
+    out = [
+        f"<h2>{html.escape(table.title)}</h2>",
+        '<table class="comparison">',
+        "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead><tbody>",
+    ]
     for row in rows:
         tds = []
         for c in row:
@@ -366,29 +420,39 @@ def to_html(table: Table) -> str:
                 continue
             title = f"p={c.p:.3g}, Holm p={c.p_holm:.3g}" if c.p is not None else ""
             cls = {UP_MARK: "up", DROP_MARK: "down"}.get(c.mark, "")
-            ci = f'<br><small>{_ci(c.ci)}</small>' if c.ci else ""
+            ci = f"<br><small>{_ci(c.ci)}</small>" if c.ci else ""
             paper = f' <span class="paper">/ {c.paper:.4f}</span>' if c.paper is not None else ""
             tds.append(f'<td class="{cls}" title="{title}">{_fmt(c.ours)}{html.escape(c.mark)}{paper}{ci}</td>')
         out.append("<tr>" + "".join(tds) + "</tr>")
     out += ["</tbody></table>", f"<p>{html.escape(note(table))}</p>"]
-    style = ("<style>table.comparison{border-collapse:collapse;font-family:sans-serif;font-size:13px}"
-             "table.comparison td,table.comparison th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-             "td.up{background:#e3f4e3}td.down{background:#f8e1e1}.paper{color:#777}</style>")
-    return f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(table.title)}</title>{style}" \
-           f"</head><body>{''.join(out)}</body></html>\n"
+    style = (
+        "<style>table.comparison{border-collapse:collapse;font-family:sans-serif;font-size:13px}"
+        "table.comparison td,table.comparison th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+        "td.up{background:#e3f4e3}td.down{background:#f8e1e1}.paper{color:#777}</style>"
+    )
+    return (
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(table.title)}</title>{style}'
+        f"</head><body>{''.join(out)}</body></html>\n"
+    )
 
 
 def to_csv_rows(table: Table) -> list[list[str]]:
     header, rows = _grid(table)
     lead = [h for h in header if h not in (table.retrievers if table.layout == "measure" else table.items)]
-    values = header[len(lead):]
-    out = [lead + values + [f"{v} (paper)" for v in values] + [f"{v} (p_holm)" for v in values]
-           + [f"{v} (mark)" for v in values] + [f"{v} (ci95)" for v in values]]
+    values = header[len(lead) :]
+    out = [
+        lead
+        + values
+        + [f"{v} (paper)" for v in values]
+        + [f"{v} (p_holm)" for v in values]
+        + [f"{v} (mark)" for v in values]
+        + [f"{v} (ci95)" for v in values]
+    ]
     if table.layout == "column":
         out[0].append("significant_drop")
     for row in rows:
-        cells = row[len(lead):]
-        line = [str(c) for c in row[:len(lead)]] + [_fmt(c.ours) for c in cells] + [_fmt(c.paper) for c in cells]
+        cells = row[len(lead) :]
+        line = [str(c) for c in row[: len(lead)]] + [_fmt(c.ours) for c in cells] + [_fmt(c.paper) for c in cells]
         line += ["" if c.p_holm is None else f"{c.p_holm:.4g}" for c in cells] + [c.mark for c in cells]
         line += [_ci(c.ci) for c in cells]
         if table.layout == "column":
@@ -401,10 +465,13 @@ def pins_note(study: Study, name: str) -> str:
     """The hub revisions (commit hashes once pinned) behind a table's models and data, for its footer."""
     setting = study.config["tables"][name]["setting"]
     backbones, collections = set(study.backbones_of(setting)), set(study.table_collections(name))
-    refs = [ref for ref in hub_refs(study.config)
-            if (ref.target[0] == "backbones" and ref.target[1] in backbones)
-            or (ref.target[0] == "collections" and ref.target[1] in collections)
-            or (ref.target[0] == "training" and axes.base_of(setting) == "supervised")]
+    refs = [
+        ref
+        for ref in hub_refs(study.config)
+        if (ref.target[0] == "backbones" and ref.target[1] in backbones)
+        or (ref.target[0] == "collections" and ref.target[1] in collections)
+        or (ref.target[0] == "training" and axes.base_of(setting) == "supervised")
+    ]
     if not refs:
         return ""
     shown = ", ".join(f"{ref.repo}@{ref.revision}" + ("" if ref.pinned else " (UNPINNED)") for ref in refs)

@@ -1,5 +1,6 @@
 """Writing the trained weights from a DeepSpeed engine: the LoRA adapter (peft layout, safetensors), or
 under full fine-tuning the whole backbone as an ordinary model folder (config + safetensors)."""
+
 from __future__ import annotations
 
 import torch.distributed as dist

@@ -15,6 +15,7 @@ done, so an interrupted save leaves only a temp folder that is ignored and remov
 The engine shards are DeepSpeed's native format (``torch.save``): internal resume
 state, read back only by this code; the trained adapter itself is safetensors.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,7 @@ def latest_complete(root: str | Path) -> Path | None:
     root = Path(root)
     if not root.is_dir():
         return None
-    found = [(int(m.group(1)), p) for p in root.iterdir()
-             if (m := STEP_DIR.match(p.name)) and (p / MANIFEST).is_file()]
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)) and (p / MANIFEST).is_file()]
     return max(found)[1] if found else None
 
 
@@ -79,8 +79,15 @@ def save(engine, root: str | Path, step: int, trainer_state: dict, keep: int = 2
     _barrier()
     if rank == 0:
         write_json(tmp / STATE, trainer_state)
-        write_json(tmp / MANIFEST, {"step": step, "world_size": dist.get_world_size() if dist.is_initialized() else 1,
-                                    **trainer_state.get("mode", {}), "complete": True})
+        write_json(
+            tmp / MANIFEST,
+            {
+                "step": step,
+                "world_size": dist.get_world_size() if dist.is_initialized() else 1,
+                **trainer_state.get("mode", {}),
+                "complete": True,
+            },
+        )
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -110,15 +117,20 @@ def load(engine, path: Path, expect: dict | None = None) -> dict:
     world = dist.get_world_size() if dist.is_initialized() else 1
     if manifest["world_size"] != world:
         # The data order and the ZeRO partitioning both depend on the world size.
-        raise CheckpointMismatch(f"{path}: written with world size {manifest['world_size']}, resuming with {world}; "
-                                 f"resume with the same world size or delete the checkpoint folder")
+        raise CheckpointMismatch(
+            f"{path}: written with world size {manifest['world_size']}, resuming with {world}; "
+            f"resume with the same world size or delete the checkpoint folder"
+        )
     for key, value in (expect or {}).items():
         written = manifest.get(key, OLD_MODE.get(key))
         if written != value:
-            raise CheckpointMismatch(f"{path}: written with training.{key}={written}, this run has {key}={value}; "
-                                     f"resume with the same setting or delete the checkpoint folder")
-    loaded, _ = engine.load_checkpoint(str(path), tag=ENGINE_TAG, load_module_strict=False,
-                                       load_optimizer_states=True, load_lr_scheduler_states=True)
+            raise CheckpointMismatch(
+                f"{path}: written with training.{key}={written}, this run has {key}={value}; "
+                f"resume with the same setting or delete the checkpoint folder"
+            )
+    loaded, _ = engine.load_checkpoint(
+        str(path), tag=ENGINE_TAG, load_module_strict=False, load_optimizer_states=True, load_lr_scheduler_states=True
+    )
     if loaded is None:
         raise RuntimeError(f"{path}: DeepSpeed could not load the engine state")
     rank = dist.get_rank() if dist.is_initialized() else 0

@@ -6,6 +6,7 @@ the data order exactly where the interrupted one stopped, with no loader state t
 The same holds for a recipe's task mixture (:class:`TaskMixture`: which task each step
 trains on) and for each training query's instruction (:func:`instruction_for`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,10 +35,15 @@ class Group:
 def read_groups(path: str | Path) -> list[Group]:
     check_schema(path, TRAIN_GROUPS_SCHEMA)
     rows = read_parquet(path, columns=TRAIN_GROUPS_SCHEMA.names).to_pylist()
-    groups = [Group(r["query_id"], r["query"] or "",
-                    tuple(Passage(p["docid"], p["title"] or "", p["text"] or "") for p in r["positive_passages"] or []),
-                    tuple(Passage(p["docid"], p["title"] or "", p["text"] or "") for p in r["negative_passages"] or []))
-              for r in rows]
+    groups = [
+        Group(
+            r["query_id"],
+            r["query"] or "",
+            tuple(Passage(p["docid"], p["title"] or "", p["text"] or "") for p in r["positive_passages"] or []),
+            tuple(Passage(p["docid"], p["title"] or "", p["text"] or "") for p in r["negative_passages"] or []),
+        )
+        for r in rows
+    ]
     if not groups:
         raise DataError(path, "no training groups")
     no_pos = [g.query_id for g in groups if not g.positives]
@@ -45,8 +51,11 @@ def read_groups(path: str | Path) -> list[Group]:
         raise DataError(path, f"queries without a positive passage: {first_few(no_pos)}")
     no_neg = [g.query_id for g in groups if not g.negatives]
     if no_neg and len(no_neg) < len(groups):  # a source has hard negatives for every query, or for none
-        raise DataError(path, f"queries without any negative passage: {first_few(no_neg)} (a source without hard "
-                              "negatives leaves them out on every query: it then trains with in-batch negatives only)")
+        raise DataError(
+            path,
+            f"queries without any negative passage: {first_few(no_neg)} (a source without hard "
+            "negatives leaves them out on every query: it then trains with in-batch negatives only)",
+        )
     return groups
 
 
@@ -80,8 +89,16 @@ class GroupSchedule:
     ``max_steps`` the run is exactly that many steps, cycling epochs as needed.
     """
 
-    def __init__(self, n_groups: int, per_device: int, accumulation: int, world_size: int, seed: Seed,
-                 epochs: int = 1, max_steps: int | None = None):
+    def __init__(
+        self,
+        n_groups: int,
+        per_device: int,
+        accumulation: int,
+        world_size: int,
+        seed: Seed,
+        epochs: int = 1,
+        max_steps: int | None = None,
+    ):
         self.n, self.per_device, self.accumulation, self.world = n_groups, per_device, accumulation, world_size
         self.seed = seed
         self.global_batch = per_device * accumulation * world_size
@@ -100,7 +117,7 @@ class GroupSchedule:
         """(epoch, group indices) for one rank's micro batch of optimizer step ``step`` (0-based)."""
         epoch, within = divmod(step, self.steps_per_epoch)
         start = within * self.global_batch + (micro * self.world + rank) * self.per_device
-        return epoch, [int(i) for i in self.order(epoch)[start:start + self.per_device]]
+        return epoch, [int(i) for i in self.order(epoch)[start : start + self.per_device]]
 
 
 def instruction_for(instructions: tuple[str, ...], seed: Seed, epoch: int, index: int) -> str | None:
@@ -129,12 +146,23 @@ class TaskMixture:
     single-source schedule). Step -> (task, task step) is a pure function: resume needs no saved state.
     """
 
-    def __init__(self, sizes: list[int], weights: list[float | None], per_device: int, accumulation: int,
-                 world_size: int, seed: int, epochs: int = 1, max_steps: int | None = None):
+    def __init__(
+        self,
+        sizes: list[int],
+        weights: list[float | None],
+        per_device: int,
+        accumulation: int,
+        world_size: int,
+        seed: int,
+        epochs: int = 1,
+        max_steps: int | None = None,
+    ):
         one = len(sizes) == 1
         self.seed = seed
-        self.tasks = [GroupSchedule(n, per_device, accumulation, world_size, seed if one else (seed, i), epochs)
-                      for i, n in enumerate(sizes)]
+        self.tasks = [
+            GroupSchedule(n, per_device, accumulation, world_size, seed if one else (seed, i), epochs)
+            for i, n in enumerate(sizes)
+        ]
         self.global_batch = self.tasks[0].global_batch
         self.counts = share_of_steps([t.steps_per_epoch for t in self.tasks], weights)
         self.steps_per_epoch = sum(self.counts)

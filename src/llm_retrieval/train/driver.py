@@ -13,6 +13,7 @@ Modules: :mod:`.job` (the run's description), :mod:`.rank` (the per-rank loop), 
 :mod:`.adapter` (adapter export). On GPU: NCCL, bf16. On CPU: DeepSpeed's CPU accelerator
 with gloo and fp32 (used by the tests; ZeRO-3 runs unchanged there).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,6 +29,7 @@ from .rank import train_rank
 
 # --- starting the ranks ------------------------------------------------------------------
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -41,8 +43,14 @@ def _spawned(index: int, job: TrainJob, world: int, port: int) -> None:
     """One rank. Its variables are undone afterwards: a single rank runs in the caller's process,
     whose later children (an srun, say) must not inherit a finished rendezvous."""
     saved = {name: os.environ.get(name) for name in RANK_VARIABLES}
-    os.environ.update(RANK=str(index), LOCAL_RANK=str(index), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(index),
+        LOCAL_RANK=str(index),
+        WORLD_SIZE=str(world),
+        LOCAL_WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     try:
         train_rank(job)
     finally:

@@ -4,6 +4,7 @@ There is one template (``config/deepspeed/zero3.json``); ``training.zero_stage``
 overrides its stage, so stage 2 is an option and not a second file to keep in step.
 Every ``"auto"`` in the template is filled here from the training config and the model.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,9 +30,11 @@ def zero_stage(training: dict, template: dict | None = None) -> int:
     if stage is None:
         stage = (template or {}).get("zero_optimization", {}).get("stage", 3)
     if stage not in ZERO_STAGES:
-        raise ZeroStageError(f"training.zero_stage={stage!r}: this trainer runs ZeRO stage 2 or 3 "
-                             f"(3 is the protocol's; 2 keeps a full bf16 copy of the weights on every GPU; "
-                             f"auto is resolved to one of them by train.memory.zero_stage_for)")
+        raise ZeroStageError(
+            f"training.zero_stage={stage!r}: this trainer runs ZeRO stage 2 or 3 "
+            f"(3 is the protocol's; 2 keeps a full bf16 copy of the weights on every GPU; "
+            f"auto is resolved to one of them by train.memory.zero_stage_for)"
+        )
     return stage
 
 
@@ -57,8 +60,9 @@ def deepspeed_config(template: str | Path, training: dict, world_size: int, on_g
     _fill_auto(config, values, template, "")
     config["zero_optimization"]["stage"] = stage
     if stage != 3:  # stage-3-only keys would only confuse a reader of the effective config
-        config["zero_optimization"] = {k: v for k, v in config["zero_optimization"].items()
-                                       if not k.startswith("stage3_")}
+        config["zero_optimization"] = {
+            k: v for k, v in config["zero_optimization"].items() if not k.startswith("stage3_")
+        }
     return config
 
 
@@ -69,7 +73,7 @@ def _fill_auto(node: dict, values: dict, template, prefix: str) -> None:
             _fill_auto(value, values, template, path + ".")
         elif value == "auto":
             if path not in values:
-                raise ValueError(f"{template}: no value known for \"auto\" at {path}")
+                raise ValueError(f'{template}: no value known for "auto" at {path}')
             node[key] = values[path]
 
 
@@ -99,6 +103,7 @@ def build_engine(deepspeed, model: torch.nn.Module, ds_config: dict, total_steps
 
     def scheduler(optimizer):
         from transformers import get_linear_schedule_with_warmup
+
         return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
 
     if ds_config["zero_optimization"]["stage"] == 3 and torch.cuda.is_available():
@@ -106,6 +111,10 @@ def build_engine(deepspeed, model: torch.nn.Module, ds_config: dict, total_steps
         count = check_stand_ins_on(model, device)
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"ZeRO-3: all {count} stand-ins on {device} before deepspeed.initialize", flush=True)
-    engine, _, _, _ = deepspeed.initialize(model=model, config=ds_config, lr_scheduler=scheduler,
-                                           model_parameters=[p for p in model.parameters() if p.requires_grad])
+    engine, _, _, _ = deepspeed.initialize(
+        model=model,
+        config=ds_config,
+        lr_scheduler=scheduler,
+        model_parameters=[p for p in model.parameters() if p.requires_grad],
+    )
     return engine

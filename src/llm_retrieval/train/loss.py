@@ -1,4 +1,5 @@
 """InfoNCE over each query's group plus every other passage in the global batch."""
+
 from __future__ import annotations
 
 import torch

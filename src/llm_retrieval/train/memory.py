@@ -19,16 +19,21 @@ Estimate (bytes per GPU), for frozen bf16 weights with LoRA adapters:
   plus one layer recomputed at a time;
 - workspace: 2 GiB (CUDA context, kernels, allocator) plus 10 % fragmentation.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-GIB = 1024 ** 3
+GIB = 1024**3
 FIT_FRACTION = 0.9
 WORKSPACE = 2 * GIB
 LORA_TARGET_SHAPES = {  # (in, out) of each projection, by model dims
-    "q_proj": lambda h, kv, i: (h, h), "k_proj": lambda h, kv, i: (h, kv), "v_proj": lambda h, kv, i: (h, kv),
-    "o_proj": lambda h, kv, i: (h, h), "gate_proj": lambda h, kv, i: (h, i), "up_proj": lambda h, kv, i: (h, i),
+    "q_proj": lambda h, kv, i: (h, h),
+    "k_proj": lambda h, kv, i: (h, kv),
+    "v_proj": lambda h, kv, i: (h, kv),
+    "o_proj": lambda h, kv, i: (h, h),
+    "gate_proj": lambda h, kv, i: (h, i),
+    "up_proj": lambda h, kv, i: (h, i),
     "down_proj": lambda h, kv, i: (i, h),
 }
 
@@ -47,9 +52,14 @@ class ModelDims:
         config = getattr(config, "text_config", None) or config  # Qwen2.5-VL: its language model
         # T5 names its MLP width d_ff
         intermediate = getattr(config, "intermediate_size", None) or config.d_ff
-        return cls(config.hidden_size, intermediate, config.num_hidden_layers,
-                   config.num_attention_heads, getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
-                   config.vocab_size)
+        return cls(
+            config.hidden_size,
+            intermediate,
+            config.num_hidden_layers,
+            config.num_attention_heads,
+            getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
+            config.vocab_size,
+        )
 
     @property
     def kv(self) -> int:
@@ -66,8 +76,11 @@ class ModelDims:
         return self.body_params + self.vocab * self.hidden
 
     def lora_params(self, rank: int, targets) -> int:
-        return self.layers * sum(rank * sum(LORA_TARGET_SHAPES[t](self.hidden, self.kv, self.intermediate))
-                                 for t in targets if t in LORA_TARGET_SHAPES)
+        return self.layers * sum(
+            rank * sum(LORA_TARGET_SHAPES[t](self.hidden, self.kv, self.intermediate))
+            for t in targets
+            if t in LORA_TARGET_SHAPES
+        )
 
     def activation_elements_per_token(self, checkpointing: bool, lora_dropout: bool) -> int:
         h, kv, i = self.hidden, self.kv, self.intermediate
@@ -95,8 +108,10 @@ class MemoryEstimate:
     def describe(self) -> str:
         gib = lambda b: f"{b / GIB:.1f}"
         device = f" of {gib(self.device)} GiB" if self.device else ""
-        return (f"{gib(self.total)} GiB{device} (weights {gib(self.weights)}, LoRA+AdamW {gib(self.lora_state)}, "
-                f"activations {gib(self.activations)}, workspace+10% {gib(self.total - self.weights - self.lora_state - self.activations)})")
+        return (
+            f"{gib(self.total)} GiB{device} (weights {gib(self.weights)}, LoRA+AdamW {gib(self.lora_state)}, "
+            f"activations {gib(self.activations)}, workspace+10% {gib(self.total - self.weights - self.lora_state - self.activations)})"
+        )
 
 
 def trained_lora(training: dict) -> dict | None:
@@ -104,8 +119,16 @@ def trained_lora(training: dict) -> dict | None:
     return None if training.get("method") == "full" else training["lora"]
 
 
-def estimate(dims: ModelDims, lora: dict, tokens: int, world: int, zero_stage: int, checkpointing: bool,
-             dtype_bytes: int = 2, device_bytes: int | None = None) -> MemoryEstimate:
+def estimate(
+    dims: ModelDims,
+    lora: dict,
+    tokens: int,
+    world: int,
+    zero_stage: int,
+    checkpointing: bool,
+    dtype_bytes: int = 2,
+    device_bytes: int | None = None,
+) -> MemoryEstimate:
     """Per-GPU bytes for one micro-step of ``tokens`` computed tokens."""
     weights = dims.all_params * dtype_bytes
     if zero_stage == 3:
@@ -125,8 +148,9 @@ def micro_step_tokens(training: dict) -> int:
     return training["per_device_batch"] * (cap["query"] + training["group_size"] * cap["passage"])
 
 
-def use_checkpointing(setting, dims: ModelDims, training: dict, world: int, zero_stage: int,
-                      device_bytes: int | None) -> tuple[bool, MemoryEstimate]:
+def use_checkpointing(
+    setting, dims: ModelDims, training: dict, world: int, zero_stage: int, device_bytes: int | None
+) -> tuple[bool, MemoryEstimate]:
     """``gradient_checkpointing`` true/false as given; ``auto``: on only if the step would not fit without it.
     Returns the decision and the estimate for the chosen setting."""
     args = (dims, trained_lora(training), micro_step_tokens(training), world, zero_stage)
@@ -151,6 +175,5 @@ def zero_stage_for(training: dict, dims: ModelDims, world: int, device_bytes: in
         return stage
     if device_bytes is None:
         return 2
-    _, memory = use_checkpointing(training["gradient_checkpointing"], dims, training, world, 2,
-                                  device_bytes)
+    _, memory = use_checkpointing(training["gradient_checkpointing"], dims, training, world, 2, device_bytes)
     return 2 if memory.fits() else 3

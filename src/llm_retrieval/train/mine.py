@@ -8,6 +8,7 @@ Any collection with a training query set serves: the demo's, BEIR's HotpotQA ``t
 ``nq-train``, ToolBench's ``train`` queries, QReCC's training turns. Only the corpus ids and the
 texts of the passages a group uses are held in memory, so a 5M-passage corpus mines in bounded memory.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,8 +48,9 @@ def _passages(corpus_path: Path, wanted: set[str]) -> dict[str, dict]:
     return found
 
 
-def mine_bm25_groups(collection_dir: str | Path, index_dir: str | Path, query_set: str, out_path: str | Path,
-                     depth: int, bm25: dict) -> int:
+def mine_bm25_groups(
+    collection_dir: str | Path, index_dir: str | Path, query_set: str, out_path: str | Path, depth: int, bm25: dict
+) -> int:
     """Write the training groups Parquet atomically; returns the number of groups.
 
     Uses the collection's BM25 index (the same one the lexical baseline searches).
@@ -80,11 +82,19 @@ def mine_bm25_groups(collection_dir: str | Path, index_dir: str | Path, query_se
         if not negatives[qid]:  # BM25 found nothing else sharing a term: no hard negative to train against
             without_negatives.append(qid)
             continue
-        rows.append({"query_id": qid, "query": queries[qid],
-                     "positive_passages": [passages[d] for d in positives[qid]],
-                     "negative_passages": [passages[d] for d in negatives[qid]]})
+        rows.append(
+            {
+                "query_id": qid,
+                "query": queries[qid],
+                "positive_passages": [passages[d] for d in positives[qid]],
+                "negative_passages": [passages[d] for d in negatives[qid]],
+            }
+        )
     if without_negatives:
-        log.warning("%d queries left out: BM25 found no negative for them (%s)", len(without_negatives),
-                    first_few(without_negatives))
+        log.warning(
+            "%d queries left out: BM25 found no negative for them (%s)",
+            len(without_negatives),
+            first_few(without_negatives),
+        )
     write_parquet(out_path, pa.Table.from_pylist(rows, schema=TRAIN_GROUPS_SCHEMA))
     return len(rows)

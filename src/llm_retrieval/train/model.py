@@ -1,6 +1,7 @@
 """The retriever being trained: the backbone with fresh LoRA adapters, its inputs (the same formatter
 as encoding) and its pooled, normalised embeddings. Encoding after training is :mod:`llm_retrieval.encoder`
 (it loads the exported adapter)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -39,8 +40,9 @@ class Batcher:
             return self.instructed.token_ids(kind, texts, instructions, self.text_budget[kind])
         return self.formatter.token_ids(kind, texts, self.text_budget[kind])
 
-    def tensors(self, kind: str, texts: Sequence[str],
-                instructions: Sequence[str | None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def tensors(
+        self, kind: str, texts: Sequence[str], instructions: Sequence[str | None] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         ids = self.token_ids(kind, texts, instructions)
         width, pad = max(map(len, ids)), self.tokenizer.pad_token_id
         # Right padding: under causal attention the EOS never sees the pads.
@@ -48,11 +50,18 @@ class Batcher:
         mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in ids])
         return input_ids, mask
 
-    def packed(self, queries: Sequence[str], passages: Sequence[str], max_tokens: int | None = None,
-               where: str = "micro-step", instructions: Sequence[str | None] | None = None) -> PackedBatch:
+    def packed(
+        self,
+        queries: Sequence[str],
+        passages: Sequence[str],
+        max_tokens: int | None = None,
+        where: str = "micro-step",
+        instructions: Sequence[str | None] | None = None,
+    ) -> PackedBatch:
         """Queries then passages in one padding-free row (see :mod:`.packing`)."""
-        return pack(self.token_ids("query", queries, instructions), self.token_ids("passage", passages), max_tokens,
-                    where)
+        return pack(
+            self.token_ids("query", queries, instructions), self.token_ids("passage", passages), max_tokens, where
+        )
 
     def passage_texts(self, passages) -> list[str]:
         return [document_text(p.title, p.text, True) for p in passages]
@@ -80,11 +89,16 @@ class Retriever(nn.Module):
         kwargs = {}
         if self.backbone.config._attn_implementation in FLASH:
             # Boundaries handed to the varlen kernel directly: no recomputation (and host sync) per layer.
-            kwargs = {"cu_seq_lens_q": batch.cu_seqlens, "cu_seq_lens_k": batch.cu_seqlens,
-                          "max_length_q": batch.max_length, "max_length_k": batch.max_length}
+            kwargs = {
+                "cu_seq_lens_q": batch.cu_seqlens,
+                "cu_seq_lens_k": batch.cu_seqlens,
+                "max_length_q": batch.max_length,
+                "max_length_k": batch.max_length,
+            }
         # No attention mask and no cache: the model derives the per-sequence mask from the positions.
-        hidden = self.backbone(input_ids=batch.input_ids, position_ids=positions, use_cache=False,
-                               **kwargs).last_hidden_state
+        hidden = self.backbone(
+            input_ids=batch.input_ids, position_ids=positions, use_cache=False, **kwargs
+        ).last_hidden_state
         return F.normalize(hidden[0, batch.last].float(), dim=-1)
 
     def forward(self, *inputs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,7 +109,7 @@ class Retriever(nn.Module):
         """
         if len(inputs) == 1 and isinstance(inputs[0], PackedBatch):
             emb = self.embed_packed(inputs[0])
-            return emb[:inputs[0].n_queries], emb[inputs[0].n_queries:]
+            return emb[: inputs[0].n_queries], emb[inputs[0].n_queries :]
         return self.forward_padded(*inputs)
 
     def forward_padded(self, q_ids, q_mask, p_ids, p_mask) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,24 +124,35 @@ class Retriever(nn.Module):
         ids = torch.cat([_pad_right(q_ids, width, 0), _pad_right(p_ids, width, 0)])
         mask = torch.cat([_pad_right(q_mask, width, 0), _pad_right(p_mask, width, 0)])
         emb = self.embed(ids, mask)
-        return emb[:q_ids.size(0)], emb[q_ids.size(0):]
+        return emb[: q_ids.size(0)], emb[q_ids.size(0) :]
 
 
 def _pad_right(t: torch.Tensor, width: int, value: int) -> torch.Tensor:
     return F.pad(t, (0, width - t.size(1)), value=value) if t.size(1) < width else t
 
 
-def trainable_retriever(backbone_path: str, architecture: str, lora: dict | None, dtype: str = "float32",
-                        gradient_checkpointing: bool = False, pooling: str | None = None,
-                        compute_device: str = "cpu") -> Retriever:
+def trainable_retriever(
+    backbone_path: str,
+    architecture: str,
+    lora: dict | None,
+    dtype: str = "float32",
+    gradient_checkpointing: bool = False,
+    pooling: str | None = None,
+    compute_device: str = "cpu",
+) -> Retriever:
     """Backbone with fresh LoRA adapters (``lora``), or every weight trainable (``lora`` None: full
     fine-tuning), loaded on the CPU for DeepSpeed to place (under ZeRO-3 with ``HfDeepSpeedConfig``
     alive, loaded partitioned: no rank holds a full copy); a decoder's attention chosen for
     ``compute_device`` (flash-attention on GPU where installed)."""
     # An encoder (BERT) keeps its default attention: flash-attention is a decoder path here.
     decoder = not encoders.family(architecture).bidirectional
-    backbone = load_text_model(backbone_path, architecture, dtype, "cpu",
-                               attention=attention_implementation(compute_device, dtype) if decoder else None).train()
+    backbone = load_text_model(
+        backbone_path,
+        architecture,
+        dtype,
+        "cpu",
+        attention=attention_implementation(compute_device, dtype) if decoder else None,
+    ).train()
     if gradient_checkpointing:
         # Non-reentrant checkpointing needs no input grads, which the frozen embeddings lack.
         backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -135,14 +160,21 @@ def trainable_retriever(backbone_path: str, architecture: str, lora: dict | None
     multimodal = encoders.family(architecture).language_model
     if lora is None:
         if multimodal:
-            raise ValueError("training.method full: the exported language model of qwen2_5_vl would not load as "
-                             "the VL checkpoint does; train it with LoRA")
+            raise ValueError(
+                "training.method full: the exported language model of qwen2_5_vl would not load as "
+                "the VL checkpoint does; train it with LoRA"
+            )
         backbone.requires_grad_(True)
         return Retriever(backbone, pooling=encoders.pooling_of(record))
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=lora["rank"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                        target_modules=encoders.lora_targets(architecture, lora["target_modules"], backbone_path),
-                        bias="none")
-    return Retriever(get_peft_model(backbone, config), multimodal_positions=multimodal,
-                     pooling=encoders.pooling_of(record))
+    config = LoraConfig(
+        r=lora["rank"],
+        lora_alpha=lora["alpha"],
+        lora_dropout=lora["dropout"],
+        target_modules=encoders.lora_targets(architecture, lora["target_modules"], backbone_path),
+        bias="none",
+    )
+    return Retriever(
+        get_peft_model(backbone, config), multimodal_positions=multimodal, pooling=encoders.pooling_of(record)
+    )

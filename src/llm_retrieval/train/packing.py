@@ -13,6 +13,7 @@ cache is used (``use_cache=False``):
 
 Computed tokens = real tokens, against ``G x longest passage`` per group when padded.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -37,10 +38,10 @@ class PackedRowTooLong(ValueError):
 class PackedBatch:
     """One row holding ``len(lengths)`` sequences: queries first, then their passages."""
 
-    input_ids: torch.Tensor     # [1, T]
+    input_ids: torch.Tensor  # [1, T]
     position_ids: torch.Tensor  # [1, T], restarting at 0 for each sequence
-    cu_seqlens: torch.Tensor    # [n + 1] int32, sequence boundaries (flash-attention varlen layout)
-    last: torch.Tensor          # [n] index of each sequence's last token (its EOS)
+    cu_seqlens: torch.Tensor  # [n + 1] int32, sequence boundaries (flash-attention varlen layout)
+    last: torch.Tensor  # [n] index of each sequence's last token (its EOS)
     max_length: int
     n_queries: int
 
@@ -49,12 +50,22 @@ class PackedBatch:
         return self.input_ids.size(1)
 
     def to(self, device) -> PackedBatch:
-        return PackedBatch(self.input_ids.to(device), self.position_ids.to(device), self.cu_seqlens.to(device),
-                           self.last.to(device), self.max_length, self.n_queries)
+        return PackedBatch(
+            self.input_ids.to(device),
+            self.position_ids.to(device),
+            self.cu_seqlens.to(device),
+            self.last.to(device),
+            self.max_length,
+            self.n_queries,
+        )
 
 
-def pack(queries: Sequence[Sequence[int]], passages: Sequence[Sequence[int]],
-         max_tokens: int | None = None, where: str = "micro-step") -> PackedBatch:
+def pack(
+    queries: Sequence[Sequence[int]],
+    passages: Sequence[Sequence[int]],
+    max_tokens: int | None = None,
+    where: str = "micro-step",
+) -> PackedBatch:
     sequences = [*queries, *passages]
     lengths = [len(s) for s in sequences]
     total = sum(lengths)
@@ -62,7 +73,8 @@ def pack(queries: Sequence[Sequence[int]], passages: Sequence[Sequence[int]],
         raise PackedRowTooLong(
             f"{where}: {len(queries)} queries and {len(passages)} passages pack into {total} tokens, more than "
             f"training.max_packed_tokens={max_tokens}; lower training.per_device_batch (raising "
-            f"gradient_accumulation to keep global_batch) or raise max_packed_tokens if memory allows")
+            f"gradient_accumulation to keep global_batch) or raise max_packed_tokens if memory allows"
+        )
     ids = torch.tensor([t for s in sequences for t in s], dtype=torch.long)
     positions = torch.cat([torch.arange(n) for n in lengths])
     cu = torch.zeros(len(lengths) + 1, dtype=torch.int32)
@@ -76,12 +88,15 @@ def check_attention(implementation: str) -> str:
         raise PackingUnsupported(
             f"training.packing is on but the model runs attention {implementation!r}, which has no packed-sequence "
             f"path (supported: {', '.join(PACKED_ATTENTION)}); set training.packing: false or load the model with "
-            f"sdpa / flash_attention_2")
+            f"sdpa / flash_attention_2"
+        )
     try:
         from transformers.masking_utils import find_packed_sequence_indices  # noqa: F401
     except ImportError as e:
-        raise PackingUnsupported("training.packing needs transformers' packed-sequence masks "
-                                 "(transformers >= 4.54); set training.packing: false or upgrade") from e
+        raise PackingUnsupported(
+            "training.packing needs transformers' packed-sequence masks "
+            "(transformers >= 4.54); set training.packing: false or upgrade"
+        ) from e
     return "flash-attention varlen" if implementation in FLASH else f"{implementation} with a block-diagonal mask"
 
 

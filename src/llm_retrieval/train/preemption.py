@@ -10,6 +10,7 @@ interval. A step takes seconds and a LoRA checkpoint little more, well inside
 KillWait; clusters with a short KillWait can ask for the signal earlier
 (``sbatch --signal=TERM@120``), which this handler treats the same way.
 """
+
 from __future__ import annotations
 
 import logging
@@ -63,8 +64,10 @@ def stop_requested() -> bool:
 def exit_for_retry(step: int) -> None:
     """Leave with :data:`RETRY_EXIT` after the checkpoint of ``step`` was written."""
     names = ", ".join(signal.Signals(s).name for s in _requested) or "a signal on another rank"
-    message = (f"stopping after optimizer step {step} on {names} (time limit or preemption): "
-               f"checkpoint written; the retried job resumes from it (exit {RETRY_EXIT})")
+    message = (
+        f"stopping after optimizer step {step} on {names} (time limit or preemption): "
+        f"checkpoint written; the retried job resumes from it (exit {RETRY_EXIT})"
+    )
     log.warning(message)
     print(message, file=sys.stderr, flush=True)
     if dist.is_available() and dist.is_initialized():

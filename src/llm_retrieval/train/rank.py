@@ -5,6 +5,7 @@ forward pass (so ZeRO-3 gathers each layer's weights once for the forward and on
 the backward, not twice each), the embeddings are gathered across ranks for InfoNCE,
 and the engine steps at the accumulation boundary.
 """
+
 from __future__ import annotations
 
 import os
@@ -61,9 +62,16 @@ class RankSession:
     def inputs(self, step: int, micro: int) -> list:
         batch = self.schedule.micro_batch(step, micro, self.rank)
         task = self.job.tasks[batch.task]
-        return micro_batch(self.groups[batch.task], self.batcher, self.job.training, batch, self.engine.device,
-                           f"{task.groups_path}: step {step + 1}, micro-step {micro + 1}, rank {self.rank}",
-                           self.packing, task.query_instructions)
+        return micro_batch(
+            self.groups[batch.task],
+            self.batcher,
+            self.job.training,
+            batch,
+            self.engine.device,
+            f"{task.groups_path}: step {step + 1}, micro-step {micro + 1}, rank {self.rank}",
+            self.packing,
+            task.query_instructions,
+        )
 
 
 def setup(job: TrainJob) -> RankSession:
@@ -82,30 +90,48 @@ def setup(job: TrainJob) -> RankSession:
     preemption.install()
 
     groups = [read_groups(task.groups_path) for task in job.tasks]
-    schedule = TaskMixture([len(g) for g in groups], [task.weight for task in job.tasks], cfg["per_device_batch"],
-                           cfg["gradient_accumulation"], world, cfg["seed"], cfg["epochs"], cfg.get("max_steps"))
+    schedule = TaskMixture(
+        [len(g) for g in groups],
+        [task.weight for task in job.tasks],
+        cfg["per_device_batch"],
+        cfg["gradient_accumulation"],
+        world,
+        cfg["seed"],
+        cfg["epochs"],
+        cfg.get("max_steps"),
+    )
     batcher = Batcher(load_tokenizer(job.backbone_path), cfg["max_length"], job.architecture, job.backbone_path)
     template = job.deepspeed_config or cfg["deepspeed_config"]
     dims = ModelDims.from_config(AutoConfig.from_pretrained(job.backbone_path))
     device_bytes = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory if on_gpu else None
     # zero_stage auto: 2 where its memory estimate fits (the frozen backbone is then never gathered).
-    ds_config = deepspeed_config(template, {**cfg, "zero_stage": zero_stage_for(cfg, dims, world, device_bytes)},
-                                 world, on_gpu, dims.hidden)
+    ds_config = deepspeed_config(
+        template, {**cfg, "zero_stage": zero_stage_for(cfg, dims, world, device_bytes)}, world, on_gpu, dims.hidden
+    )
     stage = ds_config["zero_optimization"]["stage"]
     checkpointing, memory = use_checkpointing(cfg["gradient_checkpointing"], dims, cfg, world, stage, device_bytes)
     checkpointing = checkpointing and on_gpu  # CPU runs (tests) are tiny: no recomputation
     if rank == 0:
-        print(f"per-GPU memory estimate (ZeRO-{stage}, world {world}, gradient checkpointing "
-              f"{'on' if checkpointing else 'off'} [{cfg['gradient_checkpointing']}]): "
-              f"{memory.describe()}", flush=True)
+        print(
+            f"per-GPU memory estimate (ZeRO-{stage}, world {world}, gradient checkpointing "
+            f"{'on' if checkpointing else 'off'} [{cfg['gradient_checkpointing']}]): "
+            f"{memory.describe()}",
+            flush=True,
+        )
 
     torch.manual_seed(cfg["seed"])  # identical LoRA initialisation on every rank
     # Under ZeRO-3 a live HfDeepSpeedConfig makes from_pretrained build the model inside
     # deepspeed.zero.Init: each rank keeps only its partition (no full copy in host memory).
     hf_ds = HfDeepSpeedConfig(ds_config) if stage == 3 else None
-    model = trainable_retriever(job.backbone_path, job.architecture, trained_lora(cfg),
-                                "bfloat16" if on_gpu else "float32", checkpointing, job.pooling,
-                                "cuda" if on_gpu else "cpu")
+    model = trainable_retriever(
+        job.backbone_path,
+        job.architecture,
+        trained_lora(cfg),
+        "bfloat16" if on_gpu else "float32",
+        checkpointing,
+        job.pooling,
+        "cuda" if on_gpu else "cpu",
+    )
     # Packing derives causal per-sequence masks from positions: decoders only; an encoder runs padded.
     packing = cfg["packing"] and not encoders.family(job.architecture).bidirectional
     if packing:
@@ -124,8 +150,22 @@ def setup(job: TrainJob) -> RankSession:
         state = checkpoint.load(engine, latest, expect=mode)
         state["resumed_from"].append(state["step"])
     state["mode"] = mode
-    return RankSession(job, deepspeed, engine, schedule, groups, batcher, state, rank, world, packing, checkpointing,
-                       memory, hf_ds, started)
+    return RankSession(
+        job,
+        deepspeed,
+        engine,
+        schedule,
+        groups,
+        batcher,
+        state,
+        rank,
+        world,
+        packing,
+        checkpointing,
+        memory,
+        hf_ds,
+        started,
+    )
 
 
 def train_rank(job: TrainJob) -> dict | None:
@@ -136,20 +176,34 @@ def train_rank(job: TrainJob) -> dict | None:
     run_log = _loop(session, fail_at)
     save_adapter(engine, job.adapter_dir, rank, session.deepspeed)
     peak_host = [None] * world  # peak resident host memory of every rank (GiB), for the log
-    dist.all_gather_object(peak_host, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2)
+    dist.all_gather_object(peak_host, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2)
     if rank == 0:
         snapshots.export(job)
-        run_log.update(packing=session.packing, gradient_checkpointing=session.checkpointing,
-                       memory_estimate_gib=session.memory.total / GIB, peak_host_memory_gib_per_rank=peak_host,
-                       wall_seconds_this_process=time.time() - session.started, optimizer_steps=engine.global_steps,
-                       zero_stage=engine.zero_optimization_stage(), dtype=str(next(engine.module.parameters()).dtype))
+        run_log.update(
+            packing=session.packing,
+            gradient_checkpointing=session.checkpointing,
+            memory_estimate_gib=session.memory.total / GIB,
+            peak_host_memory_gib_per_rank=peak_host,
+            wall_seconds_this_process=time.time() - session.started,
+            optimizer_steps=engine.global_steps,
+            zero_stage=engine.zero_optimization_stage(),
+            dtype=str(next(engine.module.parameters()).dtype),
+        )
         write_json(job.log_path, run_log)
     dist.barrier()
     return run_log if rank == 0 else None
 
 
-def micro_batch(groups, batcher, cfg, batch: MicroBatch, device, where: str = "micro-step",
-                packing: bool | None = None, query_instructions: tuple[str, ...] = ()) -> list:
+def micro_batch(
+    groups,
+    batcher,
+    cfg,
+    batch: MicroBatch,
+    device,
+    where: str = "micro-step",
+    packing: bool | None = None,
+    query_instructions: tuple[str, ...] = (),
+) -> list:
     """The model inputs of one micro-step: this rank's queries (each with its instruction, drawn with the
     task's seed) and, per query, its sampled group (one packed row when packing — ``training.packing``
     unless the rank decided otherwise, as for an encoder — else padded query and passage tensors)."""
@@ -165,9 +219,11 @@ def micro_batch(groups, batcher, cfg, batch: MicroBatch, device, where: str = "m
 
 def forward_backward(engine, inputs, cfg: dict, world: int) -> float:
     """Forward (one pass), InfoNCE over the micro-step gathered across ranks, backward; returns the loss."""
-    with memory_guard(f"a micro-step of {cfg['per_device_batch']} queries x {cfg['group_size']} passages",
-                               "lower training.per_device_batch (raising gradient_accumulation keeps the global batch) "
-                               "or training.max_length, or set gradient_checkpointing: true"):
+    with memory_guard(
+        f"a micro-step of {cfg['per_device_batch']} queries x {cfg['group_size']} passages",
+        "lower training.per_device_batch (raising gradient_accumulation keeps the global batch) "
+        "or training.max_length, or set gradient_checkpointing: true",
+    ):
         q, p = engine(*inputs)
         loss = info_nce(q, p, cfg["temperature"])
         # The engine averages gradients over ranks; every rank's loss already
@@ -189,8 +245,15 @@ def _loop(session: RankSession, fail_at: int | None) -> dict:
     cfg = job.training
     every = cfg["checkpoint_every"]
     start = state["step"]
-    bar = tqdm(range(start, schedule.total_steps), initial=start, total=schedule.total_steps,
-               desc="train", unit="step", disable=rank != 0 or None, mininterval=5)
+    bar = tqdm(
+        range(start, schedule.total_steps),
+        initial=start,
+        total=schedule.total_steps,
+        desc="train",
+        unit="step",
+        disable=rank != 0 or None,
+        mininterval=5,
+    )
     snapshots.maybe_save(engine, job, start, rank)
     for step in bar:
         t0 = time.time()
@@ -212,10 +275,18 @@ def _loop(session: RankSession, fail_at: int | None) -> dict:
         if fail_at is not None and state["step"] == fail_at:
             raise InjectedFailure(f"injected failure after optimizer step {fail_at}")
     steps_run = state["step"] - start
-    return {"steps": state["step"], "losses": state["losses"], "world_size": world,
-            "global_batch": schedule.global_batch, "group_size": cfg["group_size"],
-            "steps_per_epoch": schedule.steps_per_epoch, "train_seconds": state["train_seconds"],
-            "tasks": [task.name for task in job.tasks], "task_steps_per_epoch": schedule.counts,
-            "seconds_per_step": state["train_seconds"] / max(state["step"], 1),
-            "step_seconds": state.get("step_seconds", []),
-            "steps_this_process": steps_run, "resumed_from": state["resumed_from"]}
+    return {
+        "steps": state["step"],
+        "losses": state["losses"],
+        "world_size": world,
+        "global_batch": schedule.global_batch,
+        "group_size": cfg["group_size"],
+        "steps_per_epoch": schedule.steps_per_epoch,
+        "train_seconds": state["train_seconds"],
+        "tasks": [task.name for task in job.tasks],
+        "task_steps_per_epoch": schedule.counts,
+        "seconds_per_step": state["train_seconds"] / max(state["step"], 1),
+        "step_seconds": state.get("step_seconds", []),
+        "steps_this_process": steps_run,
+        "resumed_from": state["resumed_from"],
+    }

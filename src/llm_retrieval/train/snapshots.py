@@ -5,6 +5,7 @@ checkpoint folder (``<checkpoints>/adapters/step-N``), which survives a failed j
 is not pruned; at the end every one is copied to its declared output. A run resumed
 from a checkpoint therefore still has the snapshots of the steps it did before.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -20,8 +21,10 @@ def kept_path(checkpoint_dir: str | Path, step: int) -> Path:
 def check_steps(snapshots: dict[int, str], total_steps: int) -> None:
     over = sorted(s for s in snapshots if s > total_steps)
     if over:
-        raise ValueError(f"settings.supervised.axes.steps: {over} exceed the run's {total_steps} optimizer steps "
-                         "(set training.max_steps or lower the steps)")
+        raise ValueError(
+            f"settings.supervised.axes.steps: {over} exceed the run's {total_steps} optimizer steps "
+            "(set training.max_steps or lower the steps)"
+        )
 
 
 def maybe_save(engine, job, step: int, rank: int) -> None:
@@ -40,7 +43,9 @@ def export(job) -> None:
     for step, out in sorted(job.snapshots.items()):
         kept = kept_path(job.checkpoint_dir, step)
         if not kept.is_dir():
-            raise RuntimeError(f"{kept}: the adapter of step {step} is missing (removed after the run passed it); "
-                               f"delete {job.checkpoint_dir} to train again from the start")
+            raise RuntimeError(
+                f"{kept}: the adapter of step {step} is missing (removed after the run passed it); "
+                f"delete {job.checkpoint_dir} to train again from the start"
+            )
         with atomic_path(out, is_dir=True) as tmp:
             shutil.copytree(kept, tmp, dirs_exist_ok=True)
