@@ -124,6 +124,22 @@ def _split(dataset_dict, split: str, repo: str):
     return dataset_dict[split]
 
 
+def _task_qrels(qrels_dd, qrels_repo: str, qset: str, prefix: str) -> list[dict]:
+    """One task's judgements of one query set, ids prefixed with the task's language."""
+    split = _split(qrels_dd, qset, qrels_repo)
+    where = f"{qrels_repo}[{qset}]"
+    check_columns(split, ("query_id", "corpus_id", "score"), where)
+    return [
+        {
+            "query_set": qset,
+            "query_id": prefix + require_id(r["query_id"], where, i, "query_id"),
+            "doc_id": prefix + require_id(r["corpus_id"], where, i, "corpus_id"),
+            "relevance": int(r["score"]),
+        }
+        for i, r in enumerate(iter_rows(split, ["query_id", "corpus_id", "score"]), 1)
+    ]
+
+
 def prepare_coir(source: dict, query_sets: list[str], out_dir: Path, work_dir: Path) -> dict:
     tasks = coir_tasks(source)
     hub = HubReader(source, work_dir)
@@ -131,20 +147,7 @@ def prepare_coir(source: dict, query_sets: list[str], out_dir: Path, work_dir: P
     for prefix, task in tasks.items():
         qrels_repo, qc_repo = f"{task}-qrels", f"{task}-queries-corpus"
         qrels_dd, qc = hub.load(qrels_repo), hub.load(qc_repo)
-        task_qrels = []
-        for qset in query_sets:
-            split = _split(qrels_dd, qset, qrels_repo)
-            check_columns(split, ("query_id", "corpus_id", "score"), f"{qrels_repo}[{qset}]")
-            where = f"{qrels_repo}[{qset}]"
-            task_qrels += [
-                {
-                    "query_set": qset,
-                    "query_id": prefix + require_id(r["query_id"], where, i, "query_id"),
-                    "doc_id": prefix + require_id(r["corpus_id"], where, i, "corpus_id"),
-                    "relevance": int(r["score"]),
-                }
-                for i, r in enumerate(iter_rows(split, ["query_id", "corpus_id", "score"]), 1)
-            ]
+        task_qrels = [row for qset in query_sets for row in _task_qrels(qrels_dd, qrels_repo, qset, prefix)]
         wanted: dict[str, set] = {}
         for row in task_qrels:
             wanted.setdefault(row["query_id"], set()).add(row["query_set"])

@@ -78,6 +78,25 @@ def fetch_dl_qrels(source: dict, name: str, work_dir: Path, notes: list[str]) ->
     return dest, fetch(str(where), dest, md5, progress=False)
 
 
+def _dev_queries_and_qrels(ds, where: str, qset: str) -> tuple[list[dict], list[dict]]:
+    """MS MARCO dev: Tevatron's rows carry each query's judged passages (relevance 1)."""
+    check_columns(ds, ("query_id", "query", "positive_passages"), where)
+    queries, qrels = [], []
+    for i, row in enumerate(iter_rows(ds, ["query_id", "query", "positive_passages"]), 1):
+        qid = require_id(row["query_id"], where, i, "query_id")
+        queries.append({"query_set": qset, "id": qid, "text": row["query"]})
+        qrels += [
+            {"query_set": qset, "query_id": qid, "doc_id": require_id(p["docid"], where, i, "docid"), "relevance": 1}
+            for p in row["positive_passages"] or []
+        ]
+    return queries, qrels
+
+
+def _qrels_origin(fetched: dict, reader, queries_repo: str, queries_file: str) -> str:
+    """Where a query set's judgements came from: the fetched TREC qrels, else the queries file that carries them."""
+    return str(fetched.get("url") or fetched.get("path") or reader.location("queries", queries_repo, queries_file))
+
+
 def prepare_msmarco(source: dict, query_sets: list[str], out_dir: Path, work_dir: Path) -> dict:
     unknown = [q for q in query_sets if q not in QUERY_SETS]
     if unknown:
@@ -90,19 +109,8 @@ def prepare_msmarco(source: dict, query_sets: list[str], out_dir: Path, work_dir
         ds = reader.load("queries", queries_repo, files[qset])
         where = f"{queries_repo}/{files[qset]}"
         if qset == "dev":
-            check_columns(ds, ("query_id", "query", "positive_passages"), where)
-            for i, row in enumerate(iter_rows(ds, ["query_id", "query", "positive_passages"]), 1):
-                qid = require_id(row["query_id"], where, i, "query_id")
-                queries.append({"query_set": qset, "id": qid, "text": row["query"]})
-                qrels += [
-                    {
-                        "query_set": qset,
-                        "query_id": qid,
-                        "doc_id": require_id(p["docid"], where, i, "docid"),
-                        "relevance": 1,
-                    }
-                    for p in row["positive_passages"] or []
-                ]
+            dev_queries, dev_qrels = _dev_queries_and_qrels(ds, where, qset)
+            queries, qrels = queries + dev_queries, qrels + dev_qrels
             continue
         check_columns(ds, ("query_id", "query"), where)
         path, qrels_provenance[qset] = fetch_dl_qrels(source, qset, work_dir, notes)
@@ -142,12 +150,7 @@ def prepare_msmarco(source: dict, query_sets: list[str], out_dir: Path, work_dir
             CORPUS_FILE: reader.location("corpus", corpus_repo, files["corpus"]),
             QUERIES_FILE: ", ".join(reader.location("queries", queries_repo, files[q]) for q in query_sets),
             QRELS_FILE: ", ".join(
-                str(
-                    qrels_provenance.get(q, {}).get("url")
-                    or qrels_provenance.get(q, {}).get("path")
-                    or reader.location("queries", queries_repo, files[q])
-                )
-                for q in query_sets
+                _qrels_origin(qrels_provenance.get(q, {}), reader, queries_repo, files[q]) for q in query_sets
             ),
         }
         return finish_collection(stage, provenance, query_sets, origins)

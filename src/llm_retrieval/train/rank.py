@@ -77,12 +77,7 @@ class RankSession:
 def setup(job: TrainJob) -> RankSession:
     """Process group, data, model (partitioned under ZeRO-3) and engine; resumes from the newest checkpoint."""
     started = time.time()
-    on_gpu = torch.cuda.is_available()
-    if on_gpu:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
-    else:
-        # Ranks on one CPU share its cores; oversubscribed BLAS threads slow every rank down.
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    on_gpu = _bind_device()
     deepspeed = init_process_group(on_gpu)
     rank, world = dist.get_rank(), dist.get_world_size()
     cfg = job.training
@@ -90,16 +85,7 @@ def setup(job: TrainJob) -> RankSession:
     preemption.install()
 
     groups = [read_groups(task.groups_path) for task in job.tasks]
-    schedule = TaskMixture(
-        [len(g) for g in groups],
-        [task.weight for task in job.tasks],
-        cfg["per_device_batch"],
-        cfg["gradient_accumulation"],
-        world,
-        cfg["seed"],
-        cfg["epochs"],
-        cfg.get("max_steps"),
-    )
+    schedule = _task_mixture(job, groups, world)
     batcher = Batcher(load_tokenizer(job.backbone_path), cfg["max_length"], job.architecture, job.backbone_path)
     template = job.deepspeed_config or cfg["deepspeed_config"]
     dims = ModelDims.from_config(AutoConfig.from_pretrained(job.backbone_path))
@@ -142,30 +128,41 @@ def setup(job: TrainJob) -> RankSession:
     engine = build_engine(deepspeed, model, ds_config, schedule.total_steps, cfg["warmup_ratio"])  # default: the schema
     torch.manual_seed(cfg["seed"] * 1000 + rank)  # dropout streams differ per rank
 
-    # What a checkpoint must have been written under to be resumed (see checkpoint.load).
-    mode = {"zero_stage": engine.zero_optimization_stage(), "packing": packing}
+    state = _resumed_state(engine, job.checkpoint_dir, packing)
+    return RankSession(
+        job, deepspeed, engine, schedule, groups, batcher, state, rank, world, packing, checkpointing, memory, hf_ds,
+        started,
+    )  # fmt: skip
+
+
+def _bind_device() -> bool:
+    """This rank's GPU (cuda:LOCAL_RANK), or its share of the CPU's cores; True on a GPU."""
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+        return True
+    # Ranks on one CPU share its cores; oversubscribed BLAS threads slow every rank down.
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    return False
+
+
+def _task_mixture(job: TrainJob, groups: list, world: int) -> TaskMixture:
+    cfg = job.training
+    return TaskMixture(
+        [len(g) for g in groups], [task.weight for task in job.tasks], cfg["per_device_batch"],
+        cfg["gradient_accumulation"], world, cfg["seed"], cfg["epochs"], cfg.get("max_steps"),
+    )  # fmt: skip
+
+
+def _resumed_state(engine, checkpoint_dir: str, packing: bool) -> dict:
+    """The newest complete checkpoint's state, or a fresh one; a checkpoint must match this run's mode."""
+    mode = {"zero_stage": engine.zero_optimization_stage(), "packing": packing}  # see checkpoint.load
     state = {"step": 0, "losses": [], "train_seconds": 0.0, "resumed_from": []}
-    latest = checkpoint.latest_complete(job.checkpoint_dir)
+    latest = checkpoint.latest_complete(checkpoint_dir)
     if latest is not None:
         state = checkpoint.load(engine, latest, expect=mode)
         state["resumed_from"].append(state["step"])
     state["mode"] = mode
-    return RankSession(
-        job,
-        deepspeed,
-        engine,
-        schedule,
-        groups,
-        batcher,
-        state,
-        rank,
-        world,
-        packing,
-        checkpointing,
-        memory,
-        hf_ds,
-        started,
-    )
+    return state
 
 
 def train_rank(job: TrainJob) -> dict | None:
