@@ -3,6 +3,7 @@ deliberately failing check. The CPU cluster's CPU partition is `short` (MaxTime 
 asks 15 min, and its retry twice that: attempt 1 fits, attempts 2 and 3 do not."""
 
 import json
+import re
 import sys
 
 import pytest
@@ -85,7 +86,11 @@ def test_the_tiny_model_runs_the_real_paths_under_slurm_on_cpu(preflight):
         "hub: token for gated models",
     ):
         assert lines(report, f"- ✔ {check}:"), (check, report)
-    assert "(75 from the ranks) with checkpoint step-00000001 over 2 ranks (srun, gloo)" in report
+    # The job exits 75 itself, or 143 when srun's --kill-on-bad-exit ends the ranks still exiting after the
+    # checkpoint barrier (which of the two depends on process timing); either way every rank exited 75.
+    assert re.search(
+        r"exit (75|143 \(75 from the ranks\)) with checkpoint step-00000001 over 2 ranks \(srun, gloo\)", report
+    )
     assert "resumed at step 1, 2 steps under ZeRO-3" in report
 
 
