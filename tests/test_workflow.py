@@ -141,8 +141,9 @@ def test_mini_study_runs_every_rule_and_writes_the_tables(finished_mini):
     assert logged_rules >= set(expected_counts(study))  # every rule ran, each with its own log
     # the learning curve: the adapter exported at step 2 evaluated as its own setting, then the final one
     curve = (finished_mini / "results/tables/axes/supervised.steps.csv").read_text().splitlines()
-    assert curve[0] == "backbone,collection,query_set,steps,mrr_10,ndcg_cut_10"
-    assert [row.split(",")[3] for row in curve[1:]] == ["2", "4"]
+    assert curve[0] == "recipe,backbone,collection,query_set,steps,mrr_10,ndcg_cut_10"  # axis tables name the recipe
+    assert [row.split(",")[0] for row in curve[1:]] == ["default", "default"]
+    assert [row.split(",")[4] for row in curve[1:]] == ["2", "4"]
     assert (finished_mini / "results/tables/axes/supervised.steps.svg").read_text().lstrip().startswith("<?xml")
 
 
