@@ -246,10 +246,10 @@ def rank_launcher(config: dict) -> str:
     # Geometry spelled out: the plugin's job step strips the batch script's SLURM_* variables (task
     # counts included) before running the rule, and since Slurm 22.05 srun does not inherit the job's
     # --cpus-per-task: without -c the ranks of a node would share one CPU each. GPUs: every rank sees
-    # all GPUs of its node (--gpu-bind=none) and takes cuda:LOCAL_RANK (train/rank.py, as DeepSpeed does).
+    # all GPUs of the step (srun binds none without --gpus-per-task) and takes cuda:LOCAL_RANK (train/rank.py).
     return (
         f"srun --kill-on-bad-exit=1 --cpu-bind=none --export=ALL,SUBMITIT_EXECUTOR=slurm "
         f"--nodes={nodes} --ntasks-per-node={per_node} --ntasks={nodes * per_node} "
         f"--cpus-per-task={rule_threads(config, 'train_lora')} "
-        f"--gres=gpu:{model + ':' if model else ''}{per_node} --gpu-bind=none"
+        f"--gres=gpu:{model + ':' if model else ''}{per_node}"
     )
