@@ -6,8 +6,10 @@ The shard job that feeds it (Parquet reads, resume, one process per GPU) is :mod
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -60,6 +62,12 @@ class EncoderSpec:
     # Supervised format (``Query: ``/``Passage: `` + EOS) with whole-sequence limits, as in
     # training (config `training.max_length`); None: the zero-shot PromptReps prompts.
     max_length: dict | None = None
+
+    @classmethod
+    def for_job(cls, backbone_record: str, encoding: dict, adapters: Sequence[str], max_length: dict | None):
+        """The spec of an encode job: its backbone.json, its setting's encoding, its adapter (if any) and limits."""
+        backbone = json.loads(Path(backbone_record).read_text(encoding="utf-8"))
+        return cls(backbone, encoding, adapters[0] if adapters else None, max_length)
 
     def instructions(self) -> tuple[str, ...]:
         """The instruction axis: the collection's task sentence, or a named set's sentences (one per query)."""

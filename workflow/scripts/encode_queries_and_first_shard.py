@@ -1,9 +1,6 @@
 """A collection's queries and corpus shard 0, one model load. Work only under the __main__ guard: with
 several GPUs the shard job spawns one process per GPU, and each re-imports this file (as __mp_main__)."""
 
-import json
-from pathlib import Path
-
 import torch
 
 from llm_retrieval.encode import QueriesTask, encode_corpus_shard
@@ -14,12 +11,8 @@ from llm_retrieval.joblog import job_log
 def main(snakemake) -> None:
     torch.set_num_threads(snakemake.threads)  # torch takes every core otherwise, whatever Snakemake granted
     with job_log(snakemake.log[0]) as log:
-        adapter = snakemake.input.adapter[0] if snakemake.input.adapter else None
-        spec = EncoderSpec(
-            json.loads(Path(snakemake.input.backbone).read_text(encoding="utf-8")),
-            snakemake.params.encoding,
-            adapter,
-            snakemake.params.max_length,
+        spec = EncoderSpec.for_job(
+            snakemake.input.backbone, snakemake.params.encoding, snakemake.input.adapter, snakemake.params.max_length
         )
         queries = QueriesTask(snakemake.input.queries, snakemake.output.queries, tuple(snakemake.params.query_sets))
         count = encode_corpus_shard(
