@@ -58,15 +58,23 @@ class Variant:
 
 def axis_spec(raw) -> dict:
     """An axis is a list of values, or ``{values: [...], backbones: [...], collections: [...]}`` to run
-    it on part of the setting only."""
+    it on part of the setting only (the recipe axis: and ``baseline:``, what its deltas are against; the schema
+    fills it; the list form is against the default recipe, the setting itself)."""
     if isinstance(raw, dict):
         return {
             "values": list(raw["values"]),
             "backbones": raw.get("backbones"),
             "collections": raw.get("collections"),
             "recipes": list(raw.get("recipes") or [DEFAULT]),
+            "baseline": raw.get("baseline", DEFAULT),
         }
-    return {"values": list(raw), "backbones": None, "collections": None, "recipes": [DEFAULT]}
+    return {"values": list(raw), "backbones": None, "collections": None, "recipes": [DEFAULT], "baseline": DEFAULT}
+
+
+def baseline_of(config: dict, base: str, collection: str) -> str:
+    """The recipe whose retriever the recipe axis's ``delta_*`` on ``collection`` are against."""
+    baseline = axis_spec(config["settings"][base]["axes"]["recipe"])["baseline"]
+    return baseline.get(collection, DEFAULT) if isinstance(baseline, dict) else baseline
 
 
 def recipe_setting(base: str, recipe: str) -> str:
@@ -163,7 +171,9 @@ def _check_recipes(config: dict, base: str, spec: dict, axis: str, narrowed: dic
     unknown = [r for r in named if r not in known]
     if unknown:
         raise error(f"{key}: unknown recipe(s) {', '.join(map(str, unknown))} (known: {', '.join(known)})")
-    if axis != "recipe":
+    if axis == "recipe":
+        _check_baseline(known, spec, narrowed, key, error)
+    else:
         compared = axis_spec((spec.get("axes") or {}).get("recipe") or [])["values"]
         missing = [r for r in named if r != DEFAULT and r not in compared]
         if missing:
@@ -171,6 +181,22 @@ def _check_recipes(config: dict, base: str, spec: dict, axis: str, narrowed: dic
                 f"{key}.recipes: {', '.join(missing)} not among settings.{base}.axes.recipe (the axis compares "
                 "each recipe's retriever with and without it)"
             )
+
+
+def _check_baseline(known: dict, spec: dict, narrowed: dict, key: str, error) -> None:
+    """The recipe axis's baseline: a known recipe whose retriever the axis evaluates (the default one or a value),
+    per collection of the axis's scope."""
+    baseline = narrowed["baseline"]
+    named = baseline.items() if isinstance(baseline, dict) else [(None, baseline)]
+    evaluated = [DEFAULT, *narrowed["values"]]
+    for collection, recipe in named:
+        where = f"{key}.baseline" + (f".{collection}" if collection else "")
+        if collection and collection not in (narrowed["collections"] or spec["collections"]):
+            raise error(f"{where}: collection {collection!r} is not among the axis's collections")
+        if recipe not in known:
+            raise error(f"{where}: unknown recipe {recipe!r} (known: {', '.join(known)})")
+        if recipe not in evaluated:
+            raise error(f"{where}: {recipe!r} is not among {key}.values (its retriever must be evaluated: add it)")
 
 
 def _check_steps(config, spec, scoped, values, key, error) -> None:

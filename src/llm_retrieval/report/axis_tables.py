@@ -7,16 +7,19 @@ import csv
 import io
 
 from ..atomic import write_text
-from ..axes import AXES, CURVE_MEASURES, axis_points, axis_recipes, axis_spec, value_name
-from ..evaluation_kinds import display_name
+from ..axes import AXES, CURVE_MEASURES, axis_points, axis_recipes, axis_spec, baseline_of, value_name
+from ..evaluation_kinds import RETRIEVAL, STS, display_name
 from ..recipes import DEFAULT
 from .render import markdown_table
+
+# What an axis table shows of a collection's metrics, by its evaluation kind (STS: MTEB's main score).
+KIND_MEASURES = {RETRIEVAL: CURVE_MEASURES, STS: ("cosine_spearman",)}
 
 
 def axis_rows(study, base: str, axis: str, load) -> list[dict]:
     """One row per (recipe, backbone, collection, query set, x): the curve measures, and on the recipe axis each
-    recipe's difference from the default one. ``load(setting, backbone, collection, query_set)`` returns a
-    metrics dict."""
+    recipe's difference from the collection's baseline recipe (``baseline:``, default: the default recipe).
+    ``load(setting, backbone, collection, query_set)`` returns a metrics dict."""
     rows = []
     for recipe in axis_recipes(study.config, base, axis):
         points = axis_points(study.config, base, axis, recipe)
@@ -24,8 +27,27 @@ def axis_rows(study, base: str, axis: str, load) -> list[dict]:
         for backbone in backbones:
             for collection in collections:
                 for query_set in study.eval_query_sets(collection):
-                    rows += _point_rows(study, axis, recipe, points, load, backbone, collection, query_set)
+                    point_rows = _point_rows(study, axis, recipe, points, load, backbone, collection, query_set)
+                    if axis == "recipe":
+                        _add_deltas(point_rows, baseline_of(study.config, base, collection))
+                    rows += point_rows
     return rows
+
+
+def _add_deltas(rows: list[dict], baseline: str) -> None:
+    """Each recipe's difference from the baseline recipe's row (blank where the baseline does not train the
+    backbone)."""
+    reference = next((r for r in rows if r["recipe"] == baseline), None)
+    for row in rows:
+        row["baseline"] = baseline
+        measures = [m for kind in KIND_MEASURES.values() for m in kind if m in row]
+        row.update({f"delta_{m}": row[m] - reference[m] if reference else "" for m in measures})
+
+
+def axis_measures(study, base: str, axis: str) -> list[str]:
+    """The measures of an axis table: those of every evaluation kind among its collections."""
+    kinds = {study.collection_kind(c) for c in axis_scope(study.config, base, axis)[1]}
+    return [m for kind, measures in KIND_MEASURES.items() if kind in kinds for m in measures]
 
 
 def axis_scope(config: dict, base: str, axis: str) -> tuple[list[str], list[str]]:
@@ -39,7 +61,7 @@ def axis_scope(config: dict, base: str, axis: str) -> tuple[list[str], list[str]
 
 
 def _point_rows(study, axis, recipe, points, load, backbone, collection, query_set) -> list[dict]:
-    rows, first = [], None
+    rows = []
     for setting, x in points:
         if backbone not in study.backbones_of(setting):  # a recipe that does not train this backbone
             continue
@@ -50,37 +72,36 @@ def _point_rows(study, axis, recipe, points, load, backbone, collection, query_s
             "collection": study.collection(collection)["label"],
             "query_set": query_set,
             axis: value_name(x),
-            **{m: aggregate[m] for m in CURVE_MEASURES},
+            **{m: aggregate[m] for m in KIND_MEASURES[study.collection_kind(collection)]},
         }
-        first = first or row
-        if axis == "recipe":
-            row.update({f"delta_{m}": row[m] - first[m] for m in CURVE_MEASURES})
         rows.append(row)
     return rows
 
 
-def axis_header(axis: str) -> list[str]:
-    deltas = [f"delta_{m}" for m in CURVE_MEASURES] if axis == "recipe" else []
+def axis_header(axis: str, measures=CURVE_MEASURES) -> list[str]:
+    deltas = ["baseline", *(f"delta_{m}" for m in measures)] if axis == "recipe" else []
     # On the recipe axis the recipe is the axis's own column.
     first = [] if axis == "recipe" else ["recipe"]
-    return [*first, "backbone", "collection", "query_set", axis, *CURVE_MEASURES, *deltas]
+    return [*first, "backbone", "collection", "query_set", axis, *measures, *deltas]
 
 
 def write_axis_outputs(study, base: str, axis: str, load, md_path, csv_path, svg_path) -> None:
     rows = axis_rows(study, base, axis, load)
-    header = axis_header(axis)
+    measures = axis_measures(study, base, axis)
+    header = axis_header(axis, measures)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows([[r[h] if not isinstance(r[h], float) else f"{r[h]:.4f}" for h in header] for r in rows])
+    # A cell of another kind's measure (an STS row's MRR@10) stays blank.
+    printed = [[r.get(h, "") if not isinstance(r.get(h), float) else f"{r[h]:.4f}" for h in header] for r in rows]
+    writer.writerows(printed)
     write_text(csv_path, buffer.getvalue())
-    title = f"{base}: {', '.join(CURVE_MEASURES)} against {AXES[axis]['label']}"
-    printed = [[r[h] if not isinstance(r[h], float) else f"{r[h]:.4f}" for h in header] for r in rows]
+    title = f"{base}: {', '.join(measures)} against {AXES[axis]['label']}"
     write_text(md_path, "\n".join([f"## {title}", "", markdown_table(header, printed), ""]))
-    write_text(svg_path, _curve_svg(rows, axis, title))
+    write_text(svg_path, _curve_svg(rows, axis, title, measures))
 
 
-def _curve_svg(rows: list[dict], axis: str, title: str) -> str:
+def _curve_svg(rows: list[dict], axis: str, title: str, measures) -> str:
     import io
 
     import matplotlib
@@ -88,13 +109,15 @@ def _curve_svg(rows: list[dict], axis: str, title: str) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, panels = plt.subplots(1, len(CURVE_MEASURES), figsize=(5 * len(CURVE_MEASURES), 3.6), squeeze=False)
+    fig, panels = plt.subplots(1, len(measures), figsize=(5 * len(measures), 3.6), squeeze=False)
     series: dict[tuple, list] = {}
     for r in rows:
         retriever = DEFAULT if axis == "recipe" else r["recipe"]  # one curve across the recipes
         series.setdefault((retriever, r["backbone"], r["collection"], r["query_set"]), []).append(r)
-    for panel, measure in zip(panels[0], CURVE_MEASURES):
+    for panel, measure in zip(panels[0], measures):
         for (recipe, backbone, collection, query_set), points in series.items():
+            if measure not in points[0]:  # a collection of another kind
+                continue
             labels = [p[axis] for p in points]
             numeric = all(x.isdigit() for x in labels)
             xs = [int(x) for x in labels] if numeric else list(range(len(labels)))
@@ -105,7 +128,7 @@ def _curve_svg(rows: list[dict], axis: str, title: str) -> str:
         panel.set_xlabel(AXES[axis]["label"])
         panel.set_ylabel(display_name(measure))
         panel.grid(alpha=0.3)
-    panels[0][0].legend(fontsize=7)
+    next((p for p in panels[0] if p.lines), panels[0][0]).legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     out = io.StringIO()
