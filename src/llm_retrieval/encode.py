@@ -175,7 +175,7 @@ def _encode_chunks_worker(
     def read(chunk):
         rows = read_rows(corpus_path, *chunk).to_pydict()
         texts = [document_text(t, x, use_title) for t, x in zip(rows["title"], rows["text"])]
-        return rows["id"], encoder.prepare("passage", texts)
+        return rows["id"], encoder.prepare_identified("passage", texts, rows["id"])
 
     def write(chunk, ids, vectors):
         write_embeddings(_part_path(Path(parts_dir), chunk), ids, vectors)

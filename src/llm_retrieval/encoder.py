@@ -52,6 +52,10 @@ def padding_ratio(lengths: Sequence[int], batches: list[list[int]]) -> float:
     return padded / real if real else 1.0
 
 
+# Where a setting's encoding section carries each kind's instruction(s) (axes.encoding_for).
+INSTRUCTION_KEYS = {"query": "instruction", "passage": "passage_instruction"}
+
+
 @dataclass(frozen=True)
 class EncoderSpec:
     """Everything a worker process needs to rebuild the encoder (picklable across spawn)."""
@@ -69,26 +73,23 @@ class EncoderSpec:
         backbone = json.loads(Path(backbone_record).read_text(encoding="utf-8"))
         return cls(backbone, encoding, adapters[0] if adapters else None, max_length)
 
-    def instructions(self) -> tuple[str, ...]:
-        """The instruction axis: the collection's task sentence, or a named set's sentences (one per query)."""
-        instruction = self.encoding.get("instruction")
+    def instructions(self, kind: str = "query") -> tuple[str, ...]:
+        """The instruction axis: the collection's task sentence, or a named set's sentences (one per query; the
+        set's passage side: one per document)."""
+        instruction = self.encoding.get(INSTRUCTION_KEYS[kind])
         return () if not instruction else (instruction,) if isinstance(instruction, str) else tuple(instruction)
 
-    def formatter_for(self, tokenizer, instruction: str | None) -> Formatter:
-        """The setting's format with one query instruction (or none)."""
-        return formatter_for(
-            tokenizer, self.backbone, self.max_length is not None, self.encoding.get("prompts"), instruction
-        )
+    def formatter_for(self, tokenizer, instruction: str | None, passage_instruction: str | None = None) -> Formatter:
+        """The setting's format with one query instruction and one passage instruction (or none)."""
+        supervised, prompts = self.max_length is not None, self.encoding.get("prompts")
+        return formatter_for(tokenizer, self.backbone, supervised, prompts, instruction, passage_instruction)
 
     def formatter_and_budgets(self, tokenizer) -> tuple[Formatter, dict[str, int]]:
-        """The formatter (with the one instruction, if one) and each kind's text budget."""
-        instructions = self.instructions()
+        """The formatter (with the one instruction of each kind, if one) and each kind's text budget."""
+        single = {kind: self.instructions(kind) for kind in INSTRUCTION_KEYS}
+        single = {kind: told[0] if len(told) == 1 else None for kind, told in single.items()}
         return formatter_and_budgets(
-            tokenizer,
-            self.backbone,
-            self.max_length,
-            self.encoding,
-            instructions[0] if len(instructions) == 1 else None,
+            tokenizer, self.backbone, self.max_length, self.encoding, single["query"], single["passage"]
         )
 
 
@@ -97,7 +98,9 @@ class Encoder:
         self.spec, self.device = spec, device
         self.tokenizer = load_tokenizer(spec.backbone["path"], spec.backbone.get("revision"))
         self.formatter, self.text_budget = spec.formatter_and_budgets(self.tokenizer)
-        self.instructed = InstructedFormatters(lambda instruction: spec.formatter_for(self.tokenizer, instruction))
+        self.instructed = InstructedFormatters(
+            lambda query, passage: spec.formatter_for(self.tokenizer, query, passage)
+        )
         dtype = spec.encoding["dtype"] if device.startswith("cuda") else "float32"  # CPUs lack fast bf16 matmul
         self.check_budget()
         self.model = load_text_model(
@@ -110,7 +113,7 @@ class Encoder:
         )
 
     def longest_sequence(self, kind: str) -> int:
-        formats = [self.instructed.get(i) for i in self.spec.instructions()] if kind == "query" else []
+        formats = [self.instructed.get(i, kind) for i in self.spec.instructions(kind)]
         return max(
             len(prefix) + self.text_budget[kind] + len(suffix)
             for prefix, suffix in (f.pieces[kind] for f in [self.formatter, *formats])
@@ -142,8 +145,8 @@ class Encoder:
         bidirectional = encoders.family(self.spec.backbone["architecture"]).bidirectional
         if self.spec.max_length is not None or bidirectional or not self.spec.encoding.get("share_prefix", False):
             return []
-        if kind == "query" and len(self.spec.instructions()) > 1:
-            return []  # queries of a named set start with different instructions
+        if len(self.spec.instructions(kind)) > 1:
+            return []  # texts of a named set start with different instructions
         return list(self.formatter.pieces[kind][0])
 
     def prepare(self, kind: str, texts: Sequence[str]) -> Prepared:
@@ -152,11 +155,16 @@ class Encoder:
 
     def prepare_queries(self, texts: Sequence[str], query_ids: Sequence[str]) -> Prepared:
         """Queries; with a named instruction set each gets the instruction its id chooses."""
-        instructions = self.spec.instructions()
+        return self.prepare_identified("query", texts, query_ids)
+
+    def prepare_identified(self, kind: str, texts: Sequence[str], ids: Sequence[str]) -> Prepared:
+        """Texts with their ids; with several instructions of this kind (a named set) each text gets the one its
+        id chooses."""
+        instructions = self.spec.instructions(kind)
         if len(instructions) <= 1:
-            return self.prepare("query", texts)
-        chosen = [instruction_of_query(instructions, qid) for qid in query_ids]
-        return self.prepare_ids("query", self.instructed.token_ids("query", texts, chosen, self.text_budget["query"]))
+            return self.prepare(kind, texts)
+        chosen = [instruction_of_query(instructions, text_id) for text_id in ids]
+        return self.prepare_ids(kind, self.instructed.token_ids(kind, texts, chosen, self.text_budget[kind]))
 
     def prepare_ids(self, kind: str, ids: list[list[int]], batches: list[list[int]] | None = None) -> Prepared:
         """Batches of already formatted token ids (every one starting with shared_prefix(kind));

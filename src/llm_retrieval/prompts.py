@@ -84,15 +84,20 @@ class _PrefixSuffixFormatter:
             }
 
 
-def instructed_prompts(prompts: dict, instruction: str | None) -> dict:
-    """Zero-shot with a task instruction: the sentence opens the user turn, before ``Query: "{text}"``.
-    Passages never get one."""
-    return {**prompts, "query": f"{instruction}\n{prompts['query']}"} if instruction else prompts
+def instructed_prompts(prompts: dict, instruction: str | None, passage_instruction: str | None = None) -> dict:
+    """Zero-shot with a task instruction: the sentence opens the user turn, before ``Query: "{text}"`` (a passage
+    instruction before ``Passage: "{text}"``)."""
+    told = {"query": instruction, "passage": passage_instruction}
+    return {**prompts, **{kind: f"{told[kind]}\n{prompts[kind]}" for kind in told if told[kind]}}
 
 
-def instructed_query_prefix(instruction: str | None) -> str:
-    """Supervised with a task instruction: ``Instruct: {task}\nQuery: `` replaces ``Query: ``."""
-    return f"Instruct: {instruction}\nQuery: " if instruction else "Query: "
+PREFIXES = {"query": "Query: ", "passage": "Passage: "}
+
+
+def instructed_prefix(kind: str, instruction: str | None) -> str:
+    """Supervised with a task instruction: ``Instruct: {task}\nQuery: `` replaces ``Query: `` (passages:
+    ``Instruct: {task}\nPassage: `` replaces ``Passage: ``)."""
+    return f"Instruct: {instruction}\n{PREFIXES[kind]}" if instruction else PREFIXES[kind]
 
 
 class PromptRepsFormatter(_PrefixSuffixFormatter):
@@ -105,8 +110,9 @@ class PromptRepsFormatter(_PrefixSuffixFormatter):
         prompts: dict,
         strip_think: bool = False,
         instruction: str | None = None,
+        passage_instruction: str | None = None,
     ):
-        prompts = instructed_prompts(prompts, instruction)
+        prompts = instructed_prompts(prompts, instruction, passage_instruction)
         pieces = {}
         for kind in ("query", "passage"):
             user_turn = prompts[kind].replace("{text}", SENTINEL)
@@ -129,10 +135,13 @@ class PromptRepsFormatter(_PrefixSuffixFormatter):
 class PrefixEosFormatter(_PrefixSuffixFormatter):
     """RepLLaMA's decoder format: [BOS] ``Query: ``/``Passage: `` text EOS (the EOS is pooled)."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, instruction: str | None = None):
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, instruction: str | None = None, passage_instruction: str | None = None
+    ):
         if tokenizer.eos_token is None:
             raise FormatError(f"{tokenizer.name_or_path}: the tokenizer has no EOS token to pool on")
-        super().__init__(tokenizer, {"query": (instructed_query_prefix(instruction), ""), "passage": ("Passage: ", "")})
+        told = {"query": instruction, "passage": passage_instruction}
+        super().__init__(tokenizer, {kind: (instructed_prefix(kind, told[kind]), "") for kind in told})
         eos = [tokenizer.eos_token_id]
         self.pieces = {kind: (prefix, suffix + eos) for kind, (prefix, suffix) in self.pieces.items()}
         self.lead_with(special_tokens_around(tokenizer)[0])
@@ -161,23 +170,27 @@ def formatter_for(
     supervised: bool,
     prompts: dict | None = None,
     instruction: str | None = None,
+    passage_instruction: str | None = None,
 ) -> Formatter:
-    """The input format of a backbone (a backbone.json record) in a setting, for encoding and training."""
+    """The input format of a backbone (a backbone.json record) in a setting, for encoding and training; a query
+    (passage) instruction in the family's query (passage) format."""
     from .encoders import family, sentence_transformers_config
 
+    told = {"query": instruction, "passage": passage_instruction}
     if backbone["architecture"] == "sentence_transformers":
         st = sentence_transformers_config(str(backbone["path"]))
-        own = st["prompts"]
-        if instruction:
-            own = {**own, "query": instructed_query_prefix(instruction) + own["query"]}
+        own = {
+            kind: instructed_prefix(kind, told[kind]) + text if told[kind] else text
+            for kind, text in st["prompts"].items()
+        }
         return SpecialTokensFormatter(tokenizer, own, st["do_lower_case"])
     if family(backbone["architecture"]).bidirectional:
-        if instruction:
-            return SpecialTokensFormatter(tokenizer, {"query": instructed_query_prefix(instruction), "passage": ""})
+        if instruction or passage_instruction:
+            return SpecialTokensFormatter(tokenizer, {k: instructed_prefix(k, i) if i else "" for k, i in told.items()})
         return SpecialTokensFormatter(tokenizer)
     if supervised:
-        return PrefixEosFormatter(tokenizer, instruction)
-    return PromptRepsFormatter(tokenizer, prompts, backbone.get("strip_think", False), instruction)
+        return PrefixEosFormatter(tokenizer, instruction, passage_instruction)
+    return PromptRepsFormatter(tokenizer, prompts, backbone.get("strip_think", False), instruction, passage_instruction)
 
 
 def formatter_and_budgets(
@@ -186,21 +199,21 @@ def formatter_and_budgets(
     max_length: dict | None,
     encoding: dict | None = None,
     instruction: str | None = None,
+    passage_instruction: str | None = None,
 ) -> tuple[Formatter, dict[str, int]]:
     """The format and each kind's text-token budget.
 
     Supervised (``max_length``: whole-sequence limits, as in training): the budget is what fits
-    beside the template; an instruction does not take from it (limits count as without one).
-    Zero-shot: ``encoding.max_text_tokens``, and for a sentence-transformers model no more than its
-    own ``max_seq_length`` leaves beside its template.
+    beside the template; an instruction (query or passage) does not take from it (limits count as
+    without one). Zero-shot: ``encoding.max_text_tokens``, and for a sentence-transformers model no
+    more than its own ``max_seq_length`` leaves beside its template.
     """
     from .encoders import sentence_transformers_config
 
-    supervised = max_length is not None
-    formatter = formatter_for(tokenizer, backbone, supervised, (encoding or {}).get("prompts"), instruction)
-    plain = (
-        formatter_for(tokenizer, backbone, supervised, (encoding or {}).get("prompts")) if instruction else formatter
-    )
+    supervised, prompts = max_length is not None, (encoding or {}).get("prompts")
+    formatter = formatter_for(tokenizer, backbone, supervised, prompts, instruction, passage_instruction)
+    told = instruction or passage_instruction
+    plain = formatter_for(tokenizer, backbone, supervised, prompts) if told else formatter
     if supervised:
         return formatter, {kind: plain.text_budget(kind, n) for kind, n in max_length.items()}
     budgets = dict(encoding["max_text_tokens"])
@@ -216,16 +229,18 @@ def document_text(title: str, text: str, use_title: bool) -> str:
 
 
 class InstructedFormatters:
-    """Queries that each carry their own instruction (or none): one formatter per instruction, built on
-    first use by ``make(instruction)``; texts are tokenised per instruction and put back in their order."""
+    """Texts that each carry their own instruction (or none): one formatter per (kind, instruction), built on
+    first use by ``make(query_instruction, passage_instruction)``; texts are tokenised per instruction and put
+    back in their order."""
 
-    def __init__(self, make: Callable[[str | None], Formatter]):
+    def __init__(self, make: Callable[[str | None, str | None], Formatter]):
         self.make, self.cache = make, {}
 
-    def get(self, instruction: str | None) -> Formatter:
-        if instruction not in self.cache:
-            self.cache[instruction] = self.make(instruction)
-        return self.cache[instruction]
+    def get(self, instruction: str | None, kind: str = "query") -> Formatter:
+        if (kind, instruction) not in self.cache:
+            told = (instruction, None) if kind == "query" else (None, instruction)
+            self.cache[kind, instruction] = self.make(*told)
+        return self.cache[kind, instruction]
 
     def token_ids(
         self, kind: str, texts: Sequence[str], instructions: Sequence[str | None], max_text_tokens: int
@@ -235,12 +250,13 @@ class InstructedFormatters:
             rows_of.setdefault(instruction, []).append(row)
         out: list[list[int]] = [[] for _ in texts]
         for instruction, rows in rows_of.items():
-            ids = self.get(instruction).token_ids(kind, [texts[r] for r in rows], max_text_tokens)
+            ids = self.get(instruction, kind).token_ids(kind, [texts[r] for r in rows], max_text_tokens)
             for row, seq in zip(rows, ids):
                 out[row] = seq
         return out
 
 
 def instruction_of_query(instructions: Sequence[str], query_id: str) -> str:
-    """At evaluation, the instruction of a named set a query gets: chosen by its id (the same on every run)."""
+    """At evaluation, the instruction of a named set a query gets: chosen by its id (the same on every run); a
+    document gets one of the set's passage instructions the same way, by its id."""
     return instructions[int(hashlib.sha256(query_id.encode()).hexdigest(), 16) % len(instructions)]

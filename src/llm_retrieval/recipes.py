@@ -3,7 +3,7 @@
 The config's ``training:`` section is the recipe ``default`` (its one task, also named ``default``, is
 ``training.data``); ``recipes:`` adds named ones. A recipe lists tasks (names of ``training_tasks:``, or
 ``default``), each with a sampling weight (``proportional`` to its size, or a number) and optional query
-instructions; its ``training:`` overrides any key of the default recipe's but ``data`` and ``world_size``
+and passage instructions; its ``training:`` overrides any key of the default recipe's but ``data`` and ``world_size``
 (one resources logic for every training job); ``backbones:`` the backbones it trains (default: every
 supervised one). Every (recipe, backbone) is one training job; every task's groups are prepared once.
 How to write one: docs/recipes.md.
@@ -28,6 +28,7 @@ class RecipeTask:
     task: str  # training_tasks name, or DEFAULT (training.data)
     weight: float | None  # None: proportional to the task's size (its global batches)
     query_instructions: tuple[str, ...] = ()  # each training query gets one, drawn with the seed
+    passage_instructions: tuple[str, ...] = ()  # each passage of the task's groups gets one, drawn with the seed
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,12 @@ def _supervised_backbones(config: dict) -> tuple[str, ...]:
 
 def _task(name: str, spec: dict) -> RecipeTask:
     weight = spec.get("weight", "proportional")  # the schema's default, absent when built by hand (tests)
+    instructions = spec.get("instructions") or {}
     return RecipeTask(
         name,
         None if weight == "proportional" else float(weight),
-        tuple((spec.get("instructions") or {}).get("query", ())),
+        tuple(instructions.get("query", ())),
+        tuple(instructions.get("passage", ())),
     )
 
 

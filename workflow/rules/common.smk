@@ -155,10 +155,15 @@ def get_training_inputs(wildcards):
 
 
 def recipe_task_options(recipe_name):
-    """train_lora.py's --task-options: each task's weight and query instructions."""
+    """train_lora.py's --task-options: each task's weight and query instructions, and its passage instructions
+    where it has some (a task without keeps the options, and so the job, of before)."""
     return json.dumps(
         {
-            t.task: {"weight": t.weight, "query_instructions": list(t.query_instructions)}
+            t.task: {
+                "weight": t.weight,
+                "query_instructions": list(t.query_instructions),
+                **({"passage_instructions": list(t.passage_instructions)} if t.passage_instructions else {}),
+            }
             for t in recipes.recipe(config, recipe_name).tasks
         }
     )

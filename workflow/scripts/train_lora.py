@@ -10,7 +10,8 @@ nothing. For example::
         --checkpoints results/checkpoints/default/base --log results/logs/train_lora/default/base.log
 
 A recipe of several tasks names each one's groups (``--groups TASK=PATH``, repeated) and their weights and
-query instructions (``--task-options '{"TASK": {"weight": null, "query_instructions": [...]}}'``).
+query and passage instructions (``--task-options '{"TASK": {"weight": null, "query_instructions": [...],
+"passage_instructions": [...]}}'``).
 """
 
 import argparse
@@ -34,7 +35,9 @@ def _from_command_line() -> tuple[TrainJob, str | None]:
         help="a task's training groups Parquet (TRAIN_GROUPS_SCHEMA); repeated for a mixture",
     )
     parser.add_argument(
-        "--task-options", default="{}", help="JSON: per task, weight (null: proportional) and query_instructions"
+        "--task-options",
+        default="{}",
+        help="JSON: per task, weight (null: proportional), query_instructions and passage_instructions",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="study config YAML (its `training` section is used)")
@@ -72,7 +75,11 @@ def _from_command_line() -> tuple[TrainJob, str | None]:
     named = [g.split("=", 1) if "=" in g else ["default", g] for g in args.groups]
     tasks = tuple(
         TrainTask(
-            name, path, options.get(name, {}).get("weight"), tuple(options.get(name, {}).get("query_instructions", ()))
+            name,
+            path,
+            options.get(name, {}).get("weight"),
+            tuple(options.get(name, {}).get("query_instructions", ())),
+            tuple(options.get(name, {}).get("passage_instructions", ())),
         )
         for name, path in named
     )

@@ -4,7 +4,8 @@ Every random choice is a pure function of (seed, epoch, query index), so the bat
 given optimizer step sees never depends on what ran before it: a resumed run picks up
 the data order exactly where the interrupted one stopped, with no loader state to save.
 The same holds for a recipe's task mixture (:class:`TaskMixture`: which task each step
-trains on) and for each training query's instruction (:func:`instruction_for`).
+trains on) and for each training query's and passage's instruction (:func:`instruction_for`,
+:func:`passage_instructions_for`).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def read_groups(path: str | Path) -> list[Group]:
 Seed = int | tuple  # a run's seed, or (seed, task index) for one task of a mixture
 INSTRUCTION_STREAM = 1  # instruction draws: a stream apart from the group sampling's
 TASK_ORDER_STREAM = 2  # the mixture's task order
+PASSAGE_INSTRUCTION_STREAM = 3  # a group's passages' instruction draws
 
 
 def _rng(seed: Seed, epoch: int, index: int = -1, stream: int = 0) -> np.random.Generator:
@@ -125,6 +127,17 @@ def instruction_for(instructions: tuple[str, ...], seed: Seed, epoch: int, index
     if not instructions:
         return None
     return instructions[int(_rng(seed, epoch, index, INSTRUCTION_STREAM).integers(len(instructions)))]
+
+
+def passage_instructions_for(
+    instructions: tuple[str, ...], seed: Seed, epoch: int, index: int, count: int
+) -> list[str | None]:
+    """The instructions of a training group's ``count`` passages (positive and negatives, in order): each one of
+    its task's passage instructions, drawn from (seed, epoch, query index) on a stream of their own."""
+    if not instructions:
+        return [None] * count
+    picks = _rng(seed, epoch, index, PASSAGE_INSTRUCTION_STREAM).integers(len(instructions), size=count)
+    return [instructions[int(i)] for i in picks]
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class TrainTask:
-    """One task of a recipe's mixture: its groups, its share of the steps and its query instructions."""
+    """One task of a recipe's mixture: its groups, its share of the steps and its query and passage instructions."""
 
     name: str
     groups_path: str
     weight: float | None = None  # None: proportional to the task's size
     query_instructions: tuple[str, ...] = ()  # each training query gets one, drawn with the seed
+    passage_instructions: tuple[str, ...] = ()  # each passage of its groups gets one, drawn with the seed
 
 
 @dataclass(frozen=True)

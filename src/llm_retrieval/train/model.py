@@ -31,12 +31,12 @@ class Batcher:
         self.formatter, self.text_budget = formatter_and_budgets(tokenizer, backbone, max_length)
         if path is not None:  # before any GPU work: every sequence fits the model's positions
             encoders.check_position_limit(backbone, max_length, "training.max_length")
-        # A query's instruction (its task's, drawn with the seed) in the family's format, as encoding does.
-        self.instructed = InstructedFormatters(lambda i: formatter_for(tokenizer, backbone, True, None, i))
+        # A text's instruction (its task's, drawn with the seed) in the family's format, as encoding does.
+        self.instructed = InstructedFormatters(lambda q, p: formatter_for(tokenizer, backbone, True, None, q, p))
 
     def token_ids(self, kind: str, texts: Sequence[str], instructions: Sequence[str | None] | None = None):
-        """Formatted ids; queries with their instructions (an instruction does not take from the text's budget)."""
-        if kind == "query" and instructions and any(instructions):
+        """Formatted ids, each text with its instruction (an instruction does not take from the text's budget)."""
+        if instructions and any(instructions):
             return self.instructed.token_ids(kind, texts, instructions, self.text_budget[kind])
         return self.formatter.token_ids(kind, texts, self.text_budget[kind])
 
@@ -57,10 +57,14 @@ class Batcher:
         max_tokens: int | None = None,
         where: str = "micro-step",
         instructions: Sequence[str | None] | None = None,
+        passage_instructions: Sequence[str | None] | None = None,
     ) -> PackedBatch:
         """Queries then passages in one padding-free row (see :mod:`.packing`)."""
         return pack(
-            self.token_ids("query", queries, instructions), self.token_ids("passage", passages), max_tokens, where
+            self.token_ids("query", queries, instructions),
+            self.token_ids("passage", passages, passage_instructions),
+            max_tokens,
+            where,
         )
 
     def passage_texts(self, passages) -> list[str]:

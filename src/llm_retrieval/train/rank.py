@@ -25,7 +25,7 @@ from ..memory_guard import memory_guard
 from ..modeling import load_tokenizer
 from . import checkpoint, preemption, snapshots
 from .adapter import save_adapter
-from .dataset import MicroBatch, TaskMixture, instruction_for, read_groups, sample_group
+from .dataset import MicroBatch, TaskMixture, instruction_for, passage_instructions_for, read_groups, sample_group
 from .engine import build_engine, check_batch, deepspeed_config, init_process_group
 from .job import TrainJob
 from .loss import info_nce
@@ -71,6 +71,7 @@ class RankSession:
             f"{task.groups_path}: step {step + 1}, micro-step {micro + 1}, rank {self.rank}",
             self.packing,
             task.query_instructions,
+            task.passage_instructions,
         )
 
 
@@ -200,17 +201,24 @@ def micro_batch(
     where: str = "micro-step",
     packing: bool | None = None,
     query_instructions: tuple[str, ...] = (),
+    passage_instructions: tuple[str, ...] = (),
 ) -> list:
-    """The model inputs of one micro-step: this rank's queries (each with its instruction, drawn with the
-    task's seed) and, per query, its sampled group (one packed row when packing — ``training.packing``
-    unless the rank decided otherwise, as for an encoder — else padded query and passage tensors)."""
+    """The model inputs of one micro-step: this rank's queries and, per query, its sampled group, each text with
+    its instruction (drawn with the task's seed) — one packed row when packing (``training.packing`` unless the
+    rank decided otherwise, as for an encoder), else padded query and passage tensors."""
     group_size, seed, epoch, indices = cfg["group_size"], batch.seed, batch.epoch, batch.indices
-    passages = [p for i in indices for p in sample_group(groups[i], group_size, seed, epoch, i)]
+    sampled = [sample_group(groups[i], group_size, seed, epoch, i) for i in indices]
+    passages = [p for group in sampled for p in group]
     queries, texts = [groups[i].query for i in indices], batcher.passage_texts(passages)
     instructions = [instruction_for(query_instructions, seed, epoch, i) for i in indices]
+    told = [
+        t
+        for i, group in zip(indices, sampled)
+        for t in passage_instructions_for(passage_instructions, seed, epoch, i, len(group))
+    ]
     if cfg["packing"] if packing is None else packing:
-        return [batcher.packed(queries, texts, cfg["max_packed_tokens"], where, instructions).to(device)]
-    q, p = batcher.tensors("query", queries, instructions), batcher.tensors("passage", texts)
+        return [batcher.packed(queries, texts, cfg["max_packed_tokens"], where, instructions, told).to(device)]
+    q, p = batcher.tensors("query", queries, instructions), batcher.tensors("passage", texts, told)
     return [t.to(device) for t in (*q, *p)]
 
 
