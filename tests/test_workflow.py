@@ -26,9 +26,10 @@ def expected_counts(study: Study) -> Counter:
     )
     settings = study.dense_settings()  # the settings and their axis variants
     encodings = sum(len(study.backbones_of(s)) * len(study.collections_of(s)) for s in settings)
-    extra_shards = sum(
-        len(study.backbones_of(s)) * (study.corpus_shards(c, s) - 1) for s in settings for c in study.collections_of(s)
-    )
+    # A setting searching another's corpus encoding (an instruction variant: Study.corpus_setting) encodes queries only.
+    owned = [(s, c) for s in settings for c in study.collections_of(s) if study.corpus_setting(s, c) == s]
+    corpora = sum(len(study.backbones_of(s)) for s, _ in owned)
+    extra_shards = sum(len(study.backbones_of(s)) * (study.corpus_shards(c, s) - 1) for s, c in owned)
     dense_runs = sum(
         len(study.backbones_of(s)) * sum(len(study.eval_query_sets(c)) for c in study.collections_of(s))
         for s in settings
@@ -40,7 +41,8 @@ def expected_counts(study: Study) -> Counter:
             "resolve_backbone": len(study.used_backbones()),
             "bm25_index": len(set(evaluated) | set(mined)),
             "bm25_search": bm25,
-            "encode_queries_and_first_shard": encodings,
+            "encode_queries_and_first_shard": corpora,
+            "encode_queries_only": encodings - corpora,
             "encode_corpus_shard": extra_shards,
             "dense_search": encodings,  # one search job per (setting, backbone, collection): all its query sets
             "evaluate_run": dense_runs + bm25,

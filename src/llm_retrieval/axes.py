@@ -291,15 +291,52 @@ def variant_of(config: dict, setting: str) -> Variant | None:
 
 def encoding_for(config: dict, setting: str, collection: str) -> dict:
     """The ``encoding`` section as this setting (or variant) uses it on ``collection``; an instruction
-    variant carries the collection's task sentence (or the named set's sentences) as ``encoding.instruction``."""
+    variant carries the collection's task sentence (or the named set's sentences) as ``encoding.instruction``,
+    a named set's passage side as ``encoding.passage_instruction``."""
     encoding = copy.deepcopy(config["encoding"])
     variant = variant_of(config, setting)
     if variant and variant.axis == "passage_tokens" and variant.base == "zeroshot":
         encoding["max_text_tokens"] = {**encoding["max_text_tokens"], "passage": variant.value}
     if variant and variant.axis == "instruction":
-        spec = config["collections"][collection]
-        encoding["instruction"] = spec["instruction"] if variant.value is True else spec["instructions"][variant.value]
+        sides = instruction_sides(config, variant, collection)
+        encoding.update(
+            {
+                key: sides[kind]
+                for kind, key in (("query", "instruction"), ("passage", "passage_instruction"))
+                if kind in sides
+            }
+        )
     return encoding
+
+
+def instruction_sides(config: dict, variant: Variant, collection: str) -> dict:
+    """An instruction variant's sentences on a collection, by side (query, passage): the collection's task sentence
+    (``true``: queries only), or a named set (a sentence or list: queries only; or ``{query:, passage:}``)."""
+    spec = config["collections"][collection]
+    chosen = spec["instruction"] if variant.value is True else spec["instructions"][variant.value]
+    return dict(chosen) if isinstance(chosen, dict) else {"query": chosen}
+
+
+def corpus_setting(config: dict, setting: str, collection: str) -> str:
+    """The setting whose corpus encoding a setting (or variant) searches on ``collection``: its own, but for an
+    instruction variant, whose corpus is encoded as its retriever's own setting's (the recipe's, ``zeroshot``)
+    when its set has no passage side, else as the first instruction variant's with the same passage side."""
+    variant = variant_of(config, setting)
+    if not variant or variant.axis != "instruction":
+        return setting
+    passage = _passage_side(config, variant, collection)
+    if not passage:
+        return recipe_setting(variant.base, variant.recipe)
+    for other in variants(config["settings"]):
+        same_retriever = (other.axis, other.base, other.recipe) == ("instruction", variant.base, variant.recipe)
+        if same_retriever and _passage_side(config, other, collection) == passage:
+            return other.name
+    return setting
+
+
+def _passage_side(config: dict, variant: Variant, collection: str) -> tuple[str, ...]:
+    passage = instruction_sides(config, variant, collection).get("passage") or ()
+    return (passage,) if isinstance(passage, str) else tuple(passage)
 
 
 def max_length_for(config: dict, setting: str) -> dict | None:

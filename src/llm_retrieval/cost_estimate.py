@@ -76,11 +76,14 @@ def _matmul_params(config: dict, backbone: str) -> int:
 
 
 def _encode_rows(study: Study) -> list[dict]:
+    """Per (setting, backbone): the corpora it encodes (not those it searches in another setting's encoding,
+    Study.corpus_setting: there only its queries' job, whose tokens are not counted, as everywhere)."""
     rows = []
     for setting in study.dense_settings():
         collections = study.collections_of_kind(setting, "retrieval")
-        tokens = sum(study.corpus_size(c, setting)[1] for c in collections)
-        jobs = sum(study.corpus_shards(c, setting) for c in collections)
+        own = [c for c in collections if study.corpus_setting(setting, c) == setting]
+        tokens = sum(study.corpus_size(c, setting)[1] for c in own)
+        jobs = sum(study.corpus_shards(c, setting) for c in own) + len(collections) - len(own)
         for backbone in study.backbones_of(setting):
             flops = 2 * _matmul_params(study.config, backbone) * tokens
             gpu_h = (flops / (PEAK_FLOPS * ENCODE_MFU) + jobs * MODEL_LOAD_S) / 3600

@@ -59,6 +59,11 @@ class Layout:
     def query_embeddings(self, setting: str, backbone: str, collection: str) -> str:
         return f"{self.embeddings_dir(setting, backbone, collection)}/queries.parquet"
 
+    def query_embeddings_only(self, setting: str, backbone: str, collection: str) -> str:
+        """Query embeddings encoded on their own: the setting searches another setting's corpus encoding
+        (Study.corpus_setting: an instruction variant without a passage instruction of its own)."""
+        return f"{self.embeddings_dir(setting, backbone, collection)}/queries-only.parquet"
+
     def corpus_shard(self, setting: str, backbone: str, collection: str, shard) -> str:
         return f"{self.embeddings_dir(setting, backbone, collection)}/corpus/shard-{shard}.parquet"
 

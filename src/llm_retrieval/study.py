@@ -186,6 +186,14 @@ class Study:
             lambda: axes.encoding_for(self.config, setting, collection),
         )
 
+    def corpus_setting(self, setting: str, collection: str) -> str:
+        """axes.corpus_setting (whose corpus encoding a setting searches), once per pair."""
+        return self._once(
+            ("corpus_setting", setting, collection),
+            (self.settings.get(axes.base_of(setting)), self.collection(collection).get("instructions")),
+            lambda: axes.corpus_setting(self.config, setting, collection),
+        )
+
     def _once(self, key: tuple, inputs: tuple, compute):
         """``compute()`` once per key while ``inputs`` (the config parts it reads) stay as they were: the input
         functions ask for these for every job, and a config edited after a lookup is not answered stale."""

@@ -80,6 +80,14 @@ def shard_files(setting, backbone, collection):
     return [layout.corpus_shard(setting, backbone, collection, i) for i in range(n)]
 
 
+def query_file(setting, backbone, collection):
+    """A search's query embeddings: with the first corpus shard, or on their own where the setting searches
+    another setting's corpus encoding (Study.corpus_setting)."""
+    if study.corpus_setting(setting, collection) == setting:
+        return layout.query_embeddings(setting, backbone, collection)
+    return layout.query_embeddings_only(setting, backbone, collection)
+
+
 def all_embeddings():
     """Every query and corpus-shard embedding file: study products in their own right, and as
     targets a deleted one is recomputed (and what depends on it), not silently skipped."""
@@ -88,11 +96,11 @@ def all_embeddings():
         retrieval, sts = study.collections_of_kind(setting, RETRIEVAL), study.collections_of_kind(setting, STS)
         for backbone in study.backbones_of(setting):
             for collection in retrieval:
-                files.append(layout.query_embeddings(setting, backbone, collection))
-                files += shard_files(setting, backbone, collection)
+                files.append(query_file(setting, backbone, collection))
+                files += shard_files(study.corpus_setting(setting, collection), backbone, collection)
             for collection in sts:  # sts.smk: both sentences of each pair
                 files.append(layout.sentence_embeddings(setting, backbone, collection))
-    return files
+    return list(dict.fromkeys(files))  # a corpus encoding searched by several settings, once
 
 
 def get_adapter(wildcards):
@@ -126,11 +134,17 @@ def get_num_shards(wildcards):
     return study.corpus_shards(wildcards.collection, wildcards.setting)
 
 
-# --- search.smk: every corpus shard of one encoding -----------------------------------------------
+# --- search.smk: the queries and every corpus shard of one search ---------------------------------
+
+
+def get_query_file(wildcards):
+    return query_file(wildcards.setting, wildcards.backbone, wildcards.collection)
 
 
 def get_corpus_shard_files(wildcards):
-    return shard_files(wildcards.setting, wildcards.backbone, wildcards.collection)
+    """The shards of the corpus encoding the search reads: its own, or the one it shares (Study.corpus_setting)."""
+    setting = study.corpus_setting(wildcards.setting, wildcards.collection)
+    return shard_files(setting, wildcards.backbone, wildcards.collection)
 
 
 # --- train.smk: each task's groups inputs, a recipe's groups and options, the learning curve's snapshots -------

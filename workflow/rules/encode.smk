@@ -56,3 +56,28 @@ rule encode_corpus_shard:
         use_title=of_collection("use_title"),
     script:
         "../scripts/encode_corpus_shard.py"
+
+
+# Queries on their own, for a setting that searches another setting's corpus encoding (Study.corpus_setting:
+# an instruction variant without a passage instruction of its own); the kind of the job that encodes queries.
+rule encode_queries_only:
+    input:
+        unpack(get_encoder_files),
+        queries=layout.collection_file("{collection}", "queries"),
+    output:
+        layout.query_embeddings_only("{setting}", "{backbone}", "{collection}"),
+    log:
+        layout.log("encode_queries_only/{setting}/{backbone}/{collection}"),
+    benchmark:
+        layout.benchmark("encode_queries_only/{setting}/{backbone}/{collection}")
+    conda:
+        ENV
+    threads: rule_threads("encode_queries_and_first_shard")
+    resources:
+        **rule_resources("encode_queries_and_first_shard"),
+    params:
+        encoding=get_encoding,
+        max_length=get_max_length,
+        query_sets=lambda wc: study.eval_query_sets(wc.collection),
+    script:
+        "../scripts/encode_queries_only.py"

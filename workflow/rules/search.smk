@@ -1,10 +1,11 @@
 # Exact inner-product search over all corpus shards, one job per (setting, backbone, collection):
-# the corpus is read once and every evaluated query set's run is written into one folder.
+# the corpus is read once and every evaluated query set's run is written into one folder. An instruction
+# variant without a passage instruction searches its retriever's own corpus encoding (Study.corpus_setting).
 
 
 rule dense_search:
     input:
-        queries=layout.query_embeddings("{setting}", "{backbone}", "{collection}"),
+        queries=get_query_file,
         shards=get_corpus_shard_files,
     output:
         directory(layout.runs_dir("{setting}", "{backbone}", "{collection}")),

@@ -132,7 +132,13 @@ def measured(config: dict, benchmarks: str | Path, logs: str | Path | None = Non
     return jobs
 
 
-RETRIEVER_RULES = ("encode_queries_and_first_shard", "encode_corpus_shard", "dense_search", "evaluate_run")
+RETRIEVER_RULES = (
+    "encode_queries_and_first_shard",
+    "encode_queries_only",
+    "encode_corpus_shard",
+    "dense_search",
+    "evaluate_run",
+)
 
 
 def recipe_of_job(config: dict, rule: str, parts: list[str]) -> str | None:
