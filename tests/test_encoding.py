@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from workflow_helpers import encoding_section
 
 from llm_retrieval.data.canonical import write_corpus
 from llm_retrieval.embeddings import read_embeddings
@@ -16,13 +17,15 @@ PROMPTS = {
     "passage": 'Passage: "{text}". Use one word to represent the passage in a retrieval task. Make sure your word is in lowercase.',
     "assistant_prefill": 'The word is: "',
 }
-ENCODING = {
-    "prompts": PROMPTS,
-    "normalize": True,
-    "dtype": "float32",
-    "batch_tokens": 256,
-    "max_text_tokens": {"query": 16, "passage": 24},
-}
+ENCODING = encoding_section(
+    {
+        "prompts": PROMPTS,
+        "normalize": True,
+        "dtype": "float32",
+        "batch_tokens": 256,
+        "max_text_tokens": {"query": 16, "passage": 24},
+    }
+)
 
 
 def test_prompt_is_chat_template_user_turn_with_prefilled_assistant(tiny_backbones):

@@ -9,6 +9,7 @@ import types
 
 import pytest
 import torch
+from workflow_helpers import encoding_section
 
 from llm_retrieval import modeling
 
@@ -88,13 +89,15 @@ class RecordingModel:
         return self.model(**kwargs)
 
 
-ENCODING = {
-    "prompts": {"query": 'Query: "{text}".', "passage": 'Passage: "{text}".', "assistant_prefill": '"'},
-    "normalize": True,
-    "dtype": "float32",
-    "batch_tokens": 256,
-    "max_text_tokens": {"query": 16, "passage": 24},
-}
+ENCODING = encoding_section(
+    {
+        "prompts": {"query": 'Query: "{text}".', "passage": 'Passage: "{text}".', "assistant_prefill": '"'},
+        "normalize": True,
+        "dtype": "float32",
+        "batch_tokens": 256,
+        "max_text_tokens": {"query": 16, "passage": 24},
+    }
+)
 
 
 @pytest.mark.parametrize("share_prefix", [False, True])

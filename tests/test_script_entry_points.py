@@ -13,20 +13,23 @@ from types import SimpleNamespace
 
 import pytest
 from train_fixtures import synthetic_task, tiny_backbone, training_config, write_groups
+from workflow_helpers import encoding_section
 
 from llm_retrieval.data.canonical import write_corpus
 from llm_retrieval.embeddings import read_embeddings
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "workflow" / "scripts"
-ENCODING = {
-    "prompts": {"query": 'Query: "{text}".', "passage": 'Passage: "{text}".', "assistant_prefill": '"'},
-    "normalize": True,
-    "dtype": "float32",
-    "batch_tokens": 256,
-    "chunk_rows": 8,
-    "max_text_tokens": {"query": 16, "passage": 24},
-}
+ENCODING = encoding_section(
+    {
+        "prompts": {"query": 'Query: "{text}".', "passage": 'Passage: "{text}".', "assistant_prefill": '"'},
+        "normalize": True,
+        "dtype": "float32",
+        "batch_tokens": 256,
+        "chunk_rows": 8,
+        "max_text_tokens": {"query": 16, "passage": 24},
+    }
+)
 
 
 def run(args: list, cwd: Path) -> subprocess.CompletedProcess:

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import scipy.stats
+from workflow_helpers import encoding_section
 
 from llm_retrieval import sts
 from llm_retrieval.data.canonical import DataError
@@ -157,13 +158,15 @@ def test_both_sentences_are_encoded_as_queries_are(tiny_backbones, tmp_path):
     from llm_retrieval.embeddings import read_column, read_embeddings
     from llm_retrieval.encoder import Encoder, EncoderSpec
 
-    encoding = {
-        "prompts": {"query": 'Q: "{text}"', "passage": 'P: "{text}"', "assistant_prefill": 'W: "'},
-        "normalize": True,
-        "dtype": "float32",
-        "batch_tokens": 256,
-        "max_text_tokens": {"query": 16, "passage": 24},
-    }
+    encoding = encoding_section(
+        {
+            "prompts": {"query": 'Q: "{text}"', "passage": 'P: "{text}"', "assistant_prefill": 'W: "'},
+            "normalize": True,
+            "dtype": "float32",
+            "batch_tokens": 256,
+            "max_text_tokens": {"query": 16, "passage": 24},
+        }
+    )
     _write_jsonl(tmp_path / "src" / "test.jsonl", PAIRS)
     prepare_sts_local({"type": "sts_local", "path": str(tmp_path / "src")}, ["test"], tmp_path / "coll", tmp_path)
     spec = EncoderSpec(tiny_backbones["qwen2"], encoding)

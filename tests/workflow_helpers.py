@@ -29,6 +29,16 @@ def load_study(path, *overrides: dict) -> Study:
     return Study(config)
 
 
+def encoding_section(values: dict) -> dict:
+    """``values`` as the workflow's `encoding` section: schema-validated, the schema's defaults filled
+    (config/demo.yaml around it; the schema is the one home of the defaults, e.g. share_prefix)."""
+    from llm_retrieval.config_schema import validate_config
+
+    config = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
+    config["encoding"] = copy.deepcopy(values)
+    return validate_config(config, ROOT / "workflow/schemas/config.schema.yaml", "a test's encoding")["encoding"]
+
+
 def scratch_copy(dest: Path) -> Path:
     for name in WORKFLOW_FILES:
         source = ROOT / name

@@ -140,10 +140,11 @@ class Encoder:
         """Token ids every text of ``kind`` starts with, computed once when encoding.share_prefix is on.
 
         The zero-shot (PromptReps) format of a decoder only: every text sits after the same chat-template
-        prefix, and causal attention leaves the prefix's keys/values the same whatever follows.
+        prefix, and causal attention leaves the prefix's keys/values the same whatever follows. The
+        switch comes from the schema-validated `encoding` section (its default lives in the schema only).
         """
         bidirectional = encoders.family(self.spec.backbone["architecture"]).bidirectional
-        if self.spec.max_length is not None or bidirectional or not self.spec.encoding.get("share_prefix", False):
+        if self.spec.max_length is not None or bidirectional or not self.spec.encoding["share_prefix"]:
             return []
         if len(self.spec.instructions(kind)) > 1:
             return []  # texts of a named set start with different instructions
