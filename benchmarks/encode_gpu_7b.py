@@ -105,14 +105,14 @@ def timed(fn, device):
     return time.perf_counter() - start, out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--texts", type=int, default=4096)
     parser.add_argument("--batch-tokens", type=int, default=65536)
     parser.add_argument("--old-batch", type=int, default=64, help="rows per batch of the old encoder")
     parser.add_argument("--no-load", action="store_true", help="skip the save + load timing (15 GB on disk)")
     parser.add_argument("--smoke", action="store_true", help="tiny config on the CPU: checks the script runs")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not args.smoke and not torch.cuda.is_available():
         print("encode_gpu_7b: no CUDA device here; run it on a GPU node (or --smoke for the CPU-sized path)")
         sys.exit(2)
@@ -123,7 +123,7 @@ def main() -> None:
     device = "cpu" if args.smoke else "cuda:0"
     shape = SMOKE if args.smoke else QWEN25_7B
     dtype = torch.float32 if args.smoke else torch.bfloat16
-    n_texts = min(args.texts, 64) if args.smoke else args.texts
+    n_texts = min(args.texts, 32) if args.smoke else args.texts  # smoke: one old batch, 8 warm-up texts
     config = Qwen2Config(
         **shape, attn_implementation=attention_implementation(device, str(dtype).removeprefix("torch."))
     )

@@ -64,7 +64,7 @@ def run_faiss(docs: int, queries: int, dim: int, depth: int) -> dict | None:
     return {"seconds": seconds, "tflops": 2 * queries * docs * dim / seconds / 1e12}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--docs", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=6980)
@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--block-rows", type=int, default=2**20)
     parser.add_argument("--faiss", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="CPU-sized run: 64 queries x 20,000 x 256")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.smoke:
         result = run(20_000, 64, 256, 100, 64, "cpu", 8192)
         print(f"smoke (CPU, 64 x 20,000 x 256): {result['seconds']:.3f} s, {result['tflops']:.4f} TFLOP/s")
