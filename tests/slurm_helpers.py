@@ -98,7 +98,7 @@ def submissions(output):
 
 
 def slurm_states(job_ids):
-    """{job id: state} from squeue (finished jobs stay listed for MinJobAge)."""
+    """{job id: state} from squeue (finished jobs stay listed: .ci/slurm-up sets MinJobAge=0)."""
     out = subprocess.run(
         ["squeue", "-h", "--states=all", "-o", "%i|%T", "-j", ",".join(job_ids)],
         capture_output=True,
