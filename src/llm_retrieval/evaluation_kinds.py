@@ -52,7 +52,7 @@ def display_name(measure: str) -> str:
 
 
 # Source types (data/sources.py) whose collections are sentence pairs, not a searched corpus.
-STS_SOURCES = ("mteb_sts", "sts_local")
+STS_SOURCES = ("mteb_sts", "sts_local", "stdlib_sts")
 
 
 def kind_of(collection: dict) -> str:

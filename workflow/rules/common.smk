@@ -9,6 +9,7 @@ import sys
 
 from llm_retrieval import axes, model_resources, recipes
 from llm_retrieval.data import training_sources
+from llm_retrieval.data.demo import PAIRS_SOURCE_TYPES
 from llm_retrieval.data.sources import local_inputs
 from llm_retrieval.evaluation_kinds import RETRIEVAL, STS
 from llm_retrieval.paths import Layout
@@ -60,13 +61,13 @@ def of_collection(key):
     return lambda wildcards: study.collection(wildcards.collection)[key]
 
 
-# --- data.smk: the files a collection is made from ------------------------------------------------
+# --- data.smk and sts.smk: the files a collection (retrieval or STS) is made from ------------------
 
 
 def get_source_files(wildcards):
     """Local files a collection is made from; remote sources have none (they are fetched)."""
     source = study.collection(wildcards.collection)["source"]
-    if source["type"] == "stdlib_codesearch":
+    if source["type"] in PAIRS_SOURCE_TYPES:
         return {"pairs": layout.stdlib_codesearch_pairs()}
     return local_inputs(source)
 
@@ -151,8 +152,12 @@ def get_corpus_shard_files(wildcards):
 
 
 def get_training_group_inputs(wildcards):
-    """A source mined from a collection reads its canonical files and BM25 index; others read nothing local."""
-    collection = training_sources.needs_collection(recipes.task_sources(config)[wildcards.task])
+    """A source mined from a collection reads its canonical files and BM25 index; a stdlib one the stdlib
+    pairs; others read nothing local."""
+    source = recipes.task_sources(config)[wildcards.task]
+    if source["type"] in PAIRS_SOURCE_TYPES:
+        return {"pairs": layout.stdlib_codesearch_pairs()}
+    collection = training_sources.needs_collection(source)
     if collection is None:
         return {}
     return {"index": layout.bm25_index(collection), **layout.collection_files(collection)}

@@ -5,7 +5,7 @@
 
 rule prepare_sts_pairs:
     input:
-        unpack(lambda wc: local_inputs(study.collection(wc.collection)["source"])),
+        unpack(get_source_files),
     output:
         pairs=layout.collection_file("{collection}", "pairs"),
         manifest=layout.collection_manifest("{collection}"),

@@ -3,8 +3,9 @@
 - a real code-search dataset from the running interpreter's standard library: every
   function or method with a docstring of at least 4 words becomes a pair (query = the
   docstring's first sentence, document = the function's source without its docstring),
-  split deterministically into train / test, usable in both CoIR directions and a third task,
-  function name → function (the name's words as the query: a lexical task unlike the other two);
+  split deterministically into train / test, usable in both CoIR directions, a third task,
+  function name → function (the name's words as the query: a lexical task unlike the other two),
+  and a fourth with long documents, docstring sentence → the whole module the function is in;
 - a small generated text-retrieval dataset, written in BEIR layout and read back
   through the same BEIR reader as the real BEIR sets.
 """
@@ -49,7 +50,10 @@ PAIRS_SCHEMA = pa.schema(
 )
 SKIPPED_PACKAGES = {"site-packages", "test", "idlelib", "lib2to3", "tests"}  # test suites, not library code
 MIN_DOC_WORDS = 4
-DIRECTIONS = ("text-to-code", "code-to-text", "name-to-code")
+# Source types (of collections and of training tasks) read from the pairs file build_stdlib_codesearch writes:
+# the workflow gives it to their jobs as the input ``pairs``.
+PAIRS_SOURCE_TYPES = ("stdlib_codesearch", "stdlib_sts", "stdlib_nli")
+DIRECTIONS = ("text-to-code", "code-to-text", "name-to-code", "text-to-module")
 
 
 def first_sentence(docstring: str) -> str:
@@ -124,34 +128,63 @@ def build_stdlib_pairs(out_path: str | Path) -> dict:
     return {"pairs": len(rows), **splits, "stdlib": sysconfig.get_paths()["stdlib"]}
 
 
-def prepare_stdlib_codesearch(source: dict, query_sets: list[str], out_dir: Path, work_dir: Path) -> dict:
-    """Text-to-code: docstring sentence → function; code-to-text: function → sentence (CoIR's two directions);
-    name-to-code: the function's name as words → the function without its name line's docstring."""
-    direction = source.get("direction")
-    if direction not in DIRECTIONS:
-        raise DataError(out_dir, f"source.direction must be one of {DIRECTIONS}, got {direction!r}")
-    pairs = read_table(source["pairs"], PAIRS_SCHEMA).to_pylist()
-    if source.get("limit"):  # a deterministic subset, for quick test studies
-        pairs = sorted(pairs, key=lambda p: hashlib.md5(p["id"].encode()).hexdigest())[: source["limit"]]
+def _pair_task(pairs: list[dict], direction: str, limit: int | None) -> tuple[list, list]:
+    """One document per pair; each pair's query finds its own document. Returns the documents and the
+    judged queries as (split, query id, query text, relevant doc id)."""
+    if limit:  # a deterministic subset, for quick test studies
+        pairs = sorted(pairs, key=lambda p: _md5(p["id"]))[:limit]
     query_field, doc_field = {
         "text-to-code": ("query", "code"),
         "code-to-text": ("code", "query"),
         "name-to-code": ("name", "code"),
     }[direction]
     pairs = [{**p, "name": name_words(p["qualname"])} for p in pairs]
-    chosen = [p for p in pairs if p["split"] in query_sets]
+    docs = [{"id": f"d-{p['id']}", "title": "", "text": p[doc_field]} for p in pairs]
+    return docs, [(p["split"], f"q-{p['id']}", p[query_field], f"d-{p['id']}") for p in pairs]
+
+
+def _line_of(pair_id: str) -> int:
+    return int(pair_id.rsplit(":", 1)[1])
+
+
+def _module_task(pairs: list[dict], limit: int | None) -> tuple[list, list]:
+    """One document per module (its functions' code in source order, docstrings left out: long documents);
+    a function's docstring sentence finds its module. ``limit`` counts modules."""
+    modules: dict[str, list[dict]] = {}
+    for p in pairs:
+        modules.setdefault(p["module"], []).append(p)
+    chosen = sorted(modules, key=_md5)[:limit] if limit else sorted(modules)
+    docs, judged = [], []
+    for module in chosen:
+        functions = sorted(modules[module], key=lambda p: _line_of(p["id"]))
+        docs.append({"id": f"m-{module}", "title": "", "text": "\n\n".join(p["code"] for p in functions)})
+        judged += [(p["split"], f"q-{p['id']}", p["query"], f"m-{module}") for p in functions]
+    return docs, judged
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def prepare_stdlib_codesearch(source: dict, query_sets: list[str], out_dir: Path, work_dir: Path) -> dict:
+    """Text-to-code: docstring sentence → function; code-to-text: function → sentence (CoIR's two directions);
+    name-to-code: the function's name as words → the function without its name line's docstring;
+    text-to-module: docstring sentence → the whole module it is in (long documents: the input-length axis)."""
+    direction = source.get("direction")
+    if direction not in DIRECTIONS:
+        raise DataError(out_dir, f"source.direction must be one of {DIRECTIONS}, got {direction!r}")
+    pairs = read_table(source["pairs"], PAIRS_SCHEMA).to_pylist()
+    if direction == "text-to-module":
+        docs, judged = _module_task(pairs, source.get("limit"))
+    else:
+        docs, judged = _pair_task(pairs, direction, source.get("limit"))
+    chosen = [j for j in judged if j[0] in query_sets]
     with staged_collection(out_dir) as stage:
-        write_corpus(stage / CORPUS_FILE, ({"id": f"d-{p['id']}", "title": "", "text": p[doc_field]} for p in pairs))
-        write_queries(
-            stage / QUERIES_FILE,
-            ({"query_set": p["split"], "id": f"q-{p['id']}", "text": p[query_field]} for p in chosen),
-        )
+        write_corpus(stage / CORPUS_FILE, iter(docs))
+        write_queries(stage / QUERIES_FILE, ({"query_set": s, "id": q, "text": t} for s, q, t, _ in chosen))
         write_qrels(
             stage / QRELS_FILE,
-            (
-                {"query_set": p["split"], "query_id": f"q-{p['id']}", "doc_id": f"d-{p['id']}", "relevance": 1}
-                for p in chosen
-            ),
+            ({"query_set": s, "query_id": q, "doc_id": d, "relevance": 1} for s, q, _, d in chosen),
         )
         return finish_collection(
             stage, {"type": "stdlib_codesearch", "direction": direction, "pairs_file": str(source["pairs"])}, query_sets

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from . import beir, coir, demo, longembed, msmarco, qrecc, sts, toolbench
+from . import beir, coir, demo, longembed, msmarco, qrecc, stdlib_similarity, sts, toolbench
 from .canonical import DataError
 
 Preparer = Callable[[dict, list, Path, Path], dict]
@@ -28,6 +28,7 @@ PREPARERS: dict[str, Preparer] = {
     "msmarco": msmarco.prepare_msmarco,
     "mteb_sts": sts.prepare_mteb_sts,  # sentence pairs (evaluation kind sts): pairs.parquet, not corpus/queries/qrels
     "sts_local": sts.prepare_sts_local,
+    "stdlib_sts": stdlib_similarity.prepare_stdlib_sts,  # the offline slice's STS set, from stdlib docstrings
     "toolbench": toolbench.prepare_toolbench,  # tool retrieval: queries -> API documents (local files)
     "qrecc": qrecc.prepare_qrecc,  # conversational search: context + question as the query (local files)
     "stdlib_codesearch": demo.prepare_stdlib_codesearch,  # the offline demo's text-to-code source

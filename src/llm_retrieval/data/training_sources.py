@@ -6,7 +6,8 @@ The contract of a groups preparer (what a new training source registers here):
   as validated by the schema (its defaults filled), ``request.out_path`` the groups Parquet to write,
   ``request.work_dir`` a folder for downloads and caches, ``request.inputs`` the local files the workflow
   gives it (a source naming a ``collection`` gets that collection's canonical ``corpus`` / ``queries`` /
-  ``qrels`` Parquet and its BM25 ``index`` folder; other sources get none), ``request.bm25`` the config's
+  ``qrels`` Parquet and its BM25 ``index`` folder; a source of demo.PAIRS_SOURCE_TYPES gets the stdlib
+  ``pairs`` file; other sources get none), ``request.bm25`` the config's
   ``bm25`` section (for mining);
 - output: ``out_path`` written atomically (``llm_retrieval.atomic``) in ``canonical.TRAIN_GROUPS_SCHEMA``:
   one row per training query, ``query_id: string``, ``query: string`` (the text the retriever reads, e.g. a
@@ -70,10 +71,17 @@ def _nli(request: GroupsRequest) -> dict:
     return prepare_nli_groups(request.source, request.out_path, request.work_dir)
 
 
+def _stdlib_nli(request: GroupsRequest) -> dict:
+    from .stdlib_similarity import prepare_stdlib_nli_groups
+
+    return prepare_stdlib_nli_groups(request.source, request.inputs["pairs"], request.out_path)
+
+
 PREPARERS: dict[str, GroupsPreparer] = {
     "tevatron": _tevatron,  # Tevatron's groups (RepLLaMA's MS MARCO training data)
     "bm25_mined": _bm25_mined,  # a collection's train queries, negatives mined with its BM25 index
     "nli": _nli,  # NLI triplets: anchor, entailment (positive), contradiction (hard negative)
+    "stdlib_nli": _stdlib_nli,  # the same from stdlib docstrings, offline (data/stdlib_similarity.py)
 }
 
 
