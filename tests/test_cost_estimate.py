@@ -36,6 +36,11 @@ def test_the_cost_page_prints_the_same_projection_and_its_assumptions(paper):
     assert sum(float(r.split(",")[11]) for r in rows) == pytest.approx(paper.total(), abs=0.01 * len(rows))
 
 
+def test_the_cost_page_names_the_study_it_projects(paper):
+    assert "Projected GPU cost of config/luo2024.yaml" in cost.to_markdown([], paper, "config/luo2024.yaml")
+    assert "Projected GPU cost of config/config.yaml" in cost.to_markdown([], paper)
+
+
 def test_encoding_counts_the_plan_s_tokens_and_loads_training_real_tokens(paper):
     import yaml
 

@@ -54,7 +54,7 @@ rule cost_table:
         metrics=all_metrics(),
         figures=[f for t in study_tables() for f in table_figures(t)],
         axis_tables=all_axis_tables(),
-        paper_config="config/config.yaml",
+        paper_config=config["report"]["projected_study"],
         # What the projection's encode plan reads (llm_retrieval.cost_estimate, corpus_sizes.py).
         sizes="resources/collection_sizes.tsv",
         token_counts="resources/qwen_token_counts.tsv",

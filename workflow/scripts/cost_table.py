@@ -10,7 +10,7 @@ with job_log(snakemake.log[0]) as log:
     out = snakemake.output
     jobs = cost.measured(snakemake.config, snakemake.params.benchmarks)
     projected = cost_estimate.config_projection(snakemake.input.paper_config)  # the estimate the docs print
-    markdown = cost.to_markdown(jobs, projected)
+    markdown = cost.to_markdown(jobs, projected, snakemake.input.paper_config)
     write_text(out.csv, cost.write_csv(jobs, projected.rows))
     write_text(out.md, markdown)
     write_text(out.html, page("Cost", markdown_to_html(markdown)))

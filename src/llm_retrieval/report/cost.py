@@ -178,8 +178,9 @@ def _used(value: float) -> str:
     return _h(value) if value else "–"
 
 
-def to_markdown(jobs: list[dict], projected: cost_estimate.Projection | None = None) -> str:
-    """The cost page: measured jobs per stage and backbone, then the paper study's projection (if given)."""
+def to_markdown(jobs: list[dict], projected: cost_estimate.Projection | None = None, study: str | None = None) -> str:
+    """The cost page: measured jobs per stage and backbone, then the projection of the full study (if given;
+    ``study``: its config file, report.projected_study)."""
     lines = ["## Cost", "", MEASURED_NOTE, ""]
     for key, title in (("rule", "stage"), ("backbone", "backbone")):
         header = [title, "jobs", "wall s", "max RSS MB", "GPU-h requested on the cluster", "GPU-h used", "CPU-h"]
@@ -208,7 +209,9 @@ def to_markdown(jobs: list[dict], projected: cost_estimate.Projection | None = N
         "",
     ]
     if projected:  # None (or no rows): a page of measurements only
-        lines += [cost_estimate.to_markdown(projected)]
+        lines += [
+            cost_estimate.to_markdown(projected) if study is None else cost_estimate.to_markdown(projected, study)
+        ]
     return "\n".join(lines)
 
 
