@@ -182,7 +182,7 @@ def test_an_instruction_sits_where_each_format_reads_it_and_never_on_documents(t
     assert budgets == plain_budgets  # the instruction does not take from the text's budget
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml", "scaling.yaml", "axes.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml", "scaling.yaml", "axes.yaml", "luo2024-demo.yaml"])
 def test_every_shipped_config_validates_with_its_axes(name):
     config = yaml.safe_load(Path(ROOT / "config" / name).read_text())
     validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
@@ -194,3 +194,4 @@ def test_every_shipped_config_validates_with_its_axes(name):
     if name == "demo.yaml":  # the demo shows every axis
         assert {v.axis for v in study.variants} == {"steps", "passage_tokens", "instruction"}
         assert any(b["architecture"] == "bert" for b in config["backbones"].values())
+
