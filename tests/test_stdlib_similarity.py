@@ -109,6 +109,8 @@ def test_nli_triplets_from_the_train_split_pair_a_functions_sentences_against_a_
             assert neighbour["module"] == function["module"]
         else:  # the module's only train function: a neighbour from its package
             assert neighbour["module"].split(".")[0] == function["module"].split(".")[0]
+    limited = prepare_stdlib_nli_groups({"type": "stdlib_nli", "limit": 2}, pairs_path, tmp_path / "two.parquet")
+    assert limited["groups"] == 2 and {g.query_id for g in read_groups(tmp_path / "two.parquet")} < set(train)
     with pytest.raises(DataError, match="no stdlib function in split 'train'"):
         only_test = tmp_path / "test-only.parquet"
         table = read_table(pairs_path, PAIRS_SCHEMA)

@@ -14,7 +14,7 @@ its *other sentence* the first further sentence of its docstring with at least 4
   (1), from another package (0). A function without the relation its hash chose takes the next one down.
   The gold scores are structural relatedness, not human judgements: a stand-in that exercises the STS rules.
 - ``stdlib_nli`` (a training source): per function of the ``train`` split with an other sentence (up to
-  ``limit``), anchor its query sentence, positive its other sentence (as an entailment), hard negative the
+  ``limit``, in md5 order of the ids), anchor its query sentence, positive its other sentence (as an entailment), hard negative the
   query sentence of another function of the same module (as a contradiction; the same package where the
   module has no other). Written as training groups (canonical.TRAIN_GROUPS_SCHEMA) exactly as the ``nli``
   source writes all-nli's triplets. Its splits never meet the STS set's (test) functions.
@@ -126,7 +126,7 @@ def prepare_stdlib_sts(source: dict, query_sets: list[str], out_dir: Path, work_
 def nli_triplets(rows: list[dict], limit: int | None = None) -> list[tuple[str, str, str, str]]:
     """(function id, anchor, positive, negative) of the split's functions that have an other sentence."""
     relatives, triplets = Relatives(rows), []
-    for row in relatives.rows:
+    for row in sorted(relatives.rows, key=lambda r: _md5(r["id"])):  # a limit takes a spread over the modules
         negative = relatives.partner(row, "same_module") or relatives.partner(row, "same_package")
         if row["other"] is not None and negative is not None:
             triplets.append((row["id"], row["query"], row["other"], negative))
