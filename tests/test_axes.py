@@ -194,4 +194,3 @@ def test_every_shipped_config_validates_with_its_axes(name):
     if name == "demo.yaml":  # the demo shows every axis
         assert {v.axis for v in study.variants} == {"steps", "passage_tokens", "instruction"}
         assert any(b["architecture"] == "bert" for b in config["backbones"].values())
-
