@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sysconfig
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,16 +146,16 @@ def styled_tokenizer(style: TokenizerStyle, texts: Iterator[str], vocab_size: in
     return fast
 
 
+WORDPIECE_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
 def wordpiece_tokenizer(texts, vocab_size: int) -> PreTrainedTokenizerFast:
     """BERT's lowercased WordPiece with ``[CLS] text [SEP]``."""
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(
-        texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
-    )
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = Counter(w for text in texts for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    tok = Tokenizer(models.WordPiece(wordpiece_vocab(words, vocab_size), unk_token="[UNK]"))
+    tok.normalizer, tok.pre_tokenizer, tok.decoder = normalizer, pre_tokenizer, decoders.WordPiece()
+    tok.add_special_tokens(list(WORDPIECE_SPECIALS))
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
@@ -167,6 +168,33 @@ def wordpiece_tokenizer(texts, vocab_size: int) -> PreTrainedTokenizerFast:
         sep_token="[SEP]",
         mask_token="[MASK]",
     )
+
+
+def wordpiece_vocab(words: Counter, vocab_size: int) -> dict[str, int]:
+    """What ``WordPieceTrainer`` learns from these word counts (BPE merges, ``##`` on word-inner pieces),
+    the same in every process. That trainer numbers the ``##`` characters in Rust's per-process hash
+    order, and merge ties go to the lower ids, so its vocabulary differs run to run. Here each word-inner
+    character is renamed to a private-use one first: a plain BPE trainer numbers its alphabet in sorted
+    order, so its merges are fixed; the names are mapped back to ``##`` pieces afterwards."""
+    chars = sorted({c for word in words for c in word})
+    inner = sorted({c for word in words for c in word[1:]})
+    taken = set(chars)
+    unused = (chr(c) for c in range(0xF0000, 0x110000) if chr(c) not in taken)
+    renamed = dict(zip(inner, unused, strict=False))
+    if len(renamed) < len(inner):
+        raise ValueError(f"wordpiece_vocab: {len(inner)} distinct characters inside words; at most 131068 fit")
+    original = {new: old for old, new in renamed.items()}
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=list(WORDPIECE_SPECIALS), initial_alphabet=chars, show_progress=False
+    )
+    spelled = (word[0] + "".join(renamed[c] for c in word[1:]) for word in words)
+    bpe.train_from_iterator((f"{w} " * count for w, count in zip(spelled, words.values(), strict=True)), trainer)
+    return {
+        ("##" if token[0] in original else "") + "".join(original.get(c, c) for c in token): i
+        for token, i in bpe.get_vocab().items()
+    }
 
 
 # --- configs ------------------------------------------------------------------------------------
