@@ -18,9 +18,6 @@ import os
 import signal
 import sys
 
-import torch
-import torch.distributed as dist
-
 log = logging.getLogger(__name__)
 RETRY_EXIT = 75  # EX_TEMPFAIL: "try again later"
 # The preflight drill (llm_retrieval.preflight.drill): rank 0 sends itself a real SIGTERM after this
@@ -53,6 +50,9 @@ def drill_signal(step: int, rank: int) -> None:
 
 def stop_requested() -> bool:
     """True on every rank as soon as any rank got the signal (the ranks must checkpoint together)."""
+    import torch  # here, not at the top: the preflight drill reads this module's constants at DAG build
+    import torch.distributed as dist
+
     flag = torch.tensor([1 if _requested else 0])
     if dist.is_available() and dist.is_initialized():
         if dist.get_backend() == "nccl":
@@ -70,6 +70,8 @@ def exit_for_retry(step: int) -> None:
     )
     log.warning(message)
     print(message, file=sys.stderr, flush=True)
+    import torch.distributed as dist
+
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
     sys.exit(RETRY_EXIT)
