@@ -177,3 +177,39 @@ def test_the_local_files_of_toolbench_and_qrecc_are_their_preparing_rules_inputs
         "qrels_test": "q.txt",
     }
     assert local_inputs({"type": "beir", "name": "nq"}) == {}
+
+
+def test_missing_hand_fetched_files_are_left_out_of_the_inputs_and_named_with_what_they_hold_and_where_to_get_them(
+    tmp_path,
+):
+    from llm_retrieval.data import qrecc, toolbench
+    from llm_retrieval.data.sources import (
+        MissingLocalDataError,
+        missing_local_data,
+        planned_local_inputs,
+        prepare_collection,
+    )
+
+    source = {**_qrecc(tmp_path), "qrels": {"test": str(tmp_path / "absent-qrels.txt")}}
+    # present inputs stay inputs; the missing qrels file is left out and named, with its config key
+    assert planned_local_inputs(source) == {"passages": source["passages"], "turns_test": source["turns"]["test"]}
+    problem = missing_local_data(source)
+    assert f"{tmp_path / 'absent-qrels.txt'} (source.qrels.test)" in problem and source["passages"] not in problem
+    assert qrecc.LOCAL_FILES in problem and qrecc.GET_FROM in problem
+    assert missing_local_data(_qrecc(tmp_path)) is None
+
+    folder = tmp_path / "G1"
+    tools = {"type": "toolbench", "path": str(folder)}
+    assert planned_local_inputs(tools) == {}
+    with pytest.raises(MissingLocalDataError) as err:
+        prepare_collection(tools, ["test"], tmp_path / "results/data/tools", tmp_path / "work")
+    message = str(err.value)
+    assert message.startswith(f"collections.tools: toolbench data not found: {folder} (source.path)")
+    assert toolbench.LOCAL_FILES in message and toolbench.GET_FROM in message
+    assert not (tmp_path / "results/data/tools").exists()
+    _toolbench(folder)
+    assert planned_local_inputs(tools) == {"folder": str(folder)} and missing_local_data(tools) is None
+    # a folder that may be a workflow output (the demo's beir_local) stays an input: Snakemake makes it
+    assert planned_local_inputs({"type": "beir_local", "path": str(tmp_path / "none")}) == {
+        "folder": str(tmp_path / "none")
+    }

@@ -7,6 +7,7 @@ import pytest
 from workflow_helpers import ROOT, load_study, planned_jobs, scratch_copy, snakemake
 
 from llm_retrieval.atomic import write_json
+from llm_retrieval.data import toolbench
 from llm_retrieval.paths import Layout
 from llm_retrieval.report import fidelity, luo2024
 from llm_retrieval.report.tables import build
@@ -47,20 +48,35 @@ TABLE_3_SETS = ["HotpotQA", "NQ", "MS MARCO", "FiQA", "NFCorpus", "SciFact"]
 
 
 @pytest.fixture(scope="module")
-def luo_plan(tmp_path_factory):
+def luo_dry_run(tmp_path_factory):
+    """The dry run's output on a fresh clone: no data/ folder, so none of ToolBench's and QReCC's local
+    files (docs/luo2024.md); their collections are sized by the config's estimates."""
     work = scratch_copy(tmp_path_factory.mktemp("luo2024"))
-    # ToolBench's and QReCC's files are local (docs/luo2024.md): a plan needs them present, not read
-    # (their sizes are the config's estimates), so empty stand-ins do.
-    study = load_study(CONFIG)
-    for name in ("toolbench", "qrecc"):
-        source = study.collection(name)["source"]
-        for path in [source.get("path"), source.get("passages")]:
-            if path:
-                (work / path).mkdir(parents=True)
-        for path in source.get("turns", {}).values():
-            (work / path).touch()
+    assert not (work / "data").exists()
     proc = snakemake(work, "-n", "--configfile", "config/luo2024.yaml")
-    return planned_jobs(proc.stdout + proc.stderr)
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def luo_plan(luo_dry_run):
+    return planned_jobs(luo_dry_run)
+
+
+def test_a_fresh_clone_plans_and_the_dry_run_names_the_missing_local_folders(luo_dry_run, luo_plan):
+    study = load_study(CONFIG)
+    warnings = [line for line in luo_dry_run.splitlines() if " data not found: " in line]
+    toolbench, qrecc = study.collection("toolbench")["source"], study.collection("qrecc")["source"]
+    expected = {
+        "collections.toolbench": [toolbench["path"]],
+        "collections.qrecc": [qrecc["passages"], *qrecc["turns"].values()],
+    }
+    for where, paths in expected.items():
+        line = next((w for w in warnings if w.startswith(f"{where}: ")), None)
+        assert line is not None, f"no warning for {where} in {warnings}"
+        assert all(path in line for path in paths) and "size_estimate" in line and "docs/data.md" in line
+    assert len(warnings) == len(expected)
+    prepared = {w["collection"] for rule, w in luo_plan if rule == "prepare_collection"}
+    assert {"toolbench", "qrecc"} <= prepared
 
 
 def test_the_config_names_every_study_backbone_and_the_beir_13_sets_and_its_recipe():
@@ -162,3 +178,25 @@ def test_a_table_the_study_printed_as_an_image_says_not_published_in_the_text(tm
     result = fidelity.fidelity(table, 0.02)
     assert result["compared_cells"] == 0
     assert luo2024.NOT_PUBLISHED in fidelity.to_markdown(result)
+
+
+def test_the_job_preparing_a_collection_whose_local_folder_is_missing_fails_with_a_named_error(tmp_path):
+    work = scratch_copy(tmp_path)
+    (work / "config/not-strict.yaml").write_text("pins: {strict: false}\n")  # a run, not a dry run: pins checked
+    study = load_study(CONFIG)
+    layout = Layout.of(study.config)
+    proc = snakemake(
+        work,
+        layout.collection_manifest("toolbench"),  # before --configfile, which takes every name after it
+        "--cores",
+        "1",
+        "--configfile",
+        "config/luo2024.yaml",
+        "config/not-strict.yaml",
+        check=False,
+    )
+    assert proc.returncode != 0, "preparing ToolBench without its folder must fail"
+    log = (work / layout.log("prepare_collection/toolbench")).read_text()
+    folder = study.collection("toolbench")["source"]["path"]
+    assert f"MissingLocalDataError: collections.toolbench: toolbench data not found: {folder} (source.path)" in log
+    assert toolbench.LOCAL_FILES in log and toolbench.GET_FROM in log

@@ -10,7 +10,7 @@ import sys
 from llm_retrieval import axes, model_resources, recipes
 from llm_retrieval.data import training_sources
 from llm_retrieval.data.demo import PAIRS_SOURCE_TYPES
-from llm_retrieval.data.sources import local_inputs
+from llm_retrieval.data.sources import local_inputs, missing_local_data, planned_local_inputs
 from llm_retrieval.evaluation_kinds import RETRIEVAL, STS
 from llm_retrieval.paths import Layout
 from llm_retrieval.pins import UnpinnedError, apply_lock, check_pins, hub_refs, read_lock
@@ -65,11 +65,23 @@ def of_collection(key):
 
 
 def get_source_files(wildcards):
-    """Local files a collection is made from; remote sources have none (they are fetched)."""
+    """Local files a collection is made from; remote sources have none (they are fetched). Hand-fetched
+    files that are missing are left out (the job says what to fetch): a fresh clone still plans."""
     source = study.collection(wildcards.collection)["source"]
     if source["type"] in PAIRS_SOURCE_TYPES:
         return {"pairs": layout.stdlib_codesearch_pairs()}
-    return local_inputs(source)
+    return planned_local_inputs(source)
+
+
+# Said up front, in the dry run too: the study's hand-fetched data that is not there yet.
+if workflow.is_main_process:
+    for name in study.used_collections():
+        missing = missing_local_data(study.collection(name)["source"])
+        if missing:
+            logger.warning(
+                f"collections.{name}: {missing}. Until then the plan sizes it by its size_estimate and "
+                "the job preparing it fails"
+            )
 
 
 # --- encode.smk: the shard plan, the encoder's inputs and params ----------------------------------

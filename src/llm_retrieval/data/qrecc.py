@@ -34,6 +34,17 @@ from .textfiles import iter_json_records, iter_lines, require_id
 
 TURN_FIELDS = ("Context", "Question", "Conversation_no", "Turn_no")
 CONTEXT_JOIN = " "
+# Fetched by hand (sources.BY_HAND): what the files hold and where they come from, for the error and the
+# plan-time warning when they are missing.
+LOCAL_FILES = (
+    "source.turns: one turns JSON per query set (apple/ml-qrecc's qrecc_<split>.json, or SCAI-QReCC's turns); "
+    'source.passages: {"id", "contents"} JSON lines (Pyserini\'s format), one file or a folder of '
+    "*.jsonl / *.jsonl.gz; source.qrels (optional): a TREC qrels file per query set"
+)
+GET_FROM = (
+    "the turns from the apple/ml-qrecc repository (or the SCAI-QReCC 2021 release on Zenodo); the passages "
+    "built by ml-qrecc's collection/ scripts or taken from SCAI-QReCC's Zenodo files"
+)
 
 
 def read_turns(path: Path) -> list[dict]:

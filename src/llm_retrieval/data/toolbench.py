@@ -25,6 +25,13 @@ from .staging import finish_collection, staged_collection
 from .textfiles import iter_lines
 
 CORPUS_HEADER = ["docid", "document_content"]
+# Fetched by hand (sources.BY_HAND): what the folder holds and where it comes from, for the error and the
+# plan-time warning when it is missing.
+LOCAL_FILES = "corpus.tsv, and <split>.query.txt and qrels.<split>.tsv for each query set"
+GET_FROM = (
+    "data.zip from the links in the OpenBMB/ToolBench README (Google Drive or Tsinghua Cloud; the workflow "
+    "cannot fetch it), unpacked so that source.path is its data/retrieval/G1 (or G2, G3) folder"
+)
 
 
 def _rows(path: Path, fields: int, header: list[str] | None = None):
