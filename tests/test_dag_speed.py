@@ -3,13 +3,18 @@
 The speed itself is measured by benchmarks/dag_build.py (old vs new side by side), not here.
 """
 
+import asyncio
 import inspect
+import re
+import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 from snakemake.utils import validate
 
-from llm_retrieval import axes
+from llm_retrieval import axes, dag_speed
 from llm_retrieval.dag_speed import check_each_script_once, memoised, remember_function_signatures
 from llm_retrieval.study import Study
 
@@ -151,3 +156,134 @@ def test_a_config_edited_after_a_lookup_is_not_answered_from_the_cache():
     study.collections["fiqa"]["size_estimate"] = {"documents": 10, "mean_tokens": 5}
     assert study.backbones_of("supervised") == ["base"]
     assert study.corpus_size("fiqa", "zeroshot")[0] == 10 != before[0]
+
+
+def test_the_patches_are_written_against_the_snakemake_that_requirements_pin():
+    pins = dict(
+        line.split("#")[0].strip().split("==")
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if "==" in line.split("#")[0]
+    )
+    assert pins["snakemake"] == dag_speed.PINNED
+
+
+def test_on_another_snakemake_version_no_patch_is_installed_and_a_warning_says_so():
+    code = (
+        "import logging, snakemake.jobs as jobs, snakemake.io.fmt as fmt\n"
+        "from llm_retrieval import dag_speed\n"
+        "logging.basicConfig()\n"
+        "before = (jobs.Job.output_mintime, jobs.Job.conda_env_spec, fmt.fmt_iofile)\n"
+        "assert dag_speed.install('9.0.0') is False\n"
+        "assert (jobs.Job.output_mintime, jobs.Job.conda_env_spec, fmt.fmt_iofile) == before\n"
+        "assert dag_speed.install(dag_speed.PINNED) is True\n"
+        "assert jobs.Job.output_mintime is not before[0] and fmt.fmt_iofile is not before[2]\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "snakemake 9.0.0 is not the pinned" in done.stderr
+
+
+SNAKEFILE = """
+from llm_retrieval import dag_speed
+
+if config["patched"]:
+    dag_speed.install()
+
+
+def counted_name(wildcards):
+    with open("params-evaluated.txt", "a") as out:
+        out.write(wildcards.name + "\\n")
+    return wildcards.name
+
+
+rule all:
+    input:
+        expand("out/{name}.txt", name=["a", "b", "c"]),
+
+
+rule make:
+    output:
+        "out/{name}.txt",
+    conda:
+        "env.yaml"
+    params:
+        name=counted_name,
+    script:
+        "write.py"
+"""
+
+
+def _params_workflow(tmp_path):
+    tmp_path.mkdir()
+    (tmp_path / "Snakefile").write_text(SNAKEFILE)
+    (tmp_path / "env.yaml").write_text("channels: [conda-forge]\ndependencies: [python]\n")
+    (tmp_path / "write.py").write_text("open(snakemake.output[0], 'w').write(snakemake.params.name)\n")
+    return tmp_path
+
+
+def _snakemake(workdir, *args):
+    command = [sys.executable, "-m", "snakemake", "--cores", "1", *args]
+    done = subprocess.run(command, cwd=workdir, capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_a_dry_run_evaluates_the_params_of_one_job_per_rule_not_of_every_job_and_a_run_still_gets_them(tmp_path):
+    unpatched = _params_workflow(tmp_path / "unpatched")
+    _snakemake(unpatched, "-n", "--config", "patched=False")
+    # Snakemake's own dry run evaluates every job's params (for its conda env and script path, which ignore them)
+    assert sorted((unpatched / "params-evaluated.txt").read_text().split()) == ["a", "b", "c"]
+    patched = _params_workflow(tmp_path / "patched")
+    _snakemake(patched, "-n", "--config", "patched=True")
+    # the one left: the rule's script check (check_each_script_once) reads its first job's params
+    assert len((patched / "params-evaluated.txt").read_text().split()) == 1
+    _snakemake(patched, "--config", "patched=True")
+    assert [(patched / f"out/{n}.txt").read_text() for n in "abc"] == ["a", "b", "c"]
+
+
+def test_a_file_without_flags_is_printed_as_its_path_and_a_flagged_one_as_snakemake_prints_it():
+    from snakemake.io import IOFile, directory, pipe, temp
+    from snakemake.io import fmt as fmt_module
+
+    dag_speed.plain_files_printed_plainly()
+    dag_speed.plain_files_printed_plainly()  # idempotent
+    printed, snakemakes = fmt_module.fmt_iofile, fmt_module.fmt_iofile.__wrapped__
+    assert not hasattr(snakemakes, "__wrapped__")
+    files = [IOFile("results/a.txt"), IOFile(temp("t.txt")), IOFile(directory("d")), IOFile(pipe("p")), "plain"]
+    for f in files:
+        for where in ({"as_input": True}, {"as_output": True}, {}):
+            assert printed(f, **where) == snakemakes(f, **where)
+    assert printed(IOFile(pipe("p")), as_output=True) == "p (pipe)"
+
+
+class _File:
+    def __init__(self, mtime=None, storage=False):
+        self.mtime_, self.is_storage = mtime, storage
+
+    async def exists(self):
+        return self.mtime_ is not None
+
+    async def mtime(self):
+        return SimpleNamespace(local_or_storage=lambda: self.mtime_)
+
+
+def test_the_oldest_output_time_read_file_by_file_equals_snakemakes_concurrent_answer():
+    from snakemake import jobs
+
+    dag_speed.local_output_times_in_turn()
+    dag_speed.local_output_times_in_turn()  # idempotent
+    in_turn, concurrent = jobs.Job.output_mintime.fget, jobs.Job.output_mintime.fget.__wrapped__
+    assert not hasattr(concurrent, "__wrapped__")
+    cases = [
+        ([_File(5.0), _File(3.0), _File(None)], None),
+        ([_File(5.0), _File(3.0)], _File(2.0)),
+        ([_File(5.0)], _File(9.0)),
+        ([_File(None)], _File(None)),
+        ([_File(None)], _File(4.0)),
+        ([], None),
+        ([_File(7.0, storage=True), _File(1.0)], None),
+    ]
+    for output, benchmark in cases:
+        job = SimpleNamespace(output=output, benchmark=benchmark)
+        assert asyncio.run(in_turn(job)) == asyncio.run(concurrent(job)), (output, benchmark)
+    assert re.search("asyncio task", inspect.getdoc(dag_speed.local_output_times_in_turn))

@@ -1,18 +1,34 @@
-"""DAG-build speed: Snakemake's per-job cost of our input functions, params and resources.
+"""DAG-build speed: Snakemake's per-job work that our workflow does not need, done once or not at all.
 
-Snakemake asks for the signature of every input function, params callable and resource callable each
-time it applies one, that is several times per job (``inspect.signature``: about a tenth of a dry run
-of the paper config with 64 backbones, benchmarks/dag_build.py). A function's signature does not
-change, so :func:`remember_function_signatures` makes Snakemake look each one up once. It replaces
-``get_function_params`` in the Snakemake modules that call it with a memoised copy (keyed by the
-function object; a callable that cannot be a dictionary key is looked up every time, as before).
+A dry run of a large study is Snakemake's per-job work (about 1.3 ms a job, benchmarks/dag_build.py;
+our input functions, params and resources are a few per cent of it). Each patch below removes one
+piece of that work whose answer cannot differ, and is installed only on the Snakemake version it was
+written against (:data:`PINNED`, requirements.txt): on another one :func:`install` leaves Snakemake as
+it is and says so, since the patched internals may have changed.
+
+- :func:`remember_function_signatures`: the signature of every input function, params and resource
+  callable is looked up once, not several times per job (``inspect.signature``).
+- :func:`check_each_script_once`: a rule's ``script:`` without wildcards is checked to exist once per
+  rule, not once per job.
+- :func:`params_only_when_used`: a job's params are evaluated when something uses them (the job's
+  run, the params-changed rerun trigger, the script check of a rule's first job), not to expand a
+  conda env given as a path or a script path without ``{...}``, which ignore them. A params function
+  that raises for some jobs only is then reported when such a job runs, no longer by the dry run.
+- :func:`plain_files_printed_plainly`: the dry run prints a file without flags as its path without
+  asking it for each of the seven flags the printer knows.
+- :func:`local_output_times_in_turn`: a job's oldest output time is read file by file when its files
+  are local (answered from Snakemake's file inventory), not through one asyncio task per file.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable
 from typing import Any
+
+PINNED = "9.27.1"  # the snakemake of requirements.txt: the version these patches were written against
+log = logging.getLogger(__name__)
 
 # The Snakemake modules that import get_function_params by name (snakemake 9: common itself,
 # for get_input_function_aux_params; rules and jobs).
@@ -77,3 +93,123 @@ def check_each_script_once() -> None:
     process_job.checks_each_script_once = True
     process_job.__wrapped__ = per_job
     processor.process_job = process_job
+
+
+def params_only_when_used() -> None:
+    """Evaluate a job's params only where they are used (idempotent).
+
+    Snakemake evaluates them for every job at DAG build to pass them to ``Rule.expand_conda_env`` and to
+    ``format`` the script path, which ignore them for a conda env that is not a function and a script
+    path without ``{...}``: about a fifteenth of a large dry run.
+    """
+    from snakemake import jobs
+    from snakemake.sourcecache import LocalSourceFile, infer_source_file
+
+    job = jobs.Job
+    if getattr(job._path_to_source_file, "params_only_when_used", False):
+        return
+    conda_env_spec = job.conda_env_spec.fget
+    path_to_source_file = job._path_to_source_file
+
+    def plain_conda_env_spec(self):
+        if callable(self.rule._conda_env):  # a function of the params: Snakemake's own
+            return conda_env_spec(self)
+        if self._conda_env_spec is None:
+            self._conda_env_spec = self.rule.expand_conda_env(self.wildcards_dict)
+        return self._conda_env_spec
+
+    def plain_path_to_source_file(self, path):
+        if "{" in str(path) or "}" in str(path):
+            return path_to_source_file(self, path)
+        path = infer_source_file(str(path))  # what Snakemake does after formatting, for a path it leaves as is
+        if isinstance(path, LocalSourceFile) and self.rule.basedir:
+            path = self.rule.basedir.join(path)
+        return path
+
+    plain_path_to_source_file.params_only_when_used = True
+    plain_path_to_source_file.__wrapped__ = path_to_source_file
+    plain_conda_env_spec.__wrapped__ = conda_env_spec
+    job.conda_env_spec = property(plain_conda_env_spec)
+    job._path_to_source_file = plain_path_to_source_file
+
+
+def plain_files_printed_plainly() -> None:
+    """The dry run's job printer: a file without flags is its path (idempotent).
+
+    ``fmt_iofile`` asks every file for its storage flag and up to seven others before it prints it; for
+    a file with no flags at all every answer is no and the result is the path itself.
+    """
+    from snakemake import dag, jobs
+    from snakemake.io import _IOFile
+    from snakemake.io import fmt as fmt_module
+
+    if getattr(fmt_module.fmt_iofile, "__wrapped__", None):
+        return
+    flagged = fmt_module.fmt_iofile
+
+    def fmt_iofile(f, as_input: bool = False, as_output: bool = False) -> str:
+        if isinstance(f, _IOFile) and not f.flags:
+            return f"{f}"
+        return flagged(f, as_input=as_input, as_output=as_output)
+
+    fmt_iofile.__wrapped__ = flagged
+    for module in (fmt_module, jobs, dag):
+        if getattr(module, "fmt_iofile", None) is flagged:
+            module.fmt_iofile = fmt_iofile
+
+
+def local_output_times_in_turn() -> None:
+    """A job's oldest output time, file by file when no output or benchmark is in storage (idempotent).
+
+    Snakemake gathers the times of a job's outputs with one asyncio task each, for every job at DAG
+    build; a local file's existence and time come from its inventory (``IOCache``), so the tasks only
+    add their own cost (about a twentieth of a large dry run). Storage files keep the concurrent reads.
+    """
+    from snakemake import jobs
+
+    job = jobs.Job
+    concurrent = job.output_mintime.fget
+    if getattr(concurrent, "__wrapped__", None):
+        return
+
+    async def output_mintime(self):
+        benchmark = self.benchmark
+        if any(f.is_storage for f in self.output) or (benchmark and benchmark.is_storage):
+            return await concurrent(self)
+        times = [(await f.mtime()).local_or_storage() for f in self.output if await f.exists()]
+        oldest = min(times) if times else None
+        if benchmark and await benchmark.exists():
+            of_benchmark = (await benchmark.mtime()).local_or_storage()
+            return of_benchmark if oldest is None else min(oldest, of_benchmark)
+        return oldest
+
+    output_mintime.__wrapped__ = concurrent
+    job.output_mintime = property(output_mintime)
+
+
+PATCHES = (
+    remember_function_signatures,
+    check_each_script_once,
+    params_only_when_used,
+    plain_files_printed_plainly,
+    local_output_times_in_turn,
+)
+
+
+def install(version: str | None = None) -> bool:
+    """Apply every patch when Snakemake is the pinned version; True when applied (idempotent)."""
+    if version is None:
+        import snakemake
+
+        version = snakemake.__version__
+    if version != PINNED:
+        log.warning(
+            "llm_retrieval.dag_speed: snakemake %s is not the pinned %s; its DAG-build patches are left out "
+            "(the plan is the same, only slower): check them against this version and update PINNED",
+            version,
+            PINNED,
+        )
+        return False
+    for patch in PATCHES:
+        patch()
+    return True

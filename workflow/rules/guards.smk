@@ -3,12 +3,11 @@
 # always works).
 
 
-# Each input function's signature looked up once, and each rule's script checked once, not per job
+# Snakemake's per-job work that this workflow does not need, skipped on the pinned Snakemake
 # (llm_retrieval/dag_speed.py: the DAG build of a large study).
-from llm_retrieval.dag_speed import check_each_script_once, remember_function_signatures
+from llm_retrieval import dag_speed
 
-remember_function_signatures()
-check_each_script_once()
+dag_speed.install()
 
 
 # A head killed with SIGKILL leaves Snakemake's lock behind: reclaim it, so that
