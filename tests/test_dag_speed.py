@@ -287,3 +287,50 @@ def test_the_oldest_output_time_read_file_by_file_equals_snakemakes_concurrent_a
         job = SimpleNamespace(output=output, benchmark=benchmark)
         assert asyncio.run(in_turn(job)) == asyncio.run(concurrent(job)), (output, benchmark)
     assert re.search("asyncio task", inspect.getdoc(dag_speed.local_output_times_in_turn))
+
+
+def test_nested_paths_are_found_by_their_components_as_commonpath_compares_them():
+    assert not dag_speed.has_nested_paths(["results/a/x.txt", "results/a/y.txt", "results/ab"], "/w")
+    assert dag_speed.has_nested_paths(["results/a", "results/a/x.txt"], "/w")
+    assert dag_speed.has_nested_paths(["results/./a", "/w/results/a/x/y.txt"], "/w")  # made absolute, '.' dropped
+    assert not dag_speed.has_nested_paths(["results/a", "/w/results/a"], "/w")  # the same path twice: not nested
+    assert not dag_speed.has_nested_paths(["results/a/b", "results/ab/c"], "/w")  # a prefix of the name only
+    assert dag_speed.path_parts("x//y/./z", "/w") == ("w", "x", "y", "z")
+
+
+NESTED_SNAKEFILE = """
+from llm_retrieval import dag_speed
+
+dag_speed.install()
+
+
+rule all:
+    input:
+        "out/folder",
+        "out/folder/inside.txt",
+
+
+rule folder:
+    output:
+        directory("out/folder"),
+    shell:
+        "mkdir -p {output}"
+
+
+rule inside:
+    output:
+        "out/folder/inside.txt",
+    shell:
+        "touch {output}"
+"""
+
+
+def test_an_output_inside_another_jobs_output_folder_is_still_snakemakes_error(tmp_path):
+    (tmp_path / "Snakefile").write_text(NESTED_SNAKEFILE)
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat/Snakefile").write_text(NESTED_SNAKEFILE.replace("out/folder/inside.txt", "out/beside.txt"))
+    command = [sys.executable, "-m", "snakemake", "-n", "--cores", "1"]
+    nested = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=300)
+    assert nested.returncode != 0 and "ChildIOException" in nested.stdout + nested.stderr
+    flat = subprocess.run(command, cwd=tmp_path / "flat", capture_output=True, text=True, check=False, timeout=300)
+    assert flat.returncode == 0, flat.stderr[-2000:]

@@ -18,6 +18,9 @@ it is and says so, since the patched internals may have changed.
   asking it for each of the seven flags the printer knows.
 - :func:`local_output_times_in_turn`: a job's oldest output time is read file by file when its files
   are local (answered from Snakemake's file inventory), not through one asyncio task per file.
+- :func:`nested_outputs_looked_up`: the check that no output lies inside another job's output folder
+  first looks each output's parent folders up among the outputs (a set), and sorts every output path
+  only when one is found, to raise Snakemake's own error.
 """
 
 from __future__ import annotations
@@ -187,12 +190,51 @@ def local_output_times_in_turn() -> None:
     job.output_mintime = property(output_mintime)
 
 
+def path_parts(path: str, cwd: str) -> tuple[str, ...]:
+    """The components ``os.path.commonpath`` compares, of ``path`` made absolute as ``Path.absolute`` does
+    (no ``..`` resolved): empty and ``.`` components dropped."""
+    absolute = path if path.startswith("/") else f"{cwd}/{path}"
+    return tuple(part for part in absolute.split("/") if part and part != ".")
+
+
+def has_nested_paths(paths, cwd: str) -> bool:
+    """True when one of ``paths`` lies inside another (one's components begin with the other's)."""
+    parts = {path_parts(str(p), cwd) for p in paths}
+    return any(each[:n] in parts for each in parts for n in range(1, len(each)))
+
+
+def nested_outputs_looked_up() -> None:
+    """``DAG.check_directory_outputs`` sorts only when an output lies inside another (idempotent).
+
+    Snakemake sorts every output's absolute path with its job and compares neighbours, for every plan:
+    about a fifteenth of a large dry run. It can only raise when some output lies inside another one,
+    which a set of path components answers; only then is Snakemake's own check run (and its error raised).
+    """
+    import os
+
+    import snakemake.api  # noqa: F401  (imports snakemake.dag without its circular import)
+    from snakemake import dag
+
+    sorting = dag.DAG.check_directory_outputs
+    if getattr(sorting, "__wrapped__", None):
+        return
+
+    def check_directory_outputs(self):
+        if has_nested_paths((f for job in self.jobs for f in job.output), os.getcwd()):
+            return sorting(self)
+        return None
+
+    check_directory_outputs.__wrapped__ = sorting
+    dag.DAG.check_directory_outputs = check_directory_outputs
+
+
 PATCHES = (
     remember_function_signatures,
     check_each_script_once,
     params_only_when_used,
     plain_files_printed_plainly,
     local_output_times_in_turn,
+    nested_outputs_looked_up,
 )
 
 
