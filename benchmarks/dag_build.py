@@ -57,10 +57,11 @@ def dry_run(tree: Path, configfile: Path) -> tuple[float, float, int]:
     done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
     cpu = _children_cpu() - cpu_before
-    if done.returncode != 0 and "MissingInputException" in done.stderr and stand_in_local_data(tree, configfile):
+    missing_input = "MissingInputException" in done.stdout + done.stderr
+    if done.returncode != 0 and missing_input and stand_in_local_data(tree, configfile):
         return dry_run(tree, configfile)  # an older tree: its plan needs the hand-fetched files present
     if done.returncode != 0:
-        raise SystemExit(f"snakemake -n failed in {tree} with {configfile}:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"snakemake -n failed in {tree} with {configfile}:\n{(done.stdout + done.stderr)[-3000:]}")
     total = re.search(r"^total\s+(\d+)", done.stdout + done.stderr, re.MULTILINE)
     return seconds, cpu, int(total.group(1)) if total else -1
 
