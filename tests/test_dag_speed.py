@@ -334,3 +334,22 @@ def test_an_output_inside_another_jobs_output_folder_is_still_snakemakes_error(t
     assert nested.returncode != 0 and "ChildIOException" in nested.stdout + nested.stderr
     flat = subprocess.run(command, cwd=tmp_path / "flat", capture_output=True, text=True, check=False, timeout=300)
     assert flat.returncode == 0, flat.stderr[-2000:]
+
+
+def test_the_planning_process_collects_garbage_less_often_and_not_at_exit_and_a_higher_setting_is_kept():
+    code = (
+        "import atexit, gc\n"
+        "from llm_retrieval import dag_speed\n"
+        "gc.set_threshold(700, 10, 10)\n"
+        "registered = []\n"
+        "atexit.register = lambda f: registered.append(f)\n"
+        "dag_speed.install('9.0.0')\n"  # on any version: no Snakemake internals involved
+        "dag_speed.fewer_garbage_collections()\n"  # idempotent
+        "assert gc.get_threshold() == (dag_speed.GC_YOUNG_THRESHOLD, 10, 10), gc.get_threshold()\n"
+        "assert registered == [gc.freeze], registered\n"
+        "gc.set_threshold(10**6, 5, 5)\n"
+        "dag_speed.fewer_garbage_collections()\n"
+        "assert gc.get_threshold() == (10**6, 5, 5)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr

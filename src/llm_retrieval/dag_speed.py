@@ -21,16 +21,22 @@ it is and says so, since the patched internals may have changed.
 - :func:`nested_outputs_looked_up`: the check that no output lies inside another job's output folder
   first looks each output's parent folders up among the outputs (a set), and sorts every output path
   only when one is found, to raise Snakemake's own error.
+
+And one that is no patch, installed on any version: :func:`fewer_garbage_collections`.
 """
 
 from __future__ import annotations
 
+import atexit
+import gc
 import importlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
 PINNED = "9.27.1"  # the snakemake of requirements.txt: the version these patches were written against
+# Net allocations between two collections of the youngest generation (Python's default: 700).
+GC_YOUNG_THRESHOLD = 50_000
 log = logging.getLogger(__name__)
 
 # The Snakemake modules that import get_function_params by name (snakemake 9: common itself,
@@ -228,6 +234,25 @@ def nested_outputs_looked_up() -> None:
     dag.DAG.check_directory_outputs = check_directory_outputs
 
 
+def fewer_garbage_collections() -> None:
+    """Collect cyclic garbage after every GC_YOUNG_THRESHOLD net allocations, not 700 (never lowers it),
+    and not at all once the interpreter exits (idempotent).
+
+    Planning allocates millions of objects that live until the end (jobs, files, name lists); with
+    Python's default the collector runs about 1,400 times in luo2024's dry run, 9 of them over every
+    object: a quarter of its CPU time; after this, 25 times and never over the oldest generation. At
+    exit the interpreter then collected over all of them again (1.6 s of luo2024's dry run, after the
+    plan was printed); ``gc.freeze`` at exit (an ``atexit`` handler) leaves them to the process's end.
+    Garbage without cycles is freed at once as before; cycles wait a little longer (a few MB at most).
+    """
+    young, *older = gc.get_threshold()
+    if young < GC_YOUNG_THRESHOLD:
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *older)
+    if not getattr(fewer_garbage_collections, "freezes_at_exit", False):
+        atexit.register(gc.freeze)
+        fewer_garbage_collections.freezes_at_exit = True
+
+
 PATCHES = (
     remember_function_signatures,
     check_each_script_once,
@@ -239,7 +264,9 @@ PATCHES = (
 
 
 def install(version: str | None = None) -> bool:
-    """Apply every patch when Snakemake is the pinned version; True when applied (idempotent)."""
+    """Apply every patch when Snakemake is the pinned version; True when applied (idempotent). The
+    garbage-collection setting is applied on any version."""
+    fewer_garbage_collections()
     if version is None:
         import snakemake
 
