@@ -343,8 +343,12 @@ def test_the_planning_process_collects_garbage_less_often_and_not_at_exit_and_a_
         "gc.set_threshold(700, 10, 10)\n"
         "registered = []\n"
         "atexit.register = lambda f: registered.append(f)\n"
+        "assert gc.get_freeze_count() == 0\n"
         "dag_speed.install('9.0.0')\n"  # on any version: no Snakemake internals involved
+        "frozen = gc.get_freeze_count()\n"
+        "assert frozen > 0\n"  # what exists at the start is never examined again
         "dag_speed.fewer_garbage_collections()\n"  # idempotent
+        "assert gc.get_freeze_count() == frozen\n"
         "assert gc.get_threshold() == (dag_speed.GC_YOUNG_THRESHOLD, 10, 10), gc.get_threshold()\n"
         "assert registered == [gc.freeze], registered\n"
         "gc.set_threshold(10**6, 5, 5)\n"

@@ -236,19 +236,22 @@ def nested_outputs_looked_up() -> None:
 
 def fewer_garbage_collections() -> None:
     """Collect cyclic garbage after every GC_YOUNG_THRESHOLD net allocations, not 700 (never lowers it),
-    and not at all once the interpreter exits (idempotent).
+    never over what exists when it is called (Snakemake's and the workflow's modules), and not at all
+    once the interpreter exits (idempotent).
 
     Planning allocates millions of objects that live until the end (jobs, files, name lists); with
     Python's default the collector runs about 1,400 times in luo2024's dry run, 9 of them over every
-    object: a quarter of its CPU time; after this, 25 times and never over the oldest generation. At
-    exit the interpreter then collected over all of them again (1.6 s of luo2024's dry run, after the
-    plan was printed); ``gc.freeze`` at exit (an ``atexit`` handler) leaves them to the process's end.
-    Garbage without cycles is freed at once as before; cycles wait a little longer (a few MB at most).
+    object: a quarter of its CPU time; after this, about 15 times and never over the oldest generation.
+    At exit the interpreter then collected over all of them again (1.6 s of luo2024's dry run, after the
+    plan was printed): ``gc.freeze`` at exit (an ``atexit`` handler) leaves them to the process's end.
+    Garbage without cycles is freed at once as before; cycles wait a little longer (a few MB at most),
+    and one among the objects frozen at the start is never collected.
     """
     young, *older = gc.get_threshold()
     if young < GC_YOUNG_THRESHOLD:
         gc.set_threshold(GC_YOUNG_THRESHOLD, *older)
     if not getattr(fewer_garbage_collections, "freezes_at_exit", False):
+        gc.freeze()  # the imported modules and the parsed workflow: never examined again
         atexit.register(gc.freeze)
         fewer_garbage_collections.freezes_at_exit = True
 
