@@ -98,7 +98,7 @@ def submissions(output):
 
 
 def slurm_states(job_ids):
-    """{job id: state} from squeue (finished jobs stay listed: .ci/slurm-up sets MinJobAge=0)."""
+    """{job id: state} from squeue (finished jobs stay listed a day: .ci/slurm-up sets MinJobAge)."""
     out = subprocess.run(
         ["squeue", "-h", "--states=all", "-o", "%i|%T", "-j", ",".join(job_ids)],
         capture_output=True,
